@@ -1,0 +1,37 @@
+"""Shared fixtures: every test gets a private runtime directory, and fails if it leaves a
+child process, a thread or a registry entry behind."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Short, so ipc paths below it stay within the 107-byte socket path limit.
+    with tempfile.TemporaryDirectory(prefix="wool-test-") as path:
+        monkeypatch.setenv("WOOL_RUNTIME_DIR", path)
+        yield Path(path)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(runtime_dir: Path) -> Iterator[None]:
+    threads_before = set(threading.enumerate())
+    yield
+    me = psutil.Process()
+    children = [c for c in me.children(recursive=True) if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    for child in children:
+        child.kill()
+    psutil.wait_procs(children, timeout=5)
+    leaked_threads = [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    registry = runtime_dir / "registry"
+    entries = sorted(p.name for p in registry.iterdir()) if registry.exists() else []
+    assert not children, f"test left child processes behind: {[c.pid for c in children]}"
+    assert not leaked_threads, f"test left threads behind: {leaked_threads}"
+    assert not entries, f"test left registry files behind: {entries}"

@@ -1,0 +1,143 @@
+"""Test tools: an `Observer` that routines report to over loopback TCP (how a test sees what
+happened inside a worker, and how it holds routines at a gate, without sleeping), and
+`CliWorker`, a worker started by hand with `python -m wool.worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Observer:
+    """A loopback server collecting events that routines `report`, and releasing routines
+    waiting at a `gate` when the test says so."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self._changed = asyncio.Condition()
+        self._gates: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._server: asyncio.Server | None = None
+        self.address = ""
+
+    async def __aenter__(self) -> Observer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.address = f"{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for gate in self._gates.values():
+            gate.set()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = (await reader.readline()).decode().rstrip("\n")
+            kind, _, text = line.partition(" ")
+            if kind == "gate":
+                await self._record(f"at {text}")
+                await self._gates[text].wait()
+                writer.write(b"go\n")
+                await writer.drain()
+            elif kind == "event":
+                await self._record(text)
+                writer.write(b"ok\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _record(self, event: str) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def open(self, gate: str) -> None:
+        self._gates[gate].set()
+
+    async def wait_for(self, event: str, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until `event` was reported `count` times."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.events.count(event) >= count)
+
+    async def wait_matching(self, pattern: str, timeout: float = 20.0) -> str:
+        """Wait for an event matching the regex `pattern`, and return it."""
+        rx = re.compile(pattern)
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: any(rx.fullmatch(e) for e in self.events))
+        return next(e for e in self.events if rx.fullmatch(e))
+
+
+async def read_line(stream: object, timeout: float = 30.0) -> str:
+    """One line from a subprocess pipe, read on the loop (no threads)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+    try:
+        return (await asyncio.wait_for(reader.readline(), timeout)).decode()
+    finally:
+        transport.pause_reading()
+
+
+class CliWorker:
+    """`python -m wool.worker ...` as a user would start it; waits for its start-up line."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.endpoint = ""
+        self.id = ""
+
+    async def __aenter__(self) -> CliWorker:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wool.worker", *self.args], stdout=subprocess.PIPE, env=env, cwd=REPO
+        )
+        assert self.proc.stdout is not None
+        line = await read_line(self.proc.stdout)
+        match = re.match(r"wool worker (\w+) listening on (\S+) \(pid (\d+)\)", line)
+        if match is None:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"worker did not start: {line!r}")
+        self.id, self.endpoint = match.group(1), match.group(2)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        """Wait for exit without blocking the loop (a test's routines may still be running)."""
+        assert self.proc is not None
+        proc = self.proc
+        async with asyncio.timeout(timeout):
+            while proc.poll() is None:
+                await asyncio.sleep(0.02)  # polling a pid: there is no event to wait on portably
+        return proc.returncode
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()

@@ -1,0 +1,215 @@
+"""Routines the multi-process tests dispatch: an importable module, so workers import them by
+reference (tests of routines defined in `__main__` run scripts instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, AsyncIterator
+
+import wool
+
+
+async def report(address: str, event: str) -> None:
+    """Tell the test's `Observer` that `event` happened (and wait until it was recorded)."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"event {event}\n".encode())
+    await writer.drain()
+    await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def gate(address: str, name: str) -> None:
+    """Wait until the test opens gate `name`."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"gate {name}\n".encode())
+    await writer.drain()
+    await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+
+
+class Oops(Exception):
+    """An exception with an extra attribute and a custom constructor."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message, code)
+        self.code = code
+
+
+@wool.routine
+async def add(x: int, y: int) -> int:
+    """Add two numbers on a worker."""
+    return x + y
+
+
+@wool.routine
+async def echo(value: Any) -> Any:
+    return value
+
+
+@wool.routine
+async def pid() -> int:
+    return os.getpid()
+
+
+@wool.routine
+async def mutate(items: list[int]) -> list[int]:
+    items.append(99)
+    return items
+
+
+@wool.routine
+async def apply(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+@wool.routine
+async def fail(message: str, code: int = 7) -> None:
+    try:
+        raise KeyError("inner")
+    except KeyError as e:
+        raise Oops(message, code) from e
+
+
+@wool.routine
+async def raise_base(kind: str) -> None:
+    raise {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit, "GeneratorExit": GeneratorExit}[kind]("bye")
+
+
+@wool.routine
+async def raise_cancelled() -> None:
+    raise asyncio.CancelledError()
+
+
+@wool.routine
+async def unpicklable_result() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+@wool.routine
+async def wait_at(address: str, name: str) -> str:
+    """Report arrival, wait at a gate; report cancellation or completion."""
+    try:
+        await gate(address, name)
+    except asyncio.CancelledError:
+        await report(address, f"cancelled {name}")
+        raise
+    await report(address, f"done {name}")
+    return name
+
+
+@wool.routine
+async def block(address: str, name: str) -> None:
+    """Report that it runs, then wait forever (until cancelled or the worker dies)."""
+    try:
+        await report(address, f"running {name} {os.getpid()}")
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        await report(address, f"cancelled {name}")
+        raise
+
+
+@wool.routine
+async def exit_now(code: int = 3) -> None:
+    os._exit(code)
+
+
+@wool.routine
+async def fib(n: int) -> int:
+    if n < 2:
+        return n
+    async with asyncio.TaskGroup() as tg:
+        a = tg.create_task(fib(n - 1))
+        b = tg.create_task(fib(n - 2))
+    return a.result() + b.result()
+
+
+@wool.routine
+async def pids_of_nested(count: int) -> list[int]:
+    """The pids of `count` nested calls: which peers a worker dispatches to."""
+    return list(await asyncio.gather(*(pid() for _ in range(count))))
+
+
+@wool.routine
+async def countdown(n: int, address: str = "") -> AsyncIterator[int]:
+    try:
+        for i in range(n, 0, -1):
+            if address:
+                await report(address, f"step {i}")
+            yield i
+    finally:
+        if address:
+            await report(address, "finally")
+
+
+@wool.routine
+async def accumulate() -> AsyncIterator[int]:
+    """Yields the running total of the values sent to it."""
+    total = 0
+    while True:
+        value = yield total
+        if value is not None:
+            total += value
+
+
+@wool.routine
+async def resilient(address: str = "") -> AsyncIterator[str]:
+    """Yields 'ready'; an exception thrown in is caught and its repr yielded back."""
+    try:
+        message = "ready"
+        while True:
+            try:
+                yield message
+            except ValueError as e:
+                message = f"caught {e}"
+    finally:
+        if address:
+            await report(address, "finally")
+
+
+@wool.routine
+async def fail_after(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+    raise Oops("after yields", n)
+
+
+@wool.routine
+async def gen_wait_at(address: str, name: str) -> AsyncIterator[int]:
+    try:
+        yield 1
+        await gate(address, name)
+        yield 2
+    except asyncio.CancelledError:
+        await report(address, f"cancelled {name}")
+        raise
+
+
+class Calculator:
+    def __init__(self, base: int) -> None:
+        self.base = base
+
+    @wool.routine
+    async def plus(self, x: int) -> int:
+        return self.base + x
+
+    @staticmethod
+    @wool.routine
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @wool.routine
+    @staticmethod
+    async def triple(x: int) -> int:
+        return 3 * x
+
+    @classmethod
+    @wool.routine
+    async def name(cls) -> str:
+        return cls.__name__

@@ -1,0 +1,49 @@
+"""wool: async routines that run on a ZeroMQ peer mesh with the semantics of local asyncio.
+
+    @wool.routine
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with wool.WorkerPool(size=4):
+        await add(1, 2)
+"""
+
+from ._errors import (
+    DispatchError,
+    NoPoolError,
+    NoWorkersAvailable,
+    RemoteBaseException,
+    RemoteError,
+    SerializationError,
+    WoolError,
+    WorkerLost,
+    WorkerStartError,
+)
+from ._loadbalancer import Candidate, LoadBalancer, RoundRobin
+from ._pool import WorkerPool
+from ._routine import routine
+from .discovery import Discovery, DiscoveryError, DiscoveryEvent, LocalDiscovery, WorkerInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Candidate",
+    "Discovery",
+    "DiscoveryError",
+    "DiscoveryEvent",
+    "DispatchError",
+    "LoadBalancer",
+    "LocalDiscovery",
+    "NoPoolError",
+    "NoWorkersAvailable",
+    "RemoteBaseException",
+    "RemoteError",
+    "RoundRobin",
+    "SerializationError",
+    "WoolError",
+    "WorkerInfo",
+    "WorkerLost",
+    "WorkerPool",
+    "WorkerStartError",
+    "routine",
+]

@@ -1,0 +1,184 @@
+"""The caller's side of one worker: a DEALER socket that multiplexes calls by call id.
+
+Theory of operation. A `Connection` owns one DEALER connected to one worker incarnation and a
+monitor socket that reports the ZMTP handshake and disconnections. Every request that expects
+a reply registers a future under its call id; the reply resolves it (`_on_reply`). A
+generator call keeps its id for all its steps, with at most one step pending at a time.
+
+Liveness: the handshake marks the connection usable; a disconnection (the worker's process
+died, or ZeroMQ heartbeats timed out) fails every pending future with `WorkerLost`, after
+first delivering any reply that had already arrived. A call is never re-sent: IMMEDIATE=1
+keeps requests from queueing for a peer that is not connected, and the worker's incarnation
+id in each call stops a restarted worker on the same endpoint from running it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from . import protocol as p
+from ._errors import DispatchError, WorkerLost
+from ._transport import SocketDriver, context
+from .discovery import WorkerInfo
+
+log = logging.getLogger("wool.connection")
+
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+HWM = 10_000
+
+_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+class Connection:
+    """One DEALER to one worker; all of this process's calls to it share the socket."""
+
+    def __init__(self, worker: WorkerInfo, on_lost: Callable[[Connection], None] | None = None) -> None:
+        self.worker = worker
+        self._on_lost = on_lost
+        self._pending: dict[int, tuple[asyncio.Future[p.Reply], bool, p.Kind]] = {}
+        self._ids = itertools.count(1)
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.lost: WorkerLost | None = None
+        sock = context().socket(zmq.DEALER)
+        for opt, value in (
+            (zmq.LINGER, 0),
+            (zmq.IMMEDIATE, 1),
+            (zmq.SNDHWM, HWM),
+            (zmq.RCVHWM, HWM),
+            (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
+            (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
+            (zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS),
+        ):
+            sock.setsockopt(opt, value)
+        monitor = sock.get_monitor_socket(_MONITORED)
+        self._monitor = SocketDriver(monitor, self._on_event)
+        self._driver = SocketDriver(sock, self._on_reply)
+        try:
+            sock.connect(worker.endpoint)
+        except zmq.ZMQError as e:
+            self.close()
+            raise WorkerLost(f"cannot connect to worker {worker.id} at {worker.endpoint}: {e}") from None
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost else "connected" if self.connected.done() else "connecting"
+        return f"<Connection {self.worker.id[:8]} {self.worker.endpoint} {state} pending={len(self._pending)}>"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def new_call_id(self) -> int:
+        return next(self._ids)
+
+    def request(self, msg: p.Request, generator: bool) -> asyncio.Future[p.Reply]:
+        """Send `msg` and return the future of its reply. Raises `WorkerLost` if the worker
+        is already known to be gone (nothing is sent)."""
+        if self.lost is not None:
+            raise WorkerLost(str(self.lost))
+        future: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[msg.call_id] = (future, generator, msg.kind)
+        self._driver.send(p.encode(msg))
+        return future
+
+    def reattach(self, call_id: int) -> asyncio.Future[p.Reply]:
+        """A fresh future for the reply still pending on `call_id` (after the caller's own
+        future was cancelled): how a cancelled caller waits for the worker to finish."""
+        future: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
+        entry = self._pending.get(call_id)
+        if entry is None or self.lost is not None:
+            future.set_exception(self.lost or WorkerLost("no reply pending"))
+        else:
+            self._pending[call_id] = (future, entry[1], entry[2])
+        return future
+
+    def forget(self, call_id: int) -> None:
+        """Stop waiting for `call_id`'s reply."""
+        self._pending.pop(call_id, None)
+
+    def notify(self, msg: p.Request) -> None:
+        """Send a request that has no reply of its own (`Cancel`)."""
+        if self.lost is None:
+            self._driver.send(p.encode(msg))
+
+    def cancel_all(self) -> None:
+        """Cancel every pending call, on the worker and for its local waiter."""
+        for call_id, (future, _, _) in list(self._pending.items()):
+            self._driver.send(p.encode(p.Cancel(call_id)))
+            future.cancel()
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Close the sockets. Pending calls are cancelled on the worker (sent with a short
+        linger so the cancels leave) and locally."""
+        if self._driver.closed:
+            return
+        if self.lost is None:
+            self.lost = WorkerLost(f"connection to worker {self.worker.id} was closed")
+        had_pending = bool(self._pending)
+        self.cancel_all()
+        self._driver.socket.disable_monitor()
+        self._monitor.close()
+        self._driver.close(linger=200 if had_pending else 0)
+        if not self.connected.done():
+            self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id} closed"))
+            self.connected.exception()  # retrieved: nobody may be waiting
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            msg = p.decode(frames)
+        except p.ProtocolError as e:
+            entry = self._pending.pop(e.call_id, None) if e.call_id is not None else None
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
+            log.warning("malformed reply from worker %s: %s", self.worker.id, e)
+            return
+        entry = self._pending.get(msg.call_id)
+        if entry is None:
+            log.debug("reply for unknown call %d from worker %s", msg.call_id, self.worker.id)
+            return
+        future, generator, request = entry
+        del self._pending[msg.call_id]
+        if future.done():
+            return
+        if p.legal_reply(generator, request, msg.kind):
+            future.set_result(msg)  # type: ignore[arg-type]
+        else:
+            future.set_exception(
+                DispatchError(f"worker {self.worker.id} answered {request.name.lower()} with {msg.kind.name.lower()}")
+            )
+
+    def _on_event(self, frames: list[bytes]) -> None:
+        event = parse_monitor_message(frames)["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if not self.connected.done():
+                self.connected.set_result(None)
+        elif event == zmq.EVENT_DISCONNECTED:
+            self._declare_lost(f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint} was lost")
+
+    def _declare_lost(self, reason: str) -> None:
+        if self.lost is not None:
+            return
+        self._driver.drain()  # replies that arrived before the disconnection still count
+        self.lost = WorkerLost(reason)
+        log.info("%s with %d calls in flight", reason, len(self._pending))
+        pending, self._pending = self._pending, {}
+        for future, _, _ in pending.values():
+            if not future.done():
+                future.set_exception(WorkerLost(reason))
+        if not self.connected.done():
+            self.connected.set_exception(WorkerLost(reason))
+            self.connected.exception()
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def mark_lost(self, reason: str) -> None:
+        """Declare the worker gone from outside (its process exited, discovery dropped it)."""
+        self._declare_lost(reason)

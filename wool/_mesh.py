@@ -1,0 +1,147 @@
+"""The workers this process can dispatch to, kept in step with discovery.
+
+Both a caller's `WorkerPool` and every worker use a `Mesh`: that is what makes the mesh flat
+(a routine on a worker dispatches nested routines exactly as the caller does). A `Mesh` holds
+one `Connection` per worker incarnation; a connection joins the rotation once its handshake
+completes and leaves it when its worker is lost or withdrawn. Choosing is synchronous (the
+load balancer decides); only waiting for a first worker to connect awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from ._connection import Connection
+from ._errors import NoWorkersAvailable, WorkerLost
+from ._loadbalancer import LoadBalancer, RoundRobin
+from .discovery import Discovery, WorkerInfo
+
+log = logging.getLogger("wool.mesh")
+
+WATCH_RETRY_DELAY = 1.0
+
+
+class Mesh:
+    """Connections to the workers of one discovery namespace (or a fixed set)."""
+
+    def __init__(
+        self,
+        discovery: Discovery | None = None,
+        balancer: LoadBalancer | None = None,
+        *,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.discovery = discovery
+        self.balancer: LoadBalancer = balancer or RoundRobin()
+        self.connect_timeout = connect_timeout
+        self._connections: dict[str, Connection] = {}
+        self._ready: list[Connection] = []
+        self._lost: set[str] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.closed = False
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        """The workers currently in rotation."""
+        return [c.worker for c in self._ready]
+
+    def add(self, worker: WorkerInfo) -> Connection | None:
+        """Connect to `worker` unless already connected or known lost. Idempotent."""
+        if self.closed or worker.id in self._lost:
+            return None
+        conn = self._connections.get(worker.id)
+        if conn is not None:
+            return conn
+        try:
+            conn = Connection(worker, on_lost=self._on_lost)
+        except WorkerLost as e:
+            log.warning("skipping worker: %s", e)
+            return None
+        self._connections[worker.id] = conn
+        conn.connected.add_done_callback(lambda f, c=conn: self._on_connected(c, f))
+        return conn
+
+    def retire(self, worker_id: str) -> None:
+        """Stop choosing a worker that left discovery. Calls in flight on it may still finish
+        (a worker withdraws before it stops); its connection closes once idle, or fails
+        them with `WorkerLost` when the worker goes away."""
+        conn = self._connections.get(worker_id)
+        if conn is None:
+            return
+        if conn in self._ready:
+            self._ready.remove(conn)
+        if conn.in_flight == 0:
+            del self._connections[worker_id]
+            conn.close()
+
+    async def wait_connected(self, workers: Iterable[WorkerInfo], timeout: float) -> None:
+        """Wait until each of `workers` has connected or is known lost."""
+        futures = [c.connected for w in workers if (c := self._connections.get(w.id)) is not None]
+        if futures:
+            await asyncio.wait(futures, timeout=timeout)
+
+    def start_watching(self) -> None:
+        if self.discovery is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(self.discovery))
+
+    async def choose(self) -> Connection:
+        """A live worker's connection, chosen by the load balancer. If none is live yet but
+        some are connecting, wait (up to `connect_timeout`) for the first."""
+        if self._ready:
+            return self.balancer.choose(self._ready)
+        if self.closed:
+            raise NoWorkersAvailable("the pool is closed")
+        deadline = asyncio.get_running_loop().time() + self.connect_timeout
+        while not self._ready:
+            connecting = [c.connected for c in self._connections.values() if not c.connected.done()]
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not connecting or remaining <= 0:
+                raise NoWorkersAvailable(self._describe_empty())
+            await asyncio.wait(connecting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        return self.balancer.choose(self._ready)
+
+    def _describe_empty(self) -> str:
+        where = f" in {self.discovery!r}" if self.discovery is not None else ""
+        lost = f" ({len(self._lost)} lost)" if self._lost else ""
+        return f"no live workers{where}{lost}"
+
+    async def close(self) -> None:
+        """Stop following discovery and close every connection, cancelling their calls."""
+        self.closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        for conn in list(self._connections.values()):
+            conn.close()
+        self._connections.clear()
+        self._ready.clear()
+
+    def _on_connected(self, conn: Connection, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is None and conn.lost is None:
+            self._ready.append(conn)
+            log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
+
+    def _on_lost(self, conn: Connection) -> None:
+        self._lost.add(conn.worker.id)
+        self._connections.pop(conn.worker.id, None)
+        if conn in self._ready:
+            self._ready.remove(conn)
+        conn.close()
+
+    async def _watch(self, discovery: Discovery) -> None:
+        while not self.closed:
+            try:
+                async for event in discovery.watch():
+                    if event.kind == "removed":
+                        self.retire(event.worker.id)
+                        self._lost.discard(event.worker.id)
+                    else:
+                        self.add(event.worker)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("watching %r failed; retrying", discovery)
+            await asyncio.sleep(WATCH_RETRY_DELAY)

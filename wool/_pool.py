@@ -1,0 +1,148 @@
+"""`WorkerPool`: spawn local workers, join discovered ones, and make them the current mesh.
+
+On entry the pool spawns its workers (all at once), waits for each one's handshake and
+connection, joins whatever its discovery already lists, and follows the namespace from then
+on. On exit it cancels calls still in flight, stops its workers (graceful, then forced),
+withdraws their registry entries and removes a private namespace: nothing is left behind,
+including when the body raised or was cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from contextvars import Token
+from types import TracebackType
+
+from ._context import current_mesh_var
+from ._errors import WorkerStartError
+from ._loadbalancer import LoadBalancer
+from ._mesh import Mesh
+from .discovery import Discovery, LocalDiscovery, WorkerInfo
+from .worker import WorkerConfig, WorkerProcess
+from .worker._config import DEFAULT_GRACE
+
+
+class WorkerPool:
+    """The workers that routine calls in this block dispatch to.
+
+    - `WorkerPool(size=N)` spawns N local worker processes (`WorkerPool()`: one per CPU).
+    - `WorkerPool(discovery=d)` spawns nothing and uses the workers `d` finds.
+    - `WorkerPool(size=N, discovery=d)` does both: its workers join `d`'s namespace.
+
+    Positional `tags` are published with the spawned workers. Entering raises
+    `WorkerStartError` if a worker fails to start (the others are stopped). Exiting cancels
+    calls still in flight and stops the spawned workers, waiting up to `grace` seconds for a
+    graceful exit before killing them.
+    """
+
+    def __init__(
+        self,
+        *tags: str,
+        size: int | None = None,
+        discovery: Discovery | None = None,
+        loadbalancer: LoadBalancer | None = None,
+        start_timeout: float = 60.0,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise TypeError(f"size must be an int, not {type(size).__name__}")
+        if size is not None and size < 0:
+            raise ValueError(f"size must not be negative, got {size}")
+        if discovery is not None and not isinstance(discovery, Discovery):
+            raise TypeError(f"discovery must implement wool.Discovery (publish, withdraw, workers, watch), got {discovery!r}")
+        if size is None and discovery is None:
+            size = os.cpu_count() or 1
+        if size == 0 and discovery is None:
+            raise ValueError("a pool with size=0 needs a discovery to find workers in")
+        for tag in tags:
+            if not isinstance(tag, str) or not tag:
+                raise TypeError(f"tags must be non-empty strings, got {tag!r}")
+        if loadbalancer is not None and not callable(getattr(loadbalancer, "choose", None)):
+            raise TypeError(f"loadbalancer must have a choose(candidates) method, got {loadbalancer!r}")
+        self.tags = frozenset(tags)
+        self.size = size or 0
+        self.discovery = discovery
+        self.loadbalancer = loadbalancer
+        self.start_timeout = start_timeout
+        self.grace = grace
+        self._namespace: Discovery | None = None
+        self._mesh: Mesh | None = None
+        self._processes: list[WorkerProcess] = []
+        self._token: Token[Mesh | None] | None = None
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        """The workers currently in rotation."""
+        return self._mesh.workers if self._mesh is not None else []
+
+    @property
+    def processes(self) -> list[WorkerProcess]:
+        """The worker processes this pool spawned."""
+        return list(self._processes)
+
+    async def __aenter__(self) -> WorkerPool:
+        if self._mesh is not None:
+            raise RuntimeError("this WorkerPool is already open")
+        self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
+        self._mesh = Mesh(self._namespace, self.loadbalancer)
+        try:
+            await self._start()
+        except BaseException:
+            await self._shutdown()
+            raise
+        self._token = current_mesh_var.set(self._mesh)
+        return self
+
+    async def _start(self) -> None:
+        assert self._mesh is not None and self._namespace is not None
+        config = WorkerConfig(
+            discovery=self._namespace,
+            tags=self.tags,
+            grace=self.grace,
+            sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
+        )
+        self._processes = [WorkerProcess(config) for _ in range(self.size)]
+        results = await asyncio.gather(*(w.start(self.start_timeout) for w in self._processes), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        infos = [r for r in results if isinstance(r, WorkerInfo)]
+        for info in infos:
+            self._mesh.add(info)
+        await self._mesh.wait_connected(infos, self.start_timeout)
+        if infos and not self._mesh.workers:
+            raise WorkerStartError("the pool's workers started but none accepted a connection")
+        if self.discovery is not None:
+            for info in await self.discovery.workers():
+                self._mesh.add(info)
+        self._mesh.start_watching()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            try:
+                current_mesh_var.reset(self._token)
+            except ValueError:  # exited in another context than it was entered in
+                current_mesh_var.set(None)
+            self._token = None
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        mesh, self._mesh = self._mesh, None
+        try:
+            if mesh is not None:
+                await mesh.close()
+        finally:
+            processes, self._processes = self._processes, []
+            await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
+            if self._namespace is not None:
+                for w in processes:
+                    if w.info is not None:  # a killed worker could not withdraw itself
+                        try:
+                            await self._namespace.withdraw(w.info)
+                        except Exception:
+                            pass

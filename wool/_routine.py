@@ -1,0 +1,234 @@
+"""`@wool.routine`: an `async def` or async generator that runs on a worker.
+
+Theory of operation. The decorator returns a genuine `async def` (or async generator
+function) with the decorated function's name, docstring and signature, so `inspect`, `help()`
+and frameworks that check `iscoroutinefunction` see what they expect; it also makes methods,
+static methods and class methods work by the ordinary descriptor rules. Awaiting the
+coroutine (or iterating the generator) is what dispatches: calling alone sends nothing.
+
+What travels is the wrapper itself, pickled once per process and cached by digest on both
+sides. cloudpickle pickles a wrapper defined in an importable module by reference and one
+defined in `__main__` or a closure by value; either way the worker unwraps it (`__wrapped__`)
+and runs the original function there, where nested routine calls dispatch to its peers.
+
+A generator's proxy is itself a local async generator, so Python enforces the local rules
+(no `asend` of a value before the first step, no concurrent steps, `aclose` of an unstarted
+generator sends nothing); each of its steps is one request and one reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import weakref
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, overload
+
+from . import protocol as p
+from ._connection import Connection
+from ._context import current_mesh
+from ._errors import DispatchError, SerializationError, WorkerLost
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Y = TypeVar("Y")
+S = TypeVar("S")
+
+_pickled: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+
+_NOT_RUN = (p.RejectReason.WRONG_WORKER, p.RejectReason.SHUTTING_DOWN)
+MAX_ATTEMPTS = 3  # for calls a worker refused before running them
+
+
+@overload
+def routine(fn: Callable[P, AsyncGenerator[Y, S]]) -> Callable[P, AsyncGenerator[Y, S]]: ...
+@overload
+def routine(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+def routine(fn: Any) -> Any:
+    """Make `fn` (an `async def` or async generator function) run on a worker of the current
+    `WorkerPool`. Raises `TypeError` at decoration time for anything else."""
+    if isinstance(fn, staticmethod):
+        return staticmethod(routine(fn.__func__))
+    if isinstance(fn, classmethod):
+        return classmethod(routine(fn.__func__))
+    if inspect.isasyncgenfunction(fn):
+        return _generator_routine(fn)
+    if inspect.iscoroutinefunction(fn):
+        return _coroutine_routine(fn)
+    raise TypeError(f"@wool.routine needs an `async def` or async generator function, not {fn!r}")
+
+
+def _coroutine_routine(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await _call(wrapper, args, kwargs)
+
+    return wrapper
+
+
+def _generator_routine(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        stream = _Stream(wrapper, args, kwargs)
+        try:
+            done, value = await stream.start()
+            while not done:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    await stream.close()
+                    raise
+                except BaseException as exc:
+                    done, value = await stream.step(p.Kind.THROW, exc)
+                else:
+                    done, value = await stream.step(p.Kind.SEND if sent is not None else p.Kind.NEXT, sent)
+        finally:
+            stream.abandon()
+
+    return wrapper
+
+
+def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
+    """(digest, pickle) of a routine, computed once per process."""
+    cached = _pickled.get(wrapper)
+    if cached is None:
+        try:
+            data = p.dumps(wrapper)[0]
+        except Exception as e:
+            raise SerializationError(f"routine {wrapper.__qualname__} could not be pickled: {e}") from e
+        assert isinstance(data, bytes)
+        cached = _pickled[wrapper] = (hashlib.blake2b(data, digest_size=16).digest(), data)
+    return cached
+
+
+def _dump(what: str, value: object) -> tuple[p.Frame, ...]:
+    try:
+        return p.dumps(value)
+    except Exception as e:
+        raise SerializationError(f"{what} could not be pickled: {type(e).__name__}: {e}") from e
+
+
+def _load(what: str, frames: tuple[p.Frame, ...]) -> Any:
+    try:
+        return p.loads(frames)
+    except Exception as e:
+        raise SerializationError(f"{what} could not be unpickled: {type(e).__name__}: {e}") from e
+
+
+def _outcome(name: str, reply: p.Reply) -> Any:
+    """The value of a `Return`/`Yield` reply, or raise what a `Raise`/`Reject` reports."""
+    if isinstance(reply, (p.Return, p.Yield)):
+        return _load(f"the value returned by {name}", reply.payload)
+    if isinstance(reply, p.Raise):
+        raise p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
+    if isinstance(reply, p.Reject):
+        raise DispatchError(f"worker rejected {name}: {reply.detail}")
+    raise DispatchError(f"unexpected {reply.kind.name.lower()} reply for {name}")
+
+
+async def _abandon(conn: Connection, call_id: int) -> None:
+    """After the caller was cancelled: cancel the remote call and wait for its last reply, so
+    the remote side has unwound (its `finally` ran) when the caller's cancellation proceeds."""
+    conn.notify(p.Cancel(call_id))
+    try:
+        await conn.reattach(call_id)
+    except BaseException:
+        pass  # lost, or cancelled again: stop waiting
+    finally:
+        conn.forget(call_id)
+
+
+async def _dispatch(wrapper: Callable[..., Any], payload: tuple[p.Frame, ...], generator: bool) -> tuple[Connection, int, p.Reply]:
+    """Send a call to a worker and wait for its first reply. A call a worker refused before
+    running it (it is another incarnation, or shutting down) goes to another worker."""
+    name = wrapper.__qualname__
+    mesh = current_mesh(name)
+    digest, routine_pickle = _pickled_routine(wrapper)
+    for _ in range(MAX_ATTEMPTS):
+        conn = await mesh.choose()
+        call_id = conn.new_call_id()
+        msg = p.Call(call_id, conn.worker.id, digest, name, generator, routine_pickle, payload)
+        future = conn.request(msg, generator)
+        try:
+            reply = await future
+        except asyncio.CancelledError:
+            await _abandon(conn, call_id)
+            raise
+        if isinstance(reply, p.Reject) and reply.reason in _NOT_RUN:
+            conn.mark_lost(f"worker {conn.worker.id} refused {name}: {reply.detail}")
+            continue
+        return conn, call_id, reply
+    raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
+
+
+async def _call(wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    name = wrapper.__qualname__
+    payload = _dump(f"the arguments of {name}", (args, kwargs))
+    _, _, reply = await _dispatch(wrapper, payload, False)
+    return _outcome(name, reply)
+
+
+class _Stream:
+    """The caller's end of one remote generator: sends its steps, one at a time."""
+
+    def __init__(self, wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._wrapper = wrapper
+        self._name = wrapper.__qualname__
+        self._args = (args, kwargs)
+        self._conn: Connection | None = None
+        self._call_id = 0
+        self._open = False
+
+    def _settle(self, reply: p.Reply) -> tuple[bool, Any]:
+        if p.is_final(True, reply.kind):
+            self._open = False
+        if isinstance(reply, p.Stop):
+            return True, None
+        return False, _outcome(self._name, reply)
+
+    async def start(self) -> tuple[bool, Any]:
+        payload = _dump(f"the arguments of {self._name}", self._args)
+        self._conn, self._call_id, reply = await _dispatch(self._wrapper, payload, True)
+        self._open = True
+        return self._settle(reply)
+
+    async def step(self, kind: p.Kind, value: Any) -> tuple[bool, Any]:
+        conn, call_id = self._conn, self._call_id
+        assert conn is not None and self._open
+        msg: p.Request
+        if kind is p.Kind.NEXT:
+            msg = p.Next(call_id)
+        elif kind is p.Kind.SEND:
+            msg = p.Send(call_id, _dump(f"the value sent to {self._name}", value))
+        elif kind is p.Kind.THROW:
+            msg = p.Throw(call_id, p.dumps_exception(value))
+        else:
+            msg = p.Close(call_id)
+        try:
+            future = conn.request(msg, True)
+        except WorkerLost:
+            self._open = False
+            raise
+        try:
+            reply = await future
+        except asyncio.CancelledError:
+            self._open = False
+            await _abandon(conn, call_id)
+            raise
+        except BaseException:
+            self._open = False
+            raise
+        return self._settle(reply)
+
+    async def close(self) -> None:
+        if self._open:
+            await self.step(p.Kind.CLOSE, None)
+
+    def abandon(self) -> None:
+        """The proxy ended while the remote generator is still open (the caller's side
+        raised): cancel it, which closes it remotely."""
+        if self._open and self._conn is not None:
+            self._open = False
+            self._conn.notify(p.Cancel(self._call_id))

@@ -1,0 +1,101 @@
+"""The discovery contract: how workers are published and found.
+
+A backend publishes the workers of this process, withdraws them, and lets a pool follow the
+current set of workers in its namespace. Discovery is a *hint*: an entry says where a worker
+was, not that it is alive. Liveness is the connection's business.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol, runtime_checkable
+
+from .._errors import WoolError
+
+
+class DiscoveryError(WoolError):
+    """A discovery backend could not publish or read its registry."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """What a caller needs to reach one worker incarnation.
+
+    `id` is unique per process start, so a restarted worker on the same endpoint is a new
+    worker; requests carry it and a worker rejects requests meant for another incarnation."""
+
+    id: str
+    endpoint: str
+    pid: int
+    host: str = ""
+    tags: frozenset[str] = frozenset()
+    version: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "endpoint": self.endpoint,
+            "pid": self.pid,
+            "host": self.host,
+            "tags": sorted(self.tags),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> WorkerInfo:
+        """Build from `to_dict` output; raise `ValueError` naming the bad field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"worker entry must be a mapping, not {type(data).__name__}")
+        try:
+            wid, endpoint, pid = data["id"], data["endpoint"], data["pid"]
+        except KeyError as e:
+            raise ValueError(f"worker entry lacks {e.args[0]!r}") from None
+        host, tags, version = data.get("host", ""), data.get("tags", []), data.get("version", 1)
+        if not isinstance(wid, str) or not wid:
+            raise ValueError("worker entry 'id' must be a non-empty string")
+        if not isinstance(endpoint, str) or "://" not in endpoint:
+            raise ValueError(f"worker entry 'endpoint' is not an endpoint: {endpoint!r}")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValueError(f"worker entry 'pid' must be a positive integer: {pid!r}")
+        if not isinstance(host, str):
+            raise ValueError("worker entry 'host' must be a string")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValueError("worker entry 'tags' must be a list of strings")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError("worker entry 'version' must be an integer")
+        return cls(wid, endpoint, pid, host, frozenset(tags), version)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiscoveryEvent:
+    """A change in a namespace: a worker was added, changed its entry, or was removed."""
+
+    kind: Literal["added", "updated", "removed"]
+    worker: WorkerInfo
+
+
+@runtime_checkable
+class Discovery(Protocol):
+    """How a pool finds workers and a worker announces itself.
+
+    Implementations must be picklable: a pool hands its discovery to the workers it spawns so
+    that they find each other (the mesh). All methods are called from a running event loop.
+    """
+
+    async def publish(self, worker: WorkerInfo) -> None:
+        """Announce `worker` (add it, or replace the entry with the same id)."""
+        ...
+
+    async def withdraw(self, worker: WorkerInfo) -> None:
+        """Remove `worker`'s entry. Withdrawing an absent worker is not an error."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers currently published (entries of dead local processes excluded)."""
+        ...
+
+    def watch(self) -> AsyncIterator[DiscoveryEvent]:
+        """Follow the namespace: first an "added" event for every current worker, then one
+        event per later change, until the iterator is closed."""
+        ...

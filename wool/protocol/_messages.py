@@ -1,0 +1,166 @@
+"""The messages of the wool wire protocol, as frozen dataclasses.
+
+A message is one ZeroMQ multipart message: a msgpack envelope, then payload frames. Payload
+frames stay opaque bytes here (see `_payload`): decoding a message never unpickles anything,
+so a bad pickle fails the call that owns it, not the loop that received it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Union
+
+VERSION = 1
+
+Frame = Union[bytes, memoryview]
+
+
+class Kind(enum.IntEnum):
+    # caller -> worker
+    CALL = 1
+    NEXT = 2
+    SEND = 3
+    THROW = 4
+    CLOSE = 5
+    CANCEL = 6
+    PING = 7
+    # worker -> caller
+    RETURN = 16
+    YIELD = 17
+    RAISE = 18
+    STOP = 19
+    PONG = 20
+    REJECT = 21
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """Start a routine. `worker_id` names the incarnation it is meant for; `digest`
+    identifies the pickled routine so a worker unpickles each routine once."""
+
+    call_id: int
+    worker_id: str
+    digest: bytes
+    name: str
+    generator: bool
+    routine: Frame
+    payload: tuple[Frame, ...]
+    kind = Kind.CALL
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Next:
+    """Advance a generator call one step (`anext`)."""
+
+    call_id: int
+    kind = Kind.NEXT
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Send:
+    """Advance a generator call with a value (`asend`)."""
+
+    call_id: int
+    payload: tuple[Frame, ...]
+    kind = Kind.SEND
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Throw:
+    """Raise an exception at a generator's `yield` (`athrow`)."""
+
+    call_id: int
+    payload: tuple[Frame, ...]
+    kind = Kind.THROW
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Close:
+    """Close a generator (`aclose`): its `finally` runs remotely."""
+
+    call_id: int
+    kind = Kind.CLOSE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel whatever the call is running; the worker answers with the call's last reply."""
+
+    call_id: int
+    kind = Kind.CANCEL
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    call_id: int
+    kind = Kind.PING
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Return:
+    """A coroutine call's result."""
+
+    call_id: int
+    payload: tuple[Frame, ...]
+    kind = Kind.RETURN
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Yield:
+    """One value yielded by a generator call."""
+
+    call_id: int
+    payload: tuple[Frame, ...]
+    kind = Kind.YIELD
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Raise:
+    """The call raised. The exception's type name, message and formatted traceback travel as
+    text too, so the caller can report it even when the pickled exception cannot be rebuilt."""
+
+    call_id: int
+    type_name: str
+    message: str
+    traceback: str
+    payload: tuple[Frame, ...]
+    kind = Kind.RAISE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stop:
+    """A generator call is exhausted (`StopAsyncIteration`), or closed."""
+
+    call_id: int
+    kind = Kind.STOP
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pong:
+    call_id: int
+    worker_id: str
+    kind = Kind.PONG
+
+
+class RejectReason(enum.IntEnum):
+    WRONG_WORKER = 1  # the request was meant for another incarnation: it did not run
+    UNKNOWN_CALL = 2  # no such call id (finished, never started, or a duplicate step)
+    MALFORMED = 3  # the request could not be decoded
+    BAD_STATE = 4  # the request is not legal in the call's current state
+    SHUTTING_DOWN = 5  # the worker is stopping and accepts no new calls: it did not run
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reject:
+    """The worker refused a request; `reason` says whether it ran (it never did)."""
+
+    call_id: int
+    reason: RejectReason
+    detail: str
+    kind = Kind.REJECT
+
+
+Request = Union[Call, Next, Send, Throw, Close, Cancel, Ping]
+Reply = Union[Return, Yield, Raise, Stop, Pong, Reject]
+Message = Union[Request, Reply]

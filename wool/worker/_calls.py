@@ -1,0 +1,193 @@
+"""Running one call on a worker: a coroutine, or a generator driven step by step.
+
+Each step runs as its own asyncio task; its outcome, whatever it is, becomes exactly one reply
+in the task's done-callback (so even a task cancelled before it started is answered).
+Generators are pull-based: a step runs only when the caller asks for it, and the generator is
+suspended at its `yield` in between. A `BaseException` that is not an `Exception` (such as
+`KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
+re-raise it out of the event loop and kill the worker, and reported as `RemoteBaseException`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from .. import protocol as p
+from .._errors import RemoteBaseException, SerializationError
+
+log = logging.getLogger("wool.worker")
+
+
+class Host(Protocol):
+    """What a call needs from the server that runs it."""
+
+    def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
+    def reply(self, identity: bytes, msg: p.Reply) -> None: ...
+    def finished(self, key: tuple[bytes, int]) -> None: ...
+    def background(self, aw: Awaitable[Any]) -> None: ...
+
+
+async def _guarded(aw: Awaitable[Any]) -> Any:
+    try:
+        return await aw
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as e:
+        raise RemoteBaseException(*p.describe(e)) from None
+
+
+def _raise_reply(call_id: int, exc: BaseException) -> p.Raise:
+    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc))
+
+
+def _value_reply(call_id: int, kind: type[p.Return] | type[p.Yield], name: str, value: object) -> p.Reply:
+    try:
+        return kind(call_id, p.dumps(value))
+    except Exception as e:
+        what = "result" if kind is p.Return else "yielded value"
+        err = SerializationError(f"the {what} of {name} could not be pickled: {type(e).__name__}: {e}")
+        return _raise_reply(call_id, err)
+
+
+class CoroutineCall:
+    """A coroutine routine running on this worker."""
+
+    def __init__(self, host: Host, identity: bytes, msg: p.Call) -> None:
+        self._host = host
+        self._identity = identity
+        self._msg = msg
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.add_done_callback(self._done)
+
+    async def _run(self) -> Any:
+        fn = self._host.load_routine(self._msg)
+        args, kwargs = p.loads(self._msg.payload)  # type: ignore[misc]
+        return await _guarded(fn(*args, **kwargs))
+
+    def handle(self, msg: p.Request) -> None:
+        if isinstance(msg, p.Cancel):
+            self._task.cancel()
+        else:
+            self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, "a coroutine call takes no steps"))
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        call_id = self._msg.call_id
+        self._host.finished((self._identity, call_id))
+        if task.cancelled():
+            reply: p.Reply = _raise_reply(call_id, asyncio.CancelledError())
+        elif (exc := task.exception()) is not None:
+            reply = _raise_reply(call_id, exc)
+        else:
+            reply = _value_reply(call_id, p.Return, self._msg.name, task.result())
+        self._host.reply(self._identity, reply)
+
+
+class _Exhausted(Exception):
+    pass
+
+
+class GeneratorCall:
+    """An async generator routine, advanced one step per request."""
+
+    def __init__(self, host: Host, identity: bytes, msg: p.Call) -> None:
+        self._host = host
+        self._identity = identity
+        self._call = msg
+        self._agen: AsyncGenerator[Any, Any] | None = None
+        self._abandoned = False
+        self._step_task: asyncio.Task[Any] | None = None
+        self._step(self._start(), p.Kind.CALL)
+
+    @property
+    def state(self) -> str:
+        return "running" if self._step_task is not None else "suspended"
+
+    async def _start(self) -> Any:
+        fn = self._host.load_routine(self._call)
+        args, kwargs = p.loads(self._call.payload)  # type: ignore[misc]
+        agen = fn(*args, **kwargs)
+        if not isinstance(agen, AsyncGenerator):
+            raise TypeError(f"{self._call.name} did not return an async generator")
+        self._agen = agen
+        return await self._advance(agen.asend(None))
+
+    @staticmethod
+    async def _advance(aw: Awaitable[Any]) -> Any:
+        try:
+            return await _guarded(aw)
+        except StopAsyncIteration:
+            raise _Exhausted from None
+
+    def _step(self, coro: Coroutine[Any, Any, Any], request: p.Kind) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(lambda t: self._step_done(t, request))
+        self._step_task = task
+
+    def handle(self, msg: p.Request) -> None:
+        if isinstance(msg, p.Cancel):
+            self.cancel()
+            return
+        if self.state != "suspended" or msg.kind not in p.ACCEPTS["suspended"]:
+            detail = f"{msg.kind.name.lower()} while a step is {self.state}"
+            self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, detail))
+            return
+        agen = self._agen
+        assert agen is not None
+        if isinstance(msg, p.Next):
+            self._step(self._advance(agen.asend(None)), msg.kind)
+        elif isinstance(msg, p.Send):
+            self._step(self._advance_with(lambda: agen.asend(p.loads(msg.payload))), msg.kind)
+        elif isinstance(msg, p.Throw):
+            self._step(self._advance_with(lambda: agen.athrow(self._thrown(msg))), msg.kind)
+        elif isinstance(msg, p.Close):
+            self._step(self._close(agen), msg.kind)
+
+    async def _advance_with(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        # Unpickling the value inside the step makes a bad payload fail this step only.
+        return await self._advance(make())
+
+    @staticmethod
+    def _thrown(msg: p.Throw) -> BaseException:
+        exc = p.loads(msg.payload)
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"athrow() needs an exception, got {type(exc).__name__}")
+        return exc
+
+    async def _close(self, agen: AsyncGenerator[Any, Any]) -> Any:
+        await _guarded(agen.aclose())
+        raise _Exhausted
+
+    def cancel(self) -> None:
+        """The caller abandoned the call: stop the running step, close the generator."""
+        self._abandoned = True
+        if self._step_task is not None:
+            self._step_task.cancel()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._host.finished((self._identity, self._call.call_id))
+        agen, self._agen = self._agen, None
+        if agen is not None:
+            self._host.background(agen.aclose())  # runs its finally; a no-op once exhausted
+
+    def _step_done(self, task: asyncio.Task[Any], request: p.Kind) -> None:
+        self._step_task = None
+        call_id = self._call.call_id
+        if task.cancelled():
+            reply: p.Reply = _raise_reply(call_id, asyncio.CancelledError())
+        elif isinstance(exc := task.exception(), _Exhausted):
+            reply = p.Stop(call_id)
+        elif exc is not None:
+            reply = _raise_reply(call_id, exc)
+        else:
+            reply = _value_reply(call_id, p.Yield, self._call.name, task.result())
+        if self._abandoned or p.is_final(True, reply.kind):
+            self._finish()
+        self._host.reply(self._identity, reply)

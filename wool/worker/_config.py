@@ -1,0 +1,20 @@
+"""What a worker process is told at start-up, by the CLI or by the pool that spawns it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..discovery import Discovery
+
+DEFAULT_BIND = "tcp://127.0.0.1:0"
+DEFAULT_GRACE = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    discovery: Discovery | None = None
+    bind: str = DEFAULT_BIND
+    tags: frozenset[str] = frozenset()
+    grace: float = DEFAULT_GRACE
+    log_level: str | None = None
+    sys_path: tuple[str, ...] = ()

@@ -1,0 +1,78 @@
+"""A worker process's life: bind, publish, serve, and on a stop signal drain and withdraw.
+
+A worker is both a server and a caller: it opens a `Mesh` over its own discovery namespace
+(itself included), installed as the current mesh for every call it runs, so routines that
+call routines dispatch to peers. A stop request (SIGTERM, SIGINT, or the spawning pool closing
+the worker's stdin) stops new calls, lets running calls finish within the grace period, then
+cancels the rest, withdraws from discovery and closes every socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+
+from .. import protocol as p
+from .._context import current_mesh_var
+from .._mesh import Mesh
+from ..discovery import WorkerInfo
+from ._config import WorkerConfig
+from ._server import Server
+
+log = logging.getLogger("wool.worker")
+
+
+async def serve(
+    config: WorkerConfig,
+    on_ready: Callable[[WorkerInfo], None],
+    *,
+    watch_fd: int | None = None,
+) -> None:
+    """Run a worker until asked to stop. `watch_fd`, when given, is a pipe whose end of file
+    means the parent is gone or wants us to stop."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if watch_fd is not None:
+        def on_readable() -> None:
+            try:
+                data = os.read(watch_fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(watch_fd)
+                stop.set()
+        loop.add_reader(watch_fd, on_readable)
+
+    worker_id = uuid.uuid4().hex
+    mesh = Mesh(config.discovery)
+    # The server's socket callbacks, and so every call task, run in this context.
+    current_mesh_var.set(mesh)
+    server = Server(worker_id, config.bind)
+    info = WorkerInfo(worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION)
+    try:
+        mesh.add(info)
+        if config.discovery is not None:
+            await config.discovery.publish(info)
+            mesh.start_watching()
+        log.info("worker %s serving at %s (pid %d)", worker_id, server.endpoint, os.getpid())
+        on_ready(info)
+        await stop.wait()
+        log.info("worker %s stopping with %d calls in flight", worker_id, server.in_flight)
+        server.accepting = False
+        if config.discovery is not None:
+            await config.discovery.withdraw(info)
+        await server.drain(config.grace)
+    finally:
+        await mesh.close()
+        server.close()
+        if watch_fd is not None:
+            loop.remove_reader(watch_fd)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,182 @@
+"""The worker's ROUTER: decode requests, start and steer calls, send replies.
+
+Theory of operation. One ROUTER socket serves every caller; ZeroMQ prefixes each request
+with the caller's routing identity, and a call is keyed by (identity, call id). Requests are
+handled synchronously in the socket driver's callback: decoding, validation and bookkeeping
+never await, and a call's work runs in its own task (see `_calls`). Nothing a peer sends can
+stop the loop: a malformed message is logged (rate-limited) and, when its call id is
+readable, answered with `Reject`. `ROUTER_MANDATORY` turns a reply to a vanished caller into
+an error we see, and that caller's calls are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import zmq
+
+from .. import protocol as p
+from .._connection import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, HWM
+from .._errors import DispatchError
+from .._transport import SocketDriver, context
+from ._calls import CoroutineCall, GeneratorCall
+
+log = logging.getLogger("wool.worker")
+
+ROUTINE_CACHE_SIZE = 1024
+_WARN_INTERVAL = 10.0
+
+
+class Server:
+    """Serves calls for worker incarnation `worker_id` on a bound ROUTER socket."""
+
+    def __init__(self, worker_id: str, bind: str) -> None:
+        self.worker_id = worker_id
+        self.accepting = True
+        self._calls: dict[tuple[bytes, int], CoroutineCall | GeneratorCall] = {}
+        self._routines: dict[bytes, Callable[..., Any]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._warned: dict[str, float] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        sock = context().socket(zmq.ROUTER)
+        for opt, value in (
+            (zmq.LINGER, 0),
+            (zmq.ROUTER_MANDATORY, 1),
+            (zmq.SNDHWM, HWM),
+            (zmq.RCVHWM, HWM),
+            (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
+            (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
+            (zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS),
+        ):
+            sock.setsockopt(opt, value)
+        try:
+            sock.bind(bind)
+        except zmq.ZMQError as e:
+            sock.close(linger=0)
+            raise OSError(f"cannot bind a worker to {bind}: {e}") from None
+        self.endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._driver = SocketDriver(sock, self._on_request, routed=True, on_unreachable=self._on_unreachable)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+    # -- Host interface, used by the calls -------------------------------------------------
+
+    def load_routine(self, msg: p.Call) -> Callable[..., Any]:
+        """The function behind `msg`'s routine, unpickled once per digest."""
+        fn = self._routines.get(msg.digest)
+        if fn is None:
+            if hashlib.blake2b(msg.routine, digest_size=16).digest() != msg.digest:
+                raise DispatchError(f"the pickled routine {msg.name} does not match its digest")
+            routine = p.loads((msg.routine,))
+            fn = getattr(routine, "__wrapped__", routine)
+            if not callable(fn):
+                raise DispatchError(f"{msg.name} is not callable")
+            if len(self._routines) >= ROUTINE_CACHE_SIZE:
+                del self._routines[next(iter(self._routines))]
+            self._routines[msg.digest] = fn
+        return fn
+
+    def reply(self, identity: bytes, msg: p.Reply) -> None:
+        self._driver.send([identity, *p.encode(msg)])
+
+    def finished(self, key: tuple[bytes, int]) -> None:
+        self._calls.pop(key, None)
+        if not self._calls:
+            self._idle.set()
+
+    def background(self, aw: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await aw
+            except BaseException as e:  # a generator's finally failing while abandoned
+                log.debug("background cleanup raised %r", e)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _on_request(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            self._warn("short", "dropped a message with no envelope")
+            return
+        identity = frames[0]
+        try:
+            msg = p.decode(frames[1:])
+        except p.ProtocolError as e:
+            self._warn("malformed", f"dropped a malformed request: {e}")
+            if e.call_id is not None:
+                self.reply(identity, p.Reject(e.call_id, p.RejectReason.MALFORMED, str(e)))
+            return
+        if isinstance(msg, p.Call):
+            self._start(identity, msg)
+        elif isinstance(msg, p.Ping):
+            self.reply(identity, p.Pong(msg.call_id, self.worker_id))
+        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
+            self.reply(identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}"))
+        else:
+            call = self._calls.get((identity, msg.call_id))
+            if call is not None:
+                call.handle(msg)
+            elif not isinstance(msg, p.Cancel):  # a cancel may cross the call's last reply
+                self.reply(identity, p.Reject(msg.call_id, p.RejectReason.UNKNOWN_CALL, f"no call {msg.call_id} is open"))
+
+    def _start(self, identity: bytes, msg: p.Call) -> None:
+        key = (identity, msg.call_id)
+        if msg.worker_id != self.worker_id:
+            reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id}"
+        elif not self.accepting:
+            reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"
+        elif key in self._calls:
+            reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
+        else:
+            log.debug("call %d %s from %s", msg.call_id, msg.name, identity.hex())
+            self._idle.clear()
+            self._calls[key] = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg)
+            return
+        self.reply(identity, p.Reject(msg.call_id, reason, detail))
+
+    def _on_unreachable(self, identity: bytes) -> None:
+        log.info("caller %s is gone; cancelling its calls", identity.hex())
+        for key, call in list(self._calls.items()):
+            if key[0] == identity:
+                call.cancel()
+
+    def _warn(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
+            self._warned[key] = now
+            log.warning("%s (further such messages suppressed for %.0f s)", message, _WARN_INTERVAL)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting calls; give those in flight `grace` seconds, then cancel them and
+        wait for their cancellation replies to be sent."""
+        self.accepting = False
+        if self._calls:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                for call in list(self._calls.values()):
+                    call.cancel()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), grace)
+                except TimeoutError:
+                    log.warning("%d calls ignored cancellation", len(self._calls))
+        if self._background:
+            await asyncio.wait(self._background, timeout=grace)
+
+    def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        self._driver.close(linger=200)
