@@ -1,0 +1,16 @@
+"""How workers are published and found: the `Discovery` interface and its backends."""
+
+from __future__ import annotations
+
+from ._interface import Discovery, DiscoveryError, DiscoveryEvent, WorkerInfo
+from ._local import LocalDiscovery
+from ._paths import runtime_dir
+
+__all__ = [
+    "Discovery",
+    "DiscoveryError",
+    "DiscoveryEvent",
+    "LocalDiscovery",
+    "WorkerInfo",
+    "runtime_dir",
+]

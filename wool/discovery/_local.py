@@ -1,0 +1,289 @@
+"""Registry-file discovery: one JSON file per namespace, shared by one user's processes.
+
+Theory of operation. Writers serialise on an exclusive `flock` of `<name>.lock`, read
+`<name>.json`, change it, and `os.replace` a temp file over it: readers see the old file or the
+new one, never half of one, and take no lock. The last withdraw deletes both files; a writer
+that locked a lock file just as it was unlinked sees that the path now names another inode
+(or none) and starts over.
+
+A crashed worker never rewrites the file, so readers hide entries whose local pid is gone and
+prune them (best effort). `watch` polls the file's (mtime, size, inode), re-reads it when that
+changes, and re-checks pids on every poll. Timestamps are coarse and inodes are reused, so two
+quick writes could restore a state already seen: as in git's "racily clean" rule, a file
+modified within the last second is re-read on every poll. A corrupt file never breaks a reader:
+bad entries are skipped, an unreadable file reads as empty, each problem is logged once per
+file state, and the next writer replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+import time
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+
+from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
+from ._paths import runtime_dir
+
+log = logging.getLogger("wool.discovery")
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_NAME = 100
+_FORMAT = 1
+_RACY_NS = 1_000_000_000
+
+FileState = tuple[int, int, int]
+Entries = dict[str, WorkerInfo]
+
+# Problems already logged, keyed on file state, so polling an unchanged corrupt file logs once.
+_logged: set[tuple[str, FileState | None, str]] = set()
+
+
+def _warn_once(path: Path, state: FileState | None, problem: str) -> None:
+    key = (str(path), state, problem)
+    if key not in _logged:
+        if len(_logged) > 1024:
+            _logged.clear()
+        _logged.add(key)
+        log.warning("wool registry %s: %s", path, problem)
+
+
+def _state(st: os.stat_result) -> FileState:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _stat(path: Path) -> FileState | None:
+    try:
+        return _state(os.stat(path))
+    except OSError:
+        return None
+
+
+def _changed(path: Path, state: FileState | None) -> bool:
+    """Whether the file may differ from the one read at `state`."""
+    return _stat(path) != state or (state is not None and time.time_ns() - state[0] < _RACY_NS)
+
+
+def _parse(raw: bytes) -> tuple[Entries, list[str]]:
+    """Entries of a registry file and the problems found in it; never raises."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        return {}, [f"not valid JSON ({e.__class__.__name__}); reading it as empty"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("workers"), dict):
+        return {}, ["not a registry (no 'workers' mapping); reading it as empty"]
+    if doc.get("version") != _FORMAT:
+        return {}, [f"unsupported format version {doc.get('version')!r}; reading it as empty"]
+    entries: Entries = {}
+    problems = []
+    for key, value in doc["workers"].items():
+        try:
+            info = WorkerInfo.from_dict(value)
+            if info.id != key:
+                raise ValueError(f"its id is {info.id!r}")
+        except (ValueError, TypeError) as e:
+            problems.append(f"skipping entry {key!r}: {e}")
+        else:
+            entries[key] = info
+    return entries, problems
+
+
+def _read(path: Path) -> tuple[FileState | None, Entries]:
+    """Read without the lock (files are replaced atomically); corrupt content is logged."""
+    try:
+        with open(path, "rb") as f:
+            state = _state(os.fstat(f.fileno()))
+            raw = f.read()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as e:
+        _warn_once(path, _stat(path), f"cannot read it ({e}); reading it as empty")
+        return None, {}
+    entries, problems = _parse(raw)
+    for problem in problems:
+        _warn_once(path, state, problem)
+    return state, entries
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except OSError:  # PermissionError: it exists, it is just not ours
+        pass
+    return True
+
+
+def _is_dead(info: WorkerInfo, hostname: str) -> bool:
+    return info.host in ("", hostname) and not _pid_exists(info.pid)
+
+
+def _live(entries: Entries) -> tuple[Entries, bool]:
+    """The entries whose process may be alive, and whether any were dropped."""
+    hostname = socket.gethostname()
+    live = {k: v for k, v in entries.items() if not _is_dead(v, hostname)}
+    return live, len(live) != len(entries)
+
+
+def _diff(old: Entries, new: Entries) -> list[DiscoveryEvent]:
+    events = [DiscoveryEvent("removed", info) for key, info in old.items() if key not in new]
+    for key, info in new.items():
+        if key not in old:
+            events.append(DiscoveryEvent("added", info))
+        elif old[key] != info:
+            events.append(DiscoveryEvent("updated", info))
+    return events
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Hold the namespace's writer lock (retrying if the lock file was unlinked under us)."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            try:
+                current = os.stat(lock_path)
+            except FileNotFoundError:
+                continue
+            if (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino):
+                yield
+                return
+        finally:
+            os.close(fd)  # also releases the flock
+
+
+def _write(path: Path, entries: Entries) -> None:
+    doc = {"version": _FORMAT, "workers": {k: v.to_dict() for k, v in entries.items()}}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class LocalDiscovery:
+    """Discovery through a registry file shared by the processes of this user on this machine.
+
+    Picklable: only the name and poll interval travel, and the directory is resolved where it
+    is used, so a spawned worker honours its own `WOOL_RUNTIME_DIR`. Methods raise
+    `DiscoveryError` when the registry cannot be written (reading a corrupt one never
+    raises)."""
+
+    __slots__ = ("name", "poll_interval")
+
+    def __init__(self, name: str, *, poll_interval: float = 0.1) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"discovery namespace must be a str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("discovery namespace must not be empty")
+        if len(name) > _MAX_NAME:
+            raise ValueError(f"discovery namespace is longer than {_MAX_NAME} characters")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"discovery namespace {name!r} may only contain A-Z a-z 0-9 . _ -")
+        if name.startswith("."):
+            raise ValueError(f"discovery namespace {name!r} must not start with '.'")
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
+            raise TypeError("poll_interval must be a number of seconds")
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        self.name = name
+        self.poll_interval = float(poll_interval)
+
+    def __repr__(self) -> str:
+        return f"LocalDiscovery({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LocalDiscovery):
+            return NotImplemented
+        return self.name == other.name
+
+    def __hash__(self) -> int:
+        return hash((LocalDiscovery, self.name))
+
+    def _path(self) -> Path:
+        directory = runtime_dir() / "registry"
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise DiscoveryError(f"cannot create registry directory {directory}: {e}") from e
+        return directory / f"{self.name}.json"
+
+    def _modify(self, put: WorkerInfo | None = None, drop: str | None = None) -> None:
+        """Under the lock: add `put`, remove `drop`, prune other dead entries, write back."""
+        path = self._path()
+        lock_path = path.with_suffix(".lock")
+        try:
+            with _locked(lock_path):
+                try:
+                    raw: bytes | None = path.read_bytes()
+                except FileNotFoundError:
+                    raw = None
+                old, problems = _parse(raw) if raw is not None else ({}, [])
+                if problems:
+                    log.warning("wool registry %s: %s; rewriting it", path, "; ".join(problems))
+                new, _ = _live({k: v for k, v in old.items() if k != drop})
+                if put is not None:
+                    new[put.id] = put  # the publisher's word stands, whatever its pid
+                if not new:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    lock_path.unlink()  # still locked: a waiting writer will see it is stale
+                elif new != old or problems:
+                    _write(path, new)
+        except OSError as e:
+            raise DiscoveryError(f"cannot update registry {path}: {e}") from e
+
+    async def publish(self, worker: WorkerInfo) -> None:
+        """Add `worker`, or replace the entry with its id. Raises `DiscoveryError`."""
+        await asyncio.to_thread(self._modify, put=worker)
+
+    async def withdraw(self, worker: WorkerInfo) -> None:
+        """Remove `worker`'s entry (absent is fine). Raises `DiscoveryError`."""
+        await asyncio.to_thread(self._modify, drop=worker.id)
+
+    async def _prune(self) -> None:
+        try:
+            await asyncio.to_thread(self._modify)
+        except DiscoveryError as e:
+            log.debug("could not prune dead workers: %s", e)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The published workers, minus entries of dead local processes (pruned from the file)."""
+        _, entries = _read(self._path())
+        live, dropped = _live(entries)
+        if dropped:
+            await self._prune()
+        return sorted(live.values(), key=lambda w: w.id)
+
+    async def watch(self) -> AsyncGenerator[DiscoveryEvent, None]:
+        """Yield "added" for each current worker, then one event per change, polling every
+        `poll_interval` seconds. Stops cleanly on `aclose()` or cancellation."""
+        path = self._path()
+        state, entries = _read(path)
+        seen: Entries = {}
+        while True:
+            live, dropped = _live(entries)
+            events = _diff(seen, live)
+            seen = live
+            if dropped:
+                await self._prune()
+            for event in events:
+                yield event
+            await asyncio.sleep(self.poll_interval)
+            if _changed(path, state):
+                state, entries = _read(path)
