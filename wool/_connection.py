@@ -45,6 +45,7 @@ class Connection:
         self._on_lost = on_lost
         self._pending: dict[int, tuple[asyncio.Future[p.Reply], bool, p.Kind]] = {}
         self._ids = itertools.count(1)
+        self.streams: set[int] = set()  # generator calls open on the worker, between steps too
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: WorkerLost | None = None
         sock = context().socket(zmq.DEALER)
@@ -109,11 +110,13 @@ class Connection:
             self._driver.send(p.encode(msg))
 
     def cancel_all(self) -> None:
-        """Cancel every pending call, on the worker and for its local waiter."""
-        for call_id, (future, _, _) in list(self._pending.items()):
+        """Cancel every pending call and open generator, on the worker and locally."""
+        for call_id in {*self._pending, *self.streams}:
             self._driver.send(p.encode(p.Cancel(call_id)))
+        for future, _, _ in self._pending.values():
             future.cancel()
         self._pending.clear()
+        self.streams.clear()
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
@@ -122,7 +125,7 @@ class Connection:
             return
         if self.lost is None:
             self.lost = WorkerLost(f"connection to worker {self.worker.id} was closed")
-        had_pending = bool(self._pending)
+        had_pending = bool(self._pending or self.streams)
         self.cancel_all()
         self._driver.socket.disable_monitor()
         self._monitor.close()

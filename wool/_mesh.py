@@ -10,6 +10,7 @@ load balancer decides); only waiting for a first worker to connect awaits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 
@@ -61,7 +62,7 @@ class Mesh:
             log.warning("skipping worker: %s", e)
             return None
         self._connections[worker.id] = conn
-        conn.connected.add_done_callback(lambda f, c=conn: self._on_connected(c, f))
+        conn.connected.add_done_callback(functools.partial(self._on_connected, conn))
         return conn
 
     def retire(self, worker_id: str) -> None:

@@ -183,7 +183,7 @@ class _Stream:
 
     def _settle(self, reply: p.Reply) -> tuple[bool, Any]:
         if p.is_final(True, reply.kind):
-            self._open = False
+            self._ended()
         if isinstance(reply, p.Stop):
             return True, None
         return False, _outcome(self._name, reply)
@@ -192,7 +192,13 @@ class _Stream:
         payload = _dump(f"the arguments of {self._name}", self._args)
         self._conn, self._call_id, reply = await _dispatch(self._wrapper, payload, True)
         self._open = True
+        self._conn.streams.add(self._call_id)
         return self._settle(reply)
+
+    def _ended(self) -> None:
+        self._open = False
+        if self._conn is not None:
+            self._conn.streams.discard(self._call_id)
 
     async def step(self, kind: p.Kind, value: Any) -> tuple[bool, Any]:
         conn, call_id = self._conn, self._call_id
@@ -209,16 +215,16 @@ class _Stream:
         try:
             future = conn.request(msg, True)
         except WorkerLost:
-            self._open = False
+            self._ended()
             raise
         try:
             reply = await future
         except asyncio.CancelledError:
-            self._open = False
+            self._ended()
             await _abandon(conn, call_id)
             raise
         except BaseException:
-            self._open = False
+            self._ended()
             raise
         return self._settle(reply)
 
@@ -230,5 +236,5 @@ class _Stream:
         """The proxy ended while the remote generator is still open (the caller's side
         raised): cancel it, which closes it remotely."""
         if self._open and self._conn is not None:
-            self._open = False
+            self._ended()
             self._conn.notify(p.Cancel(self._call_id))

@@ -68,7 +68,7 @@ class SocketDriver:
         self._retry: asyncio.TimerHandle | None = None
         self._delay = self.RETRY_DELAY
         self.closed = False
-        self._fd = sock.getsockopt(zmq.FD)
+        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._loop.add_reader(self._fd, self._drain)
         self._schedule()
 
@@ -175,5 +175,5 @@ class SocketDriver:
             return
         if self._outbox:
             self._flush()
-        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator,arg-type]
             self._schedule()

@@ -50,7 +50,8 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 
 def _envelope(msg: Message, *fields: Any) -> bytes:
-    return _packer.pack([VERSION, int(msg.kind), msg.call_id, *fields])
+    data: bytes = _packer.pack([VERSION, int(msg.kind), msg.call_id, *fields])
+    return data
 
 
 def encode(msg: Message) -> list[Frame]:

@@ -39,6 +39,13 @@ async def _guarded(aw: Awaitable[Any]) -> Any:
         raise RemoteBaseException(*p.describe(e)) from None
 
 
+def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    value = p.loads(msg.payload)
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple) and isinstance(value[1], dict)):
+        raise TypeError(f"the arguments of {msg.name} are not an (args, kwargs) pair")
+    return value[0], value[1]
+
+
 def _raise_reply(call_id: int, exc: BaseException) -> p.Raise:
     return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc))
 
@@ -59,28 +66,32 @@ class CoroutineCall:
         self._host = host
         self._identity = identity
         self._msg = msg
+        self._reason: BaseException | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._task.add_done_callback(self._done)
 
     async def _run(self) -> Any:
         fn = self._host.load_routine(self._msg)
-        args, kwargs = p.loads(self._msg.payload)  # type: ignore[misc]
+        args, kwargs = _arguments(self._msg)
         return await _guarded(fn(*args, **kwargs))
 
     def handle(self, msg: p.Request) -> None:
         if isinstance(msg, p.Cancel):
-            self._task.cancel()
+            self.cancel()
         else:
             self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, "a coroutine call takes no steps"))
 
-    def cancel(self) -> None:
+    def cancel(self, reason: BaseException | None = None) -> None:
+        """Cancel the call; if it ends cancelled, the caller is told `reason` (by default
+        `CancelledError`: the caller asked for it)."""
+        self._reason = reason
         self._task.cancel()
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         call_id = self._msg.call_id
         self._host.finished((self._identity, call_id))
         if task.cancelled():
-            reply: p.Reply = _raise_reply(call_id, asyncio.CancelledError())
+            reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
         elif (exc := task.exception()) is not None:
             reply = _raise_reply(call_id, exc)
         else:
@@ -101,6 +112,7 @@ class GeneratorCall:
         self._call = msg
         self._agen: AsyncGenerator[Any, Any] | None = None
         self._abandoned = False
+        self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
         self._step(self._start(), p.Kind.CALL)
 
@@ -110,7 +122,7 @@ class GeneratorCall:
 
     async def _start(self) -> Any:
         fn = self._host.load_routine(self._call)
-        args, kwargs = p.loads(self._call.payload)  # type: ignore[misc]
+        args, kwargs = _arguments(self._call)
         agen = fn(*args, **kwargs)
         if not isinstance(agen, AsyncGenerator):
             raise TypeError(f"{self._call.name} did not return an async generator")
@@ -163,9 +175,11 @@ class GeneratorCall:
         await _guarded(agen.aclose())
         raise _Exhausted
 
-    def cancel(self) -> None:
-        """The caller abandoned the call: stop the running step, close the generator."""
+    def cancel(self, reason: BaseException | None = None) -> None:
+        """Abandon the call: stop the running step (reporting `reason`, by default
+        `CancelledError`, if it ends cancelled) and close the generator."""
         self._abandoned = True
+        self._reason = reason
         if self._step_task is not None:
             self._step_task.cancel()
         else:
@@ -181,7 +195,7 @@ class GeneratorCall:
         self._step_task = None
         call_id = self._call.call_id
         if task.cancelled():
-            reply: p.Reply = _raise_reply(call_id, asyncio.CancelledError())
+            reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
         elif isinstance(exc := task.exception(), _Exhausted):
             reply = p.Stop(call_id)
         elif exc is not None:

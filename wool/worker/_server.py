@@ -22,7 +22,7 @@ import zmq
 
 from .. import protocol as p
 from .._connection import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, HWM
-from .._errors import DispatchError
+from .._errors import DispatchError, WorkerLost
 from .._transport import SocketDriver, context
 from ._calls import CoroutineCall, GeneratorCall
 
@@ -76,9 +76,10 @@ class Server:
             if hashlib.blake2b(msg.routine, digest_size=16).digest() != msg.digest:
                 raise DispatchError(f"the pickled routine {msg.name} does not match its digest")
             routine = p.loads((msg.routine,))
-            fn = getattr(routine, "__wrapped__", routine)
-            if not callable(fn):
+            target = getattr(routine, "__wrapped__", None) or routine
+            if not callable(target):
                 raise DispatchError(f"{msg.name} is not callable")
+            fn = target
             if len(self._routines) >= ROUTINE_CACHE_SIZE:
                 del self._routines[next(iter(self._routines))]
             self._routines[msg.digest] = fn
@@ -167,8 +168,9 @@ class Server:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
+                lost = f"worker {self.worker_id} stopped while running the call (grace period of {grace:g} s over)"
                 for call in list(self._calls.values()):
-                    call.cancel()
+                    call.cancel(WorkerLost(lost))
                 try:
                     await asyncio.wait_for(self._idle.wait(), grace)
                 except TimeoutError:

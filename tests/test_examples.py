@@ -1,0 +1,72 @@
+"""The examples, run as a user runs them: `python examples/X.py`, with no `__main__` guard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+
+pytestmark = pytest.mark.multiprocess
+
+EXAMPLES = helpers.REPO / "examples"
+
+
+def run(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=timeout, cwd=helpers.REPO
+    )
+
+
+def test_quickstart_prints_3() -> None:
+    done = run("quickstart.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "3\n"
+
+
+def test_guessing_game_finds_z() -> None:
+    done = run("guessing.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "guess: z"
+
+
+def test_fanout() -> None:
+    done = run("fanout.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{sum(i * i for i in range(1_000_000))}\n"
+
+
+async def test_durable_pool_over_workers_started_by_hand() -> None:
+    async with helpers.CliWorker("--discovery", "local:desk") as a, helpers.CliWorker("--discovery", "local:desk") as b:
+        done = run("durable_pool.py")
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert len(lines) == 4
+        assert {line.rsplit(" ", 1)[1] for line in lines} <= {str(a.pid), str(b.pid)}
+        for worker in (a, b):
+            worker.signal()
+            assert await worker.wait() == 0
+
+
+def test_durable_pool_without_workers_says_how_to_start_them() -> None:
+    done = run("durable_pool.py")
+    assert done.returncode == 1
+    assert "python -m wool.worker --discovery local:desk" in done.stderr
+
+
+def test_script_routine_defined_in_main_with_python_c() -> None:
+    code = (
+        "import asyncio, wool\n"
+        "@wool.routine\n"
+        "async def shout(s):\n"
+        "    return s.upper()\n"
+        "async def main():\n"
+        "    async with wool.WorkerPool(size=1):\n"
+        "        print(await shout('hi'))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "HI\n"

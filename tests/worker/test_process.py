@@ -1,0 +1,47 @@
+"""Spawned worker processes never outlive their pool, even when the pool's process is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+import helpers
+
+pytestmark = pytest.mark.multiprocess
+
+SCRIPT = """
+import asyncio, os, sys, wool
+
+async def main():
+    async with wool.WorkerPool(size=2) as pool:
+        print(" ".join(str(p.pid) for p in pool.processes), flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_workers_stop_when_the_pool_process_is_killed() -> None:
+    owner = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, cwd=helpers.REPO)
+    try:
+        assert owner.stdout is not None
+        line = await helpers.read_line(owner.stdout)
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 2
+        workers = [psutil.Process(pid) for pid in pids]
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        # Orphaned workers are reparented, so wait on them through psutil.
+        gone, alive = psutil.wait_procs(workers, timeout=20)
+        assert not alive, f"workers outlived their pool: {alive}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
