@@ -57,6 +57,12 @@ async def pid() -> int:
 
 
 @wool.routine
+async def append_line(path: str, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text + "\n")
+
+
+@wool.routine
 async def mutate(items: list[int]) -> list[int]:
     items.append(99)
     return items

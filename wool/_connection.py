@@ -7,9 +7,12 @@ generator call keeps its id for all its steps, with at most one step pending at 
 
 Liveness: the handshake marks the connection usable; a disconnection (the worker's process
 died, or ZeroMQ heartbeats timed out) fails every pending future with `WorkerLost`, after
-first delivering any reply that had already arrived. A call is never re-sent: IMMEDIATE=1
-keeps requests from queueing for a peer that is not connected, and the worker's incarnation
-id in each call stops a restarted worker on the same endpoint from running it.
+first delivering any reply that had already arrived. A call is never re-sent, and the
+worker's incarnation id in each call stops a restarted worker on the same endpoint from
+running one that was queued while it was down. That check is what lets the DEALER keep the
+default IMMEDIATE=0: with IMMEDIATE=1, ZeroMQ discards the replies a worker sent just before
+it exited (such as the results of calls it finished during a graceful stop) together with
+the broken connection.
 """
 
 from __future__ import annotations
@@ -40,8 +43,14 @@ _MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 class Connection:
     """One DEALER to one worker; all of this process's calls to it share the socket."""
 
-    def __init__(self, worker: WorkerInfo, on_lost: Callable[[Connection], None] | None = None) -> None:
+    def __init__(
+        self,
+        worker: WorkerInfo,
+        on_connected: Callable[[Connection], None] | None = None,
+        on_lost: Callable[[Connection], None] | None = None,
+    ) -> None:
         self.worker = worker
+        self._on_connected = on_connected
         self._on_lost = on_lost
         self._pending: dict[int, tuple[asyncio.Future[p.Reply], bool, p.Kind]] = {}
         self._ids = itertools.count(1)
@@ -51,7 +60,6 @@ class Connection:
         sock = context().socket(zmq.DEALER)
         for opt, value in (
             (zmq.LINGER, 0),
-            (zmq.IMMEDIATE, 1),
             (zmq.SNDHWM, HWM),
             (zmq.RCVHWM, HWM),
             (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
@@ -162,6 +170,11 @@ class Connection:
         event = parse_monitor_message(frames)["event"]
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             if not self.connected.done():
+                # Synchronously, so that the worker is in rotation before anyone waiting on
+                # `connected` runs (they would otherwise find neither a ready nor a
+                # connecting worker).
+                if self._on_connected is not None:
+                    self._on_connected(self)
                 self.connected.set_result(None)
         elif event == zmq.EVENT_DISCONNECTED:
             self._declare_lost(f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint} was lost")

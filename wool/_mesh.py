@@ -10,7 +10,6 @@ load balancer decides); only waiting for a first worker to connect awaits.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Iterable
 
@@ -57,12 +56,11 @@ class Mesh:
         if conn is not None:
             return conn
         try:
-            conn = Connection(worker, on_lost=self._on_lost)
+            conn = Connection(worker, on_connected=self._on_connected, on_lost=self._on_lost)
         except WorkerLost as e:
             log.warning("skipping worker: %s", e)
             return None
         self._connections[worker.id] = conn
-        conn.connected.add_done_callback(functools.partial(self._on_connected, conn))
         return conn
 
     def retire(self, worker_id: str) -> None:
@@ -120,8 +118,8 @@ class Mesh:
         self._connections.clear()
         self._ready.clear()
 
-    def _on_connected(self, conn: Connection, future: asyncio.Future[None]) -> None:
-        if not future.cancelled() and future.exception() is None and conn.lost is None:
+    def _on_connected(self, conn: Connection) -> None:
+        if conn.lost is None and self._connections.get(conn.worker.id) is conn:
             self._ready.append(conn)
             log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
 

@@ -36,6 +36,11 @@ from ._messages import (
 
 MAX_ENVELOPE = 64 * 1024
 _MAX_CALL_ID = 2**64 - 1
+# Text fields are clipped so that any message `encode` builds, `decode` accepts (in UTF-8,
+# 4 * (256 + 4096 + 8192) bytes at most, well under MAX_ENVELOPE).
+MAX_NAME = 256
+MAX_TEXT = 4096
+MAX_TRACEBACK = 8192
 
 
 class ProtocolError(Exception):
@@ -54,19 +59,52 @@ def _envelope(msg: Message, *fields: Any) -> bytes:
     return data
 
 
+def _clip(text: str, limit: int, keep_tail: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    return "..." + text[-(limit - 3):] if keep_tail else text[: limit - 3] + "..."
+
+
 def encode(msg: Message) -> list[Frame]:
-    """The frames of `msg`, envelope first."""
+    """The frames of `msg`, envelope first. Over-long text fields (names, messages,
+    tracebacks, details) are clipped; any other oversize envelope raises `ProtocolError`."""
     if isinstance(msg, Call):
-        return [_envelope(msg, msg.worker_id, msg.digest, msg.name, msg.generator), msg.routine, *msg.payload]
-    if isinstance(msg, Raise):
-        return [_envelope(msg, msg.type_name, msg.message, msg.traceback), *msg.payload]
-    if isinstance(msg, (Send, Throw, Return, Yield)):
-        return [_envelope(msg), *msg.payload]
-    if isinstance(msg, Pong):
-        return [_envelope(msg, msg.worker_id)]
-    if isinstance(msg, Reject):
-        return [_envelope(msg, int(msg.reason), msg.detail)]
-    return [_envelope(msg)]
+        head = _envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator)
+        frames: list[Frame] = [head, msg.routine, *msg.payload]
+    elif isinstance(msg, Raise):
+        fields = (_clip(msg.type_name, MAX_NAME), _clip(msg.message, MAX_TEXT), _clip(msg.traceback, MAX_TRACEBACK, True))
+        frames = [_envelope(msg, *fields), *msg.payload]
+    elif isinstance(msg, (Send, Throw, Return, Yield)):
+        frames = [_envelope(msg), *msg.payload]
+    elif isinstance(msg, Pong):
+        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME))]
+    elif isinstance(msg, Reject):
+        frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
+    else:
+        frames = [_envelope(msg)]
+    if len(frames[0]) > MAX_ENVELOPE:
+        raise ProtocolError(f"{msg.kind.name.lower()} envelope of {len(frames[0])} bytes exceeds {MAX_ENVELOPE}", msg.call_id)
+    return frames
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _readable_call_id(head: Frame) -> int | None:
+    """The call id at the start of an envelope too large to decode whole, if readable: so
+    the call it belongs to can still be failed instead of left waiting."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(bytes(head[:32]))
+    try:
+        if unpacker.read_array_header() < 3:
+            return None
+        unpacker.unpack()
+        unpacker.unpack()
+        call_id = unpacker.unpack()
+    except Exception:
+        return None
+    return call_id if _is_int(call_id) and 0 <= call_id <= _MAX_CALL_ID else None
 
 
 def _str(v: object) -> bool:
@@ -82,7 +120,7 @@ def _bool(v: object) -> bool:
 
 
 def _reason(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v in RejectReason._value2member_map_
+    return _is_int(v) and v in RejectReason._value2member_map_
 
 
 # kind -> (field checks, payload frames: None = none allowed, int = at least that many)
@@ -109,7 +147,7 @@ def decode(frames: Sequence[Frame]) -> Message:
         raise ProtocolError("empty message")
     head = frames[0]
     if len(head) > MAX_ENVELOPE:
-        raise ProtocolError(f"envelope of {len(head)} bytes exceeds {MAX_ENVELOPE}")
+        raise ProtocolError(f"envelope of {len(head)} bytes exceeds {MAX_ENVELOPE}", _readable_call_id(head))
     try:
         env = msgpack.unpackb(head, use_list=True, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several ValueError subclasses
@@ -117,18 +155,17 @@ def decode(frames: Sequence[Frame]) -> Message:
     if not isinstance(env, list) or len(env) < 3:
         raise ProtocolError("envelope is not an array of [version, kind, call_id, ...]")
     version, kind_code, call_id = env[0], env[1], env[2]
-    if not isinstance(call_id, int) or isinstance(call_id, bool) or not 0 <= call_id <= _MAX_CALL_ID:
-        raise ProtocolError(f"call id must be an unsigned 64-bit integer, not {call_id!r}")
-    if version != VERSION:
-        raise ProtocolError(f"unsupported protocol version {version!r} (this peer speaks {VERSION})", call_id)
-    try:
-        kind = Kind(kind_code)
-    except (ValueError, TypeError):
-        raise ProtocolError(f"unknown message kind {kind_code!r}", call_id) from None
+    if not _is_int(call_id) or not 0 <= call_id <= _MAX_CALL_ID:
+        raise ProtocolError(f"call id must be an unsigned 64-bit integer, not {_clip(repr(call_id), 100)}")
+    if not _is_int(version) or version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {_clip(repr(version), 100)} (this peer speaks {VERSION})", call_id)
+    if not _is_int(kind_code) or kind_code not in Kind._value2member_map_:
+        raise ProtocolError(f"unknown message kind {_clip(repr(kind_code), 100)}", call_id)
+    kind = Kind(kind_code)
     checks, min_payload = _FIELDS[kind]
     fields = env[3:]
     if len(fields) != len(checks) or not all(check(f) for check, f in zip(checks, fields)):
-        raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {fields!r}", call_id)
+        raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {_clip(repr(fields), 200)}", call_id)
     rest = tuple(frames[1:])
     if min_payload is None and rest:
         raise ProtocolError(f"{kind.name.lower()} carries no payload, got {len(rest)} frames", call_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import cloudpickle
 from tblib import pickling_support
@@ -20,8 +21,44 @@ from ._messages import Frame
 OUT_OF_BAND = 64 * 1024
 
 
+def _bytes(buffer: Any) -> bytes:
+    # Out of band, `buffer` is the received frame: already bytes, so no copy is made.
+    return buffer if type(buffer) is bytes else bytes(buffer)
+
+
+class _OutOfBand:
+    """Stands in for a large `bytes`/`bytearray` while pickling: plain pickle writes those in
+    band, copying them into the pickle, and never offers them to `buffer_callback`."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (_bytes if type(self.data) is bytes else bytearray), (pickle.PickleBuffer(self.data),)
+
+
+def _lift(value: Any, depth: int = 3) -> Any:
+    """`value` with large bytes-likes wrapped for out-of-band pickling, looking into plain
+    tuples, lists and dicts a few levels down (enough for `(args, kwargs)` and results)."""
+    kind = type(value)
+    if kind is bytes or kind is bytearray:
+        return _OutOfBand(value) if len(value) >= OUT_OF_BAND else value
+    if depth == 0:
+        return value
+    if kind is tuple or kind is list:
+        items = [_lift(v, depth - 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else kind(items)
+    if kind is dict:
+        lifted = {k: _lift(v, depth - 1) for k, v in value.items()}
+        return value if all(lifted[k] is v for k, v in value.items()) else lifted
+    return value
+
+
 def dumps(obj: object) -> tuple[Frame, ...]:
-    """Pickle `obj`; the first frame is the pickle, the rest its large buffers."""
+    """Pickle `obj`; the first frame is the pickle, the rest its large buffers (numpy arrays
+    and other `PickleBuffer` exporters anywhere; `bytes`/`bytearray` near the top)."""
     buffers: list[Frame] = []
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -31,7 +68,7 @@ def dumps(obj: object) -> tuple[Frame, ...]:
         buffers.append(raw)
         return False
 
-    return (cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band), *buffers)
+    return (cloudpickle.dumps(_lift(obj), protocol=5, buffer_callback=out_of_band), *buffers)
 
 
 def loads(frames: Sequence[Frame]) -> object:

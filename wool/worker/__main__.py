@@ -10,6 +10,7 @@ import os
 import pickle
 import sys
 
+from .._errors import WoolError
 from ..discovery import Discovery, LocalDiscovery, WorkerInfo
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
 from ._runtime import serve
@@ -62,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_config() -> WorkerConfig:
-    """A spawned worker's config: a length-prefixed pickle on stdin."""
+def _read_part() -> bytes:
     def read_exactly(n: int) -> bytes:
         chunks = bytearray()
         while len(chunks) < n:
@@ -73,8 +73,16 @@ def _read_config() -> WorkerConfig:
             chunks += chunk
         return bytes(chunks)
 
-    size = int.from_bytes(read_exactly(8), "big")
-    config = pickle.loads(read_exactly(size))
+    return read_exactly(int.from_bytes(read_exactly(8), "big"))
+
+
+def _read_config() -> WorkerConfig:
+    """A spawned worker's config, from stdin (see `_process`)."""
+    header = json.loads(_read_part())
+    # Modules the caller could import (its discovery class, routines pickled by reference)
+    # must import here too, before anything is unpickled.
+    sys.path[:] = list(dict.fromkeys([*header["sys_path"], *sys.path]))
+    config = pickle.loads(_read_part())
     if not isinstance(config, WorkerConfig):
         raise TypeError("stdin did not carry a WorkerConfig")
     return config
@@ -84,37 +92,53 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.spawned is not None:
-        config = _read_config()
-        # Modules the caller could import (routines pickled by reference) import here too.
-        sys.path[:] = list(dict.fromkeys([*config.sys_path, *sys.path]))
-        ready_fd: int | None = args.spawned
-        level = config.log_level or "WARNING"
-    else:
-        if args.discovery is None:
-            parser.error("--discovery is required (for example --discovery local:NAME)")
-        try:
-            discovery = parse_discovery(args.discovery)
-        except (ValueError, TypeError) as e:
-            parser.error(str(e))
-        if args.grace < 0:
-            parser.error("--grace must not be negative")
-        config = WorkerConfig(discovery, args.bind, frozenset(args.tag), args.grace, args.log_level)
-        ready_fd = None
-        level = args.log_level
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    logging.getLogger("wool").setLevel(level)
+        return _run_spawned(args.spawned)
+    if args.discovery is None:
+        parser.error("--discovery is required (for example --discovery local:NAME)")
+    try:
+        discovery = parse_discovery(args.discovery)
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
+    if args.grace < 0:
+        parser.error("--grace must not be negative")
+    config = WorkerConfig(discovery, args.bind, frozenset(args.tag), args.grace, args.log_level)
+    _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:
-        if ready_fd is None:
-            print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid})", flush=True)
-        else:
-            os.write(ready_fd, json.dumps(info.to_dict()).encode() + b"\n")
-            os.close(ready_fd)
+        print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid})", flush=True)
 
     try:
-        asyncio.run(serve(config, on_ready, watch_fd=0 if ready_fd is not None else None))
-    except OSError as e:
+        asyncio.run(serve(config, on_ready))
+    except (OSError, WoolError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _configure_logging(level: str | None) -> None:
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("wool").setLevel(level or "WARNING")
+
+
+def _run_spawned(ready_fd: int) -> int:
+    """A worker spawned by a pool: config from stdin, handshake on `ready_fd`, and a failure
+    to start reported through the handshake so the pool can say why."""
+    ready = False
+
+    def handshake(payload: dict[str, object]) -> None:
+        nonlocal ready
+        ready = True
+        os.write(ready_fd, json.dumps(payload).encode() + b"\n")
+        os.close(ready_fd)
+
+    try:
+        config = _read_config()
+        _configure_logging(config.log_level)
+        asyncio.run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))
+    except BaseException as e:
+        if ready:
+            raise
+        handshake({"error": f"{type(e).__name__}: {e}"})
         return 1
     return 0
 

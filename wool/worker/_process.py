@@ -1,11 +1,13 @@
 """A worker process spawned by a pool, seen from the pool.
 
 Workers are started as `python -m wool.worker --spawned FD`, never by forking the caller and
-never by re-importing its `__main__`: a user's script runs once, guard or no guard. The config
-arrives as a pickle on the child's stdin, which then stays open as a lifeline: when the pool
-closes it, or the pool's process dies, the worker sees end-of-file and stops by itself, so no
-worker outlives its pool. Readiness is a handshake: the worker writes its `WorkerInfo` as one
-JSON line to the pipe `FD` once it serves.
+never by re-importing its `__main__`: a user's script runs once, guard or no guard. The
+config arrives on the child's stdin as two length-prefixed parts: JSON with the caller's
+`sys.path` (applied first, so that the second part can refer to the caller's modules), then
+the cloudpickled `WorkerConfig`. Stdin then stays open as a lifeline: when the pool closes it,
+or the pool's process dies, the worker sees end-of-file and stops by itself, so no worker
+outlives its pool. Readiness is a handshake: once it serves, the worker writes its
+`WorkerInfo` as one JSON line to the pipe `FD`, or `{"error": ...}` if it could not start.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
+
+import cloudpickle
 
 import wool
 
@@ -64,10 +67,16 @@ class WorkerProcess:
             os.close(write_fd)
         self._exited = loop.create_future()
         self._watch_exit(loop)
-        config = pickle.dumps(self.config)
+        try:
+            config = cloudpickle.dumps(self.config)
+        except Exception as e:
+            await self.kill()
+            raise WorkerStartError(f"the worker config (its discovery {self.config.discovery!r}) cannot be pickled: {e}") from e
+        header = json.dumps({"sys_path": list(self.config.sys_path)}).encode()
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(len(config).to_bytes(8, "big") + config)
+            for part in (header, config):
+                self._proc.stdin.write(len(part).to_bytes(8, "big") + part)
             self._proc.stdin.flush()
         except OSError:
             pass  # it died already: the handshake below reports how
@@ -83,7 +92,15 @@ class WorkerProcess:
         if not line:
             code = await self._wait(5.0)
             raise WorkerStartError(f"worker process {self.pid} exited with code {code} before it was ready")
-        self.info = WorkerInfo.from_dict(json.loads(line))
+        try:
+            ready = json.loads(line)
+            if "error" in ready:
+                await self._wait(5.0)
+                raise WorkerStartError(f"worker process {self.pid} failed to start: {ready['error']}")
+            self.info = WorkerInfo.from_dict(ready)
+        except (ValueError, TypeError) as e:
+            await self.kill()
+            raise WorkerStartError(f"worker process {self.pid} sent a bad handshake: {e}") from None
         return self.info
 
     def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> None:

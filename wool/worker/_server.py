@@ -128,7 +128,9 @@ class Server:
             call = self._calls.get((identity, msg.call_id))
             if call is not None:
                 call.handle(msg)
-            elif not isinstance(msg, p.Cancel):  # a cancel may cross the call's last reply
+            else:
+                # Also for a cancel: it may have crossed the call's last reply (which the caller
+                # then already has), or that reply was lost, and the caller must not wait on.
                 self.reply(identity, p.Reject(msg.call_id, p.RejectReason.UNKNOWN_CALL, f"no call {msg.call_id} is open"))
 
     def _start(self, identity: bytes, msg: p.Call) -> None:

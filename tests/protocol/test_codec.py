@@ -1,0 +1,306 @@
+"""The codec: every message kind survives `decode(encode(m))`, and every malformed input raises
+the one `ProtocolError`, naming the problem (and the call, when its id was readable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wool import protocol as p
+
+DIGEST = bytes(range(16))
+ROUTINE = b"routine-pickle"
+ARGS = (b"args-pickle", b"\x00" * 70_000, b"")
+
+MESSAGES = [
+    p.Call(1, "worker-a", DIGEST, "mod.add", False, ROUTINE, (b"args",)),
+    p.Call(2, "worker-a", DIGEST, "mod.ticks", True, ROUTINE, ARGS),
+    p.Call(3, "", b"", "", False, b"", (b"",)),
+    p.Next(4),
+    p.Send(5, (b"value",)),
+    p.Send(6, ARGS),
+    p.Throw(7, (b"exc",)),
+    p.Throw(8, ARGS),
+    p.Close(9),
+    p.Cancel(10),
+    p.Ping(11),
+    p.Return(12, (b"result",)),
+    p.Return(13, ARGS),
+    p.Yield(14, (b"item",)),
+    p.Yield(15, ARGS),
+    p.Raise(16, "tests.routines.Oops", "boom \u2603", "Traceback (most recent call last):\n ...", (b"exc",)),
+    p.Raise(17, "KeyError", "", "", ARGS),
+    p.Stop(18),
+    p.Pong(19, "worker-a"),
+    *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
+    p.Ping(0),
+    p.Ping(2**64 - 1),
+    p.Return(2**64 - 1, (b"largest call id",)),
+]
+
+
+def _id(msg: p.Message) -> str:
+    extra = f"-{msg.reason.name}" if isinstance(msg, p.Reject) else ""
+    return f"{type(msg).__name__}{extra}-{msg.call_id}"
+
+
+def test_every_kind_is_covered() -> None:
+    assert {m.kind for m in MESSAGES} == set(p.Kind)
+    assert {m.reason for m in MESSAGES if isinstance(m, p.Reject)} == set(p.RejectReason)
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=_id)
+def test_round_trip(msg: p.Message) -> None:
+    frames = p.encode(msg)
+    assert p.decode(frames) == msg
+    # As received from a socket: every frame a fresh bytes object.
+    assert p.decode([bytes(f) for f in frames]) == msg
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=_id)
+def test_envelope_holds_no_payload(msg: p.Message) -> None:
+    """Payload frames travel as their own frames, never copied into the msgpack envelope."""
+    frames = p.encode(msg)
+    payload = getattr(msg, "payload", ())
+    routine = (msg.routine,) if isinstance(msg, p.Call) else ()
+    assert [bytes(f) for f in frames[1:]] == [bytes(f) for f in (*routine, *payload)]
+    assert len(frames[0]) < 200
+
+
+def test_multi_frame_payload_keeps_frame_boundaries() -> None:
+    payload = (b"a", b"", b"bc", memoryview(b"def"))
+    msg = p.Return(3, payload)
+    decoded = p.decode(p.encode(msg))
+    assert isinstance(decoded, p.Return)
+    assert [bytes(f) for f in decoded.payload] == [b"a", b"", b"bc", b"def"]
+
+
+def env(*items: Any) -> bytes:
+    return msgpack.packb(list(items), use_bin_type=True)
+
+
+V = p.VERSION
+K = p.Kind
+CALL_FIELDS = ("w", DIGEST, "name", False)
+
+# (frames, message pattern, call id expected on the error)
+CORRUPT = [
+    pytest.param([], "empty message", None, id="empty-message"),
+    pytest.param([b"\x90" * (p.MAX_ENVELOPE + 1)], "exceeds", None, id="oversize-envelope"),
+    # The call id of an oversize envelope is still read, so the call it names can be failed.
+    pytest.param([env(V, K.PING, 1) + b"\x00" * p.MAX_ENVELOPE], "exceeds", 1, id="oversize-valid-prefix"),
+    pytest.param([b""], "not msgpack", None, id="empty-envelope"),
+    pytest.param([b"\xc1"], "not msgpack", None, id="reserved-msgpack-byte"),
+    pytest.param([b"\x93\x01\x07"], "not msgpack", None, id="truncated-msgpack"),
+    pytest.param([env(V, K.PING, 1) + b"\x01"], "not msgpack", None, id="trailing-bytes"),
+    pytest.param([b"hello, world"], "not msgpack", None, id="text"),
+    pytest.param([msgpack.packb({1: 2})], "not msgpack", None, id="map-with-int-keys"),
+    pytest.param([msgpack.packb({"v": 1, "k": 7, "id": 1})], "not an array", None, id="map"),
+    pytest.param([msgpack.packb(7)], "not an array", None, id="int"),
+    pytest.param([msgpack.packb("ping")], "not an array", None, id="str"),
+    pytest.param([msgpack.packb(b"\x93\x01\x07\x01")], "not an array", None, id="bin"),
+    pytest.param([env()], "not an array", None, id="empty-array"),
+    pytest.param([env(V, K.PING)], "not an array", None, id="two-item-array"),
+    pytest.param([env(V, K.PING, True)], "call id", None, id="bool-call-id"),
+    pytest.param([env(V, K.PING, -1)], "call id", None, id="negative-call-id"),
+    pytest.param([env(V, K.PING, -(2**63))], "call id", None, id="most-negative-call-id"),
+    pytest.param([env(V, K.PING, 1.0)], "call id", None, id="float-call-id"),
+    pytest.param([env(V, K.PING, 1e30)], "call id", None, id="huge-float-call-id"),
+    pytest.param([env(V, K.PING, "1")], "call id", None, id="str-call-id"),
+    pytest.param([env(V, K.PING, None)], "call id", None, id="nil-call-id"),
+    pytest.param([env(V, K.PING, [1])], "call id", None, id="array-call-id"),
+    pytest.param([env(99, K.PING, 5)], r"version 99\b", 5, id="future-version"),
+    pytest.param([env(0, K.PING, 5)], r"version 0\b", 5, id="version-zero"),
+    pytest.param([env("1", K.PING, 5)], "version '1'", 5, id="str-version"),
+    pytest.param([env(None, K.PING, 5)], "version None", 5, id="nil-version"),
+    pytest.param(
+        [env(True, K.PING, 5)], "version", 5, id="bool-version",
+    ),
+    pytest.param(
+        [env(1.0, K.PING, 5)], "version", 5, id="float-version",
+    ),
+    pytest.param([env(V, 0, 6)], "unknown message kind 0", 6, id="kind-zero"),
+    pytest.param([env(V, 8, 6)], "unknown message kind 8", 6, id="kind-between-ranges"),
+    pytest.param([env(V, 99, 6)], "unknown message kind 99", 6, id="kind-99"),
+    pytest.param([env(V, -1, 6)], "unknown message kind -1", 6, id="negative-kind"),
+    pytest.param([env(V, "ping", 6)], "unknown message kind 'ping'", 6, id="str-kind"),
+    pytest.param([env(V, [7], 6)], "unknown message kind", 6, id="array-kind"),
+    pytest.param([env(V, {"k": 7}, 6)], "unknown message kind", 6, id="map-kind"),
+    pytest.param([env(V, None, 6)], "unknown message kind None", 6, id="nil-kind"),
+    pytest.param(
+        [env(V, 16.0, 6), b"x"], "kind", 6, id="float-kind",
+    ),
+    pytest.param(
+        [env(V, True, 6, *CALL_FIELDS), b"r", b"a"], "kind", 6, id="bool-kind",
+    ),
+    # wrong field types, per kind
+    pytest.param([env(V, K.CALL, 7, 1, DIGEST, "n", False), b"r", b"a"], "malformed call", 7, id="call-int-worker"),
+    pytest.param([env(V, K.CALL, 7, b"w", DIGEST, "n", False), b"r", b"a"], "malformed call", 7, id="call-bin-worker"),
+    pytest.param([env(V, K.CALL, 7, "w", "digest", "n", False), b"r", b"a"], "malformed call", 7, id="call-str-digest"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, None, False), b"r", b"a"], "malformed call", 7, id="call-nil-name"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", 0), b"r", b"a"], "malformed call", 7, id="call-int-generator"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", "yes"), b"r", b"a"], "malformed call", 7, id="call-str-generator"),
+    pytest.param([env(V, K.RAISE, 7, "T", "m", 3), b"e"], "malformed raise", 7, id="raise-int-traceback"),
+    pytest.param([env(V, K.RAISE, 7, b"T", "m", "tb"), b"e"], "malformed raise", 7, id="raise-bin-type"),
+    pytest.param([env(V, K.PONG, 7, 42)], "malformed pong", 7, id="pong-int-worker"),
+    pytest.param([env(V, K.PONG, 7, None)], "malformed pong", 7, id="pong-nil-worker"),
+    pytest.param([env(V, K.REJECT, 7, 99, "d")], "malformed reject", 7, id="reject-unknown-reason"),
+    pytest.param([env(V, K.REJECT, 7, 0, "d")], "malformed reject", 7, id="reject-reason-zero"),
+    pytest.param([env(V, K.REJECT, 7, True, "d")], "malformed reject", 7, id="reject-bool-reason"),
+    pytest.param([env(V, K.REJECT, 7, 1.0, "d")], "malformed reject", 7, id="reject-float-reason"),
+    pytest.param([env(V, K.REJECT, 7, "MALFORMED", "d")], "malformed reject", 7, id="reject-str-reason"),
+    pytest.param([env(V, K.REJECT, 7, 3, b"d")], "malformed reject", 7, id="reject-bin-detail"),
+    # wrong field counts
+    pytest.param([env(V, K.CALL, 8, "w", DIGEST, "n"), b"r", b"a"], "malformed call", 8, id="call-missing-field"),
+    pytest.param([env(V, K.CALL, 8, *CALL_FIELDS, 0), b"r", b"a"], "malformed call", 8, id="call-extra-field"),
+    pytest.param([env(V, K.NEXT, 8, 0)], "malformed next", 8, id="next-extra-field"),
+    pytest.param([env(V, K.CANCEL, 8, "why")], "malformed cancel", 8, id="cancel-extra-field"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m"), b"e"], "malformed raise", 8, id="raise-missing-field"),
+    pytest.param([env(V, K.PONG, 8)], "malformed pong", 8, id="pong-missing-field"),
+    pytest.param([env(V, K.PONG, 8, "w", "w")], "malformed pong", 8, id="pong-extra-field"),
+    pytest.param([env(V, K.REJECT, 8, 3)], "malformed reject", 8, id="reject-missing-field"),
+    # payload frames on a kind that takes none
+    *(
+        pytest.param([env(V, kind, 9), b"x"], f"{kind.name.lower()} carries no payload, got 1", 9, id=f"{kind.name.lower()}-with-payload")
+        for kind in (K.NEXT, K.CLOSE, K.CANCEL, K.PING, K.STOP)
+    ),
+    pytest.param([env(V, K.PONG, 9, "w"), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
+    pytest.param([env(V, K.REJECT, 9, 1, "d"), b""], "reject carries no payload, got 1", 9, id="reject-with-payload"),
+    # missing payload frames
+    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 2 payload frames, got 0", 10, id="call-no-frames"),
+    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS), b"r"], "call needs at least 2 payload frames, got 1", 10, id="call-no-args"),
+    *(
+        pytest.param([env(V, kind, 10)], f"{kind.name.lower()} needs at least 1 payload frames, got 0", 10, id=f"{kind.name.lower()}-no-payload")
+        for kind in (K.SEND, K.THROW, K.RETURN, K.YIELD)
+    ),
+    pytest.param([env(V, K.RAISE, 10, "T", "m", "tb")], "raise needs at least 1", 10, id="raise-no-payload"),
+]
+
+
+@pytest.mark.parametrize(("frames", "pattern", "call_id"), CORRUPT)
+def test_corrupt_input_raises_protocol_error(frames: list[bytes], pattern: str, call_id: int | None) -> None:
+    with pytest.raises(p.ProtocolError, match=pattern) as info:
+        p.decode(frames)
+    assert info.value.call_id == call_id
+
+
+def test_protocol_error_is_a_plain_exception() -> None:
+    """One error type for all of it: not a msgpack or pickle error leaking through."""
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode([b"\xc1"])
+    assert type(info.value) is p.ProtocolError
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_maximal_envelope_size_is_accepted() -> None:
+    """The limit is inclusive: an envelope of exactly MAX_ENVELOPE bytes is decoded."""
+    size = p.MAX_ENVELOPE
+    while len(head := env(V, K.REJECT, 1, 3, "d" * size)) > p.MAX_ENVELOPE:
+        size -= 1
+    assert len(head) == p.MAX_ENVELOPE
+    with pytest.raises(p.ProtocolError, match="exceeds"):
+        p.decode([env(V, K.REJECT, 1, 3, "d" * (size + 1))])
+    msg = p.decode([head])
+    assert isinstance(msg, p.Reject) and msg.reason is p.RejectReason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        pytest.param(p.Raise(1, "ValueError", "x" * 40_000, "Traceback ...\nValueError: " + "x" * 40_000, (b"e",)), id="raise"),
+        pytest.param(p.Reject(2, p.RejectReason.MALFORMED, "d" * (p.MAX_ENVELOPE + 1)), id="reject"),
+    ],
+)
+def test_encode_never_builds_what_decode_refuses(msg: p.Message) -> None:
+    try:
+        frames = p.encode(msg)
+    except p.ProtocolError:
+        return  # refusing to encode it is fine too
+    decoded = p.decode(frames)
+    assert decoded.call_id == msg.call_id and decoded.kind is msg.kind
+
+
+# -- property: decode parses or raises ProtocolError, nothing else ----------------------------
+
+# Values msgpack can represent (ints limited to its int64/uint64 range), nested two levels deep
+# (deeper recursive strategies cost hypothesis much more time and find nothing new here).
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+)
+_values = st.one_of(
+    _scalars,
+    st.lists(_scalars, max_size=4),
+    st.dictionaries(st.text(max_size=4), _scalars, max_size=3),
+    st.lists(st.lists(_scalars, max_size=3), max_size=3),
+)
+# Values biased towards the ones the codec looks for, so that deep branches are reached.
+_versions = st.one_of(st.just(p.VERSION), st.sampled_from([0, 2, True, 1.0, -1, "1"]), _values)
+_kinds = st.one_of(st.sampled_from(list(p.Kind)).map(int), st.integers(-3, 30), _values)
+_call_ids = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, True, 1.5, None]), _values)
+_fields = st.lists(
+    st.one_of(
+        st.text(max_size=10), st.binary(max_size=16), st.booleans(), st.sampled_from(list(p.RejectReason)).map(int), _values
+    ),
+    max_size=5,
+)
+_payload = st.lists(st.binary(max_size=30), max_size=4)
+
+
+@st.composite
+def _structured(draw: st.DrawFn) -> list[bytes]:
+    """A msgpack envelope built from random values, mostly shaped like a real one."""
+    shape = draw(st.integers(0, 9))
+    if shape == 0:  # any msgpack value at all
+        return [msgpack.packb(draw(_values), use_bin_type=True), *draw(_payload)]
+    items = [draw(_versions), draw(_kinds), draw(_call_ids), *draw(_fields)]
+    if shape == 1:
+        items = items[: draw(st.integers(0, len(items)))]
+    return [msgpack.packb(items, use_bin_type=True), *draw(_payload)]
+
+
+@st.composite
+def _mangled(draw: st.DrawFn) -> list[bytes]:
+    """A valid message, its envelope truncated or with one byte replaced, and some of its
+    payload frames dropped."""
+    msg = draw(st.sampled_from(MESSAGES))
+    frames = [bytes(f) for f in p.encode(msg)]
+    head = bytearray(frames[0])
+    if draw(st.booleans()):
+        head = head[: draw(st.integers(0, len(head)))]
+    else:
+        head[draw(st.integers(0, len(head) - 1))] = draw(st.integers(0, 255))
+    return [bytes(head), *frames[1 : 1 + draw(st.integers(0, len(frames)))]]
+
+
+def _check_decode(frames: list[bytes]) -> None:
+    try:
+        msg = p.decode(frames)
+    except p.ProtocolError as e:
+        assert str(e)
+        assert e.call_id is None or (type(e.call_id) is int and 0 <= e.call_id < 2**64)
+        return
+    # Whatever decoded is a real message, and encodes back to itself.
+    assert isinstance(msg, (p.Call, p.Next, p.Send, p.Throw, p.Close, p.Cancel, p.Ping,
+                            p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject))
+    assert p.decode(p.encode(msg)) == msg
+
+
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(st.binary(max_size=64), max_size=4), _mangled()))
+def test_decode_of_random_bytes_parses_or_raises_protocol_error(frames: list[bytes]) -> None:
+    _check_decode(frames)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_structured())
+def test_decode_of_random_msgpack_parses_or_raises_protocol_error(frames: list[bytes]) -> None:
+    _check_decode(frames)

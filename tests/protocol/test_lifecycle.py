@@ -1,0 +1,119 @@
+"""The call lifecycle tables: which reply may answer which request, which replies end a call,
+and which requests a call accepts in each state. No sockets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from wool import protocol as p
+
+K = p.Kind
+REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING]
+REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT]
+
+# Written out by hand from the protocol's rules, to check the tables against.
+COROUTINE = {(K.CALL, K.RETURN), (K.CALL, K.RAISE), (K.CALL, K.REJECT)}
+GENERATOR = {
+    *((step, reply) for step in (K.CALL, K.NEXT, K.SEND, K.THROW) for reply in (K.YIELD, K.STOP, K.RAISE, K.REJECT)),
+    (K.CLOSE, K.STOP),
+    (K.CLOSE, K.RAISE),
+    (K.CLOSE, K.REJECT),
+}
+
+
+def test_kinds_split_into_requests_and_replies() -> None:
+    assert set(REQUESTS) | set(REPLIES) == set(p.Kind)
+    assert not set(REQUESTS) & set(REPLIES)
+
+
+@pytest.mark.parametrize(("request_", "reply"), list(itertools.product(REQUESTS, REPLIES)), ids=lambda k: k.name.lower())
+def test_legal_reply_of_a_coroutine_call(request_: p.Kind, reply: p.Kind) -> None:
+    assert p.legal_reply(False, request_, reply) is ((request_, reply) in COROUTINE)
+
+
+@pytest.mark.parametrize(("request_", "reply"), list(itertools.product(REQUESTS, REPLIES)), ids=lambda k: k.name.lower())
+def test_legal_reply_of_a_generator_call(request_: p.Kind, reply: p.Kind) -> None:
+    assert p.legal_reply(True, request_, reply) is ((request_, reply) in GENERATOR)
+
+
+def test_a_coroutine_call_is_never_answered_by_yield_or_stop() -> None:
+    assert not p.legal_reply(False, K.CALL, K.YIELD)
+    assert not p.legal_reply(False, K.CALL, K.STOP)
+
+
+def test_a_generator_call_never_returns() -> None:
+    assert not any(p.legal_reply(True, request, K.RETURN) for request in REQUESTS)
+
+
+def test_close_is_never_answered_by_yield() -> None:
+    assert not p.legal_reply(True, K.CLOSE, K.YIELD)
+    assert p.legal_reply(True, K.CLOSE, K.STOP)
+
+
+def test_a_coroutine_call_takes_no_steps() -> None:
+    for step in p.STEPS:
+        assert not any(p.legal_reply(False, step, reply) for reply in REPLIES)
+
+
+def test_cancel_and_ping_are_not_steps_of_a_call() -> None:
+    """Cancel is never answered itself; a ping is answered by a pong, outside any call."""
+    for generator in (False, True):
+        for reply in REPLIES:
+            assert not p.legal_reply(generator, K.CANCEL, reply)
+            assert not p.legal_reply(generator, K.PING, reply)
+
+
+def test_a_reply_never_answers_a_reply() -> None:
+    for generator, request, reply in itertools.product((False, True), REPLIES, REPLIES):
+        assert not p.legal_reply(generator, request, reply)
+
+
+@pytest.mark.parametrize(
+    ("generator", "reply", "final"),
+    [
+        (False, K.RETURN, True),
+        (False, K.RAISE, True),
+        (False, K.REJECT, True),
+        (False, K.YIELD, False),
+        (False, K.STOP, False),
+        (False, K.PONG, False),
+        (True, K.STOP, True),
+        (True, K.RAISE, True),
+        (True, K.REJECT, True),
+        (True, K.YIELD, False),
+        (True, K.RETURN, False),
+        (True, K.PONG, False),
+    ],
+    ids=lambda v: v.name.lower() if isinstance(v, p.Kind) else str(v),
+)
+def test_is_final(generator: bool, reply: p.Kind, final: bool) -> None:
+    assert p.is_final(generator, reply) is final
+
+
+def test_every_legal_reply_but_yield_ends_the_call() -> None:
+    """A step that does not yield leaves nothing to step: the call is over."""
+    for generator, table in ((False, COROUTINE), (True, GENERATOR)):
+        for _, reply in table:
+            assert p.is_final(generator, reply) is (reply is not K.YIELD)
+
+
+def test_steps() -> None:
+    assert p.STEPS == {K.NEXT, K.SEND, K.THROW, K.CLOSE}
+
+
+def test_a_running_call_accepts_only_cancel() -> None:
+    assert p.ACCEPTS["running"] == {K.CANCEL}
+    assert not p.ACCEPTS["running"] & p.STEPS
+
+
+def test_a_suspended_generator_accepts_every_step_and_cancel() -> None:
+    assert p.ACCEPTS["suspended"] == p.STEPS | {K.CANCEL}
+
+
+def test_no_state_accepts_a_new_call_ping_or_reply() -> None:
+    assert set(p.ACCEPTS) == {"running", "suspended"}
+    for accepted in p.ACCEPTS.values():
+        assert K.CALL not in accepted and K.PING not in accepted
+        assert not accepted & set(REPLIES)

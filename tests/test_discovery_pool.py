@@ -1,0 +1,141 @@
+"""Pools over workers started by hand (`python -m wool.worker --discovery local:NAME`): the
+pool spawns nothing it was not asked to, dispatches to what it discovers, follows workers
+joining and leaving, and leaves the workers it did not spawn running."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Callable
+
+import psutil
+import pytest
+
+import routines
+import wool
+from helpers import CliWorker
+
+pytestmark = pytest.mark.multiprocess
+
+NAME = "desk"
+
+
+def cli_worker() -> CliWorker:
+    return CliWorker("--discovery", f"local:{NAME}")
+
+
+def discovery() -> wool.LocalDiscovery:
+    return wool.LocalDiscovery(NAME)
+
+
+def child_pids() -> set[int]:
+    return {c.pid for c in psutil.Process().children() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE}
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until the pool's view satisfies `condition`. The pool learns of workers by polling
+    its registry file and connects asynchronously, exposing no event for either; so poll."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+def serving(pool: wool.WorkerPool) -> set[int]:
+    return {w.pid for w in pool.workers}
+
+
+async def pids_of(calls: int) -> Counter[int]:
+    return Counter([await routines.pid() for _ in range(calls)])
+
+
+async def stop(*workers: CliWorker) -> None:
+    """SIGTERM hand-started workers; each withdraws and exits 0."""
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert await worker.wait() == 0
+
+
+async def test_discovery_pool_spawns_nothing_and_leaves_workers_running() -> None:
+    async with cli_worker() as a, cli_worker() as b:
+        async with wool.WorkerPool(discovery=discovery()) as pool:
+            assert pool.processes == []
+            assert child_pids() == {a.pid, b.pid}
+            await wait_until(lambda: serving(pool) == {a.pid, b.pid})
+            assert await pids_of(4) == Counter({a.pid: 2, b.pid: 2})
+        assert child_pids() == {a.pid, b.pid}
+        assert a.proc is not None and a.proc.poll() is None
+        assert b.proc is not None and b.proc.poll() is None
+        async with wool.WorkerPool(discovery=discovery()) as again:
+            await wait_until(lambda: serving(again) == {a.pid, b.pid})
+            assert await routines.add(2, 3) == 5
+            assert set(await pids_of(4)) == {a.pid, b.pid}
+        await stop(a, b)
+    assert await discovery().workers() == []
+
+
+async def test_pool_spawns_into_a_discovered_namespace() -> None:
+    async with cli_worker() as cli:
+        async with wool.WorkerPool(size=1, discovery=discovery()) as pool:
+            (spawned,) = [w.pid for w in pool.processes]
+            assert child_pids() == {cli.pid, spawned}
+            assert {w.pid for w in await discovery().workers()} == {cli.pid, spawned}
+            await wait_until(lambda: serving(pool) == {cli.pid, spawned})
+            assert await pids_of(4) == Counter({cli.pid: 2, spawned: 2})
+        # The spawned worker is gone (and withdrawn); the hand-started one still serves.
+        assert child_pids() == {cli.pid}
+        assert [w.pid for w in await discovery().workers()] == [cli.pid]
+        await stop(cli)
+
+
+async def test_pool_follows_workers_joining_and_leaving() -> None:
+    async with cli_worker() as a:
+        async with wool.WorkerPool(discovery=discovery()) as pool:
+            await wait_until(lambda: serving(pool) == {a.pid})
+            assert set(await pids_of(2)) == {a.pid}
+            async with cli_worker() as b:
+                await wait_until(lambda: serving(pool) == {a.pid, b.pid})
+                assert await pids_of(4) == Counter({a.pid: 2, b.pid: 2})
+                b.signal(signal.SIGTERM)
+                assert await b.wait() == 0
+                await wait_until(lambda: serving(pool) == {a.pid})
+                assert [await routines.add(i, i) for i in range(3)] == [0, 2, 4]
+                assert set(await pids_of(4)) == {a.pid}
+        await stop(a)
+
+
+async def test_empty_namespace_raises_no_workers_available() -> None:
+    async with wool.WorkerPool(discovery=wool.LocalDiscovery("empty")) as pool:
+        assert pool.workers == []
+        with pytest.raises(wool.NoWorkersAvailable, match=r"no live workers"):
+            await routines.add(1, 2)
+    assert issubclass(wool.NoWorkersAvailable, wool.WoolError)
+
+
+async def test_nested_calls_on_a_worker_reach_its_peers() -> None:
+    async with cli_worker() as a, cli_worker() as b:
+        async with wool.WorkerPool(discovery=discovery()) as pool:
+            await wait_until(lambda: serving(pool) == {a.pid, b.pid})
+            # Each worker learns of its peer through the same registry, on its own schedule:
+            # retry (real calls, no sleeping) until the one serving the call has its peer too.
+            async with asyncio.timeout(10):
+                while set(nested := await routines.pids_of_nested(8)) != {a.pid, b.pid}:
+                    assert set(nested) <= {a.pid, b.pid}
+            assert sorted(Counter(nested).values()) == [4, 4]
+        await stop(a, b)
+
+
+async def test_a_call_made_as_the_first_worker_connects_is_not_refused() -> None:
+    async with cli_worker() as worker:
+        async with wool.WorkerPool(discovery=discovery()) as pool:
+            # One call starts in every loop iteration until the worker is in rotation, so one
+            # of them starts at the moment its connection completes.
+            calls = []
+            async with asyncio.timeout(10):
+                while not pool.workers:
+                    calls.append(asyncio.create_task(routines.add(1, 2)))
+                    await asyncio.sleep(0)
+            results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        await stop(worker)
+    assert [r for r in results if r != 3] == []

@@ -1,0 +1,191 @@
+"""`python -m wool.worker`: its options, its errors, publishing and withdrawing on a stop
+signal, and letting running calls finish (or cancelling them) within the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import routines
+import wool
+from helpers import REPO, CliWorker, Observer
+
+pytestmark = pytest.mark.multiprocess
+
+NAME = "cli"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    return subprocess.run(
+        [sys.executable, "-m", "wool.worker", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=30
+    )
+
+
+async def wait_withdrawn(discovery: wool.LocalDiscovery, worker_id: str, timeout: float = 10.0) -> None:
+    """Wait until `worker_id` left the registry: a worker withdraws on its own schedule after
+    a stop signal, with no event a test can await; so poll the registry."""
+    async with asyncio.timeout(timeout):
+        while worker_id in {w.id for w in await discovery.workers()}:
+            await asyncio.sleep(0.02)
+
+
+async def wait_serving(pool: wool.WorkerPool, worker: CliWorker, timeout: float = 10.0) -> None:
+    """Wait until the pool has connected to `worker`: it connects in the background, with no
+    public event to await; so poll."""
+    async with asyncio.timeout(timeout):
+        while worker.pid not in {w.pid for w in pool.workers}:
+            await asyncio.sleep(0.02)
+
+
+# -- options and errors ------------------------------------------------------------------------
+
+
+def test_help_documents_every_option() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--discovery", "--bind", "--tag", "--grace", "--log-level"):
+        assert option in result.stdout
+    assert "local:NAME" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        ((), r"--discovery is required"),
+        (("--discovery", "bogus:x"), r"unknown discovery 'bogus:x'"),
+        (("--discovery", "local:"), r"namespace must not be empty"),
+    ],
+    ids=["missing", "unknown-scheme", "empty-name"],
+)
+def test_bad_discovery_exits_2_naming_the_problem(args: tuple[str, ...], pattern: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert re.search(pattern, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- publishing and withdrawing ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_publishes_itself_and_withdraws_on_stop_signal(sig: signal.Signals) -> None:
+    discovery = wool.LocalDiscovery(NAME)
+    async with CliWorker("--discovery", f"local:{NAME}") as worker:
+        (entry,) = await discovery.workers()
+        assert (entry.id, entry.endpoint, entry.pid) == (worker.id, worker.endpoint, worker.pid)
+        worker.signal(sig)
+        assert await worker.wait() == 0
+        assert await discovery.workers() == []
+
+
+async def test_bind_to_any_loopback_port() -> None:
+    async with CliWorker("--discovery", f"local:{NAME}", "--bind", "tcp://127.0.0.1:0") as worker:
+        match = re.fullmatch(r"tcp://127\.0\.0\.1:(\d+)", worker.endpoint)
+        assert match is not None, worker.endpoint
+        assert 0 < int(match.group(1)) < 65536
+        (entry,) = await wool.LocalDiscovery(NAME).workers()
+        assert entry.endpoint == worker.endpoint
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(NAME)) as pool:
+            await wait_serving(pool, worker)
+            assert await routines.pid() == worker.pid
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+
+
+async def test_tags_are_published() -> None:
+    async with CliWorker("--discovery", f"local:{NAME}", "--tag", "gpu", "--tag", "fast") as worker:
+        (entry,) = await wool.LocalDiscovery(NAME).workers()
+        assert entry.id == worker.id
+        assert entry.tags == frozenset({"gpu", "fast"})
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+
+
+# -- stopping with calls in flight ---------------------------------------------------------------
+
+
+async def test_stop_lets_running_calls_finish_within_grace() -> None:
+    discovery = wool.LocalDiscovery(NAME)
+    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}") as worker:
+        async with wool.WorkerPool(discovery=discovery) as pool:
+            await wait_serving(pool, worker)
+            first = asyncio.create_task(routines.wait_at(observer.address, "g1"))
+            last = asyncio.create_task(routines.wait_at(observer.address, "g2"))
+            await observer.wait_for("at g1")
+            await observer.wait_for("at g2")
+            worker.signal(signal.SIGTERM)
+            # Withdrawal is the worker's first step after the signal: it is now draining.
+            await wait_withdrawn(discovery, worker.id)
+            assert worker.proc is not None and worker.proc.poll() is None
+            observer.open("g1")
+            assert await asyncio.wait_for(first, 10) == "g1"
+            assert worker.proc.poll() is None  # still draining: g2 is running
+            observer.open("g2")
+            assert await asyncio.wait_for(last, 10) == "g2"
+        assert await worker.wait() == 0
+    assert {"done g1", "done g2"} <= set(observer.events)
+    assert not [e for e in observer.events if e.startswith("cancelled")]
+
+
+async def test_stop_cancels_a_call_that_outlives_grace() -> None:
+    discovery = wool.LocalDiscovery(NAME)
+    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}", "--grace", "0.5") as worker:
+        async with wool.WorkerPool(discovery=discovery) as pool:
+            await wait_serving(pool, worker)
+            call = asyncio.create_task(routines.block(observer.address, "x"))
+            await observer.wait_for(f"running x {worker.pid}")
+            worker.signal(signal.SIGTERM)
+            await observer.wait_for("cancelled x", timeout=10)
+            (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
+            # The caller did not cancel: the worker gave up on the call when its grace ran out,
+            # and the caller hears WorkerLost (not CancelledError).
+            assert isinstance(outcome, wool.WorkerLost), repr(outcome)
+            assert not call.cancelled()
+        assert await worker.wait() == 0
+
+
+# The tests below keep the caller's loop busy until the worker exited, so the worker's last
+# reply is still unread when the connection breaks: it must be delivered all the same.
+
+
+async def test_result_of_a_call_finished_during_stop_reaches_a_busy_caller() -> None:
+    discovery = wool.LocalDiscovery(NAME)
+    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}") as worker:
+        async with wool.WorkerPool(discovery=discovery) as pool:
+            await wait_serving(pool, worker)
+            call = asyncio.create_task(routines.wait_at(observer.address, "g"))
+            await observer.wait_for("at g")
+            worker.signal(signal.SIGTERM)
+            await wait_withdrawn(discovery, worker.id)
+            observer.open("g")
+            await observer.wait_for("done g")
+            assert worker.proc is not None
+            worker.proc.wait(timeout=10)  # the caller is busy while the worker replies and exits
+            (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
+        assert await worker.wait() == 0
+    assert outcome == "g"
+
+
+async def test_caller_is_told_its_call_outlived_the_grace_period() -> None:
+    discovery = wool.LocalDiscovery(NAME)
+    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}", "--grace", "0.5") as worker:
+        async with wool.WorkerPool(discovery=discovery) as pool:
+            await wait_serving(pool, worker)
+            call = asyncio.create_task(routines.block(observer.address, "x"))
+            await observer.wait_for(f"running x {worker.pid}")
+            worker.signal(signal.SIGTERM)
+            await observer.wait_for("cancelled x", timeout=10)
+            assert worker.proc is not None
+            worker.proc.wait(timeout=10)  # the caller is busy while the worker replies and exits
+            (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
+        assert await worker.wait() == 0
+    assert isinstance(outcome, wool.WorkerLost)
+    assert "grace period" in str(outcome)
