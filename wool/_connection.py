@@ -153,6 +153,8 @@ class Connection:
             return
         entry = self._pending.get(msg.call_id)
         if entry is None:
+            if msg.call_id == 0:
+                return  # the worker probing whether we are still here (call ids start at 1)
             log.debug("reply for unknown call %d from worker %s", msg.call_id, self.worker.id)
             return
         future, generator, request = entry

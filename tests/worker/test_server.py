@@ -369,12 +369,6 @@ async def test_reject_of_a_large_malformed_request_is_decodable() -> None:
         assert_reject(await peer.recv(), 5, p.RejectReason.MALFORMED, "malformed ping")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="bug: the server learns that a caller is gone only when a reply to it fails "
-    "(ROUTER_MANDATORY); a call that never replies outlives its vanished caller",
-)
 async def test_calls_of_a_vanished_caller_are_cancelled() -> None:
     async with Observer() as observer, raw_worker() as (_, info, peer):
         gone = RawPeer(info.endpoint)

@@ -6,7 +6,11 @@ handled synchronously in the socket driver's callback: decoding, validation and 
 never await, and a call's work runs in its own task (see `_calls`). Nothing a peer sends can
 stop the loop: a malformed message is logged (rate-limited) and, when its call id is
 readable, answered with `Reject`. `ROUTER_MANDATORY` turns a reply to a vanished caller into
-an error we see, and that caller's calls are cancelled.
+an error we see, and that caller's calls are cancelled. A caller that vanishes while its
+calls run silently (nothing to reply yet) is found by probing: every `PROBE_INTERVAL` the
+server sends each caller with calls in flight a `Pong` for call id 0, which callers ignore;
+once ZeroMQ has dropped the connection (at once for a dead process, after the heartbeat
+timeout for a silent one) the probe fails and the calls are cancelled.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ._calls import CoroutineCall, GeneratorCall
 log = logging.getLogger("wool.worker")
 
 ROUTINE_CACHE_SIZE = 1024
+PROBE_INTERVAL = 1.0
 _WARN_INTERVAL = 10.0
 
 
@@ -62,6 +67,7 @@ class Server:
             raise OSError(f"cannot bind a worker to {bind}: {e}") from None
         self.endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._driver = SocketDriver(sock, self._on_request, routed=True, on_unreachable=self._on_unreachable)
+        self._prober = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probe)
 
     @property
     def in_flight(self) -> int:
@@ -154,6 +160,11 @@ class Server:
             if key[0] == identity:
                 call.cancel()
 
+    def _probe(self) -> None:
+        for identity in {identity for identity, _ in self._calls}:
+            self.reply(identity, p.Pong(0, self.worker_id))
+        self._prober = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probe)
+
     def _warn(self, key: str, message: str) -> None:
         now = time.monotonic()
         if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
@@ -181,6 +192,7 @@ class Server:
             await asyncio.wait(self._background, timeout=grace)
 
     def close(self) -> None:
+        self._prober.cancel()
         for task in self._background:
             task.cancel()
         self._driver.close(linger=200)
