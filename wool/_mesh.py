@@ -40,7 +40,6 @@ class Mesh:
         self._ready: list[Connection] = []
         self._lost: set[str] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
         self.closed = False
 
     @property

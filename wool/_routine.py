@@ -229,6 +229,10 @@ class _Stream:
         return self._settle(reply)
 
     async def close(self) -> None:
+        """Close the remote generator (its `finally` runs there). If its worker is already
+        gone, or the pool closed, there is nothing left to close."""
+        if self._open and self._conn is not None and self._conn.lost is not None:
+            self._ended()
         if self._open:
             await self.step(p.Kind.CLOSE, None)
 

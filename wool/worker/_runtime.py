@@ -56,20 +56,27 @@ async def serve(
     current_mesh_var.set(mesh)
     server = Server(worker_id, config.bind)
     info = WorkerInfo(worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION)
+    discovery = config.discovery
+    published = False
     try:
         mesh.add(info)
-        if config.discovery is not None:
-            await config.discovery.publish(info)
+        if discovery is not None:
+            await discovery.publish(info)
+            published = True
             mesh.start_watching()
         log.info("worker %s serving at %s (pid %d)", worker_id, server.endpoint, os.getpid())
         on_ready(info)
         await stop.wait()
         log.info("worker %s stopping with %d calls in flight", worker_id, server.in_flight)
         server.accepting = False
-        if config.discovery is not None:
-            await config.discovery.withdraw(info)
+        if discovery is not None and published:
+            # First, so that pools stop choosing this worker while its calls drain.
+            published = False
+            await discovery.withdraw(info)
         await server.drain(config.grace)
     finally:
+        if discovery is not None and published:
+            await discovery.withdraw(info)
         await mesh.close()
         server.close()
         if watch_fd is not None:
