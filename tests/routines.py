@@ -10,26 +10,25 @@ from typing import Any, AsyncIterator
 import wool
 
 
-async def report(address: str, event: str) -> None:
-    """Tell the test's `Observer` that `event` happened (and wait until it was recorded)."""
+async def _tell(address: str, line: str) -> None:
+    """Send `line` to the test's `Observer` and wait for its answer."""
     host, port = address.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"event {event}\n".encode())
+    writer.write(f"{line}\n".encode())
     await writer.drain()
     await reader.readline()
     writer.close()
     await writer.wait_closed()
+
+
+async def report(address: str, event: str) -> None:
+    """Tell the test's `Observer` that `event` happened (and wait until it was recorded)."""
+    await _tell(address, f"event {event}")
 
 
 async def gate(address: str, name: str) -> None:
     """Wait until the test opens gate `name`."""
-    host, port = address.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"gate {name}\n".encode())
-    await writer.drain()
-    await reader.readline()
-    writer.close()
-    await writer.wait_closed()
+    await _tell(address, f"gate {name}")
 
 
 class Oops(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import pydoc
 
 import pytest
 
@@ -53,3 +54,9 @@ def test_methods_are_routines_too() -> None:
     assert inspect.iscoroutinefunction(Calculator.double)
     assert inspect.iscoroutinefunction(Calculator.triple)
     assert inspect.signature(Calculator(1).plus).parameters.keys() == {"x"}
+
+
+def test_help_shows_the_original_signature_and_docstring() -> None:
+    text = pydoc.render_doc(add, renderer=pydoc.plaintext)
+    assert "add(x: 'int', y: 'int') -> 'int'" in text
+    assert "Add two numbers on a worker." in text

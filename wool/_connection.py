@@ -28,14 +28,10 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import protocol as p
 from ._errors import DispatchError, WorkerLost
-from ._transport import SocketDriver, context
+from ._transport import SocketDriver, new_socket
 from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
-
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 3000
-HWM = 10_000
 
 _MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
@@ -57,16 +53,7 @@ class Connection:
         self.streams: set[int] = set()  # generator calls open on the worker, between steps too
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: WorkerLost | None = None
-        sock = context().socket(zmq.DEALER)
-        for opt, value in (
-            (zmq.LINGER, 0),
-            (zmq.SNDHWM, HWM),
-            (zmq.RCVHWM, HWM),
-            (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
-            (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
-            (zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS),
-        ):
-            sock.setsockopt(opt, value)
+        sock = new_socket(zmq.DEALER)
         monitor = sock.get_monitor_socket(_MONITORED)
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)

@@ -31,6 +31,13 @@ log = logging.getLogger("wool.transport")
 
 _context: tuple[int, zmq.Context[Any]] | None = None
 
+# Both ends of every connection: ZeroMQ heartbeats notice a dead or frozen peer within
+# HEARTBEAT_TIMEOUT_MS even when no call is talking; high-water marks bound each queue (our
+# own outboxes take over past them, without blocking the loop).
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+HWM = 10_000
+
 Frames = Sequence[Any]
 
 
@@ -40,6 +47,22 @@ def context() -> zmq.Context[Any]:
     if _context is None or _context[0] != os.getpid():
         _context = (os.getpid(), zmq.Context())
     return _context[1]
+
+
+def new_socket(kind: int, *options: tuple[int, int]) -> zmq.Socket[Any]:
+    """A socket of `kind` with the options every wool socket shares, then `options`."""
+    sock: zmq.Socket[Any] = context().socket(kind)
+    for opt, value in (
+        (zmq.LINGER, 0),
+        (zmq.SNDHWM, HWM),
+        (zmq.RCVHWM, HWM),
+        (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
+        (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
+        (zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS),
+        *options,
+    ):
+        sock.setsockopt(opt, value)
+    return sock
 
 
 class SocketDriver:

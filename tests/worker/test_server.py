@@ -21,7 +21,7 @@ import wool
 from tests import routines
 from tests.helpers import Observer
 from wool import protocol as p
-from wool._connection import HEARTBEAT_TIMEOUT_MS
+from wool._transport import HEARTBEAT_TIMEOUT_MS
 from wool._transport import context
 
 pytestmark = pytest.mark.multiprocess
@@ -377,7 +377,8 @@ async def test_calls_of_a_vanished_caller_are_cancelled() -> None:
             await observer.wait_matching(r"running orphan \d+")
         finally:
             gone.close()
-        # Heartbeats notice a silent peer within HEARTBEAT_TIMEOUT; allow twice that.
+        # Probes notice a vanished caller within the heartbeat timeout plus a probe interval;
+        # allow twice that.
         await observer.wait_for("cancelled orphan", timeout=2 * HEARTBEAT_TIMEOUT_MS / 1000)
         await peer.ping(2)
 

@@ -25,9 +25,8 @@ from typing import Any
 import zmq
 
 from .. import protocol as p
-from .._connection import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, HWM
 from .._errors import DispatchError, WorkerLost
-from .._transport import SocketDriver, context
+from .._transport import SocketDriver, new_socket
 from ._calls import CoroutineCall, GeneratorCall
 
 log = logging.getLogger("wool.worker")
@@ -49,17 +48,7 @@ class Server:
         self._warned: dict[str, float] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        sock = context().socket(zmq.ROUTER)
-        for opt, value in (
-            (zmq.LINGER, 0),
-            (zmq.ROUTER_MANDATORY, 1),
-            (zmq.SNDHWM, HWM),
-            (zmq.RCVHWM, HWM),
-            (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
-            (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
-            (zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS),
-        ):
-            sock.setsockopt(opt, value)
+        sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1))
         try:
             sock.bind(bind)
         except zmq.ZMQError as e:
