@@ -218,3 +218,38 @@ class Calculator:
     @wool.routine
     async def name(cls) -> str:
         return cls.__name__
+
+
+# -- counting serialization ---------------------------------------------------------------------
+
+PICKLED = 0  # in the caller: how often a `Marker` was pickled
+UNPICKLED = 0  # in a worker: how often a `Marker` was unpickled
+
+
+def _unpickle_marker() -> Marker:
+    global UNPICKLED
+    UNPICKLED += 1
+    return Marker()
+
+
+def unpickled() -> int:
+    return UNPICKLED
+
+
+class Marker:
+    def __reduce__(self) -> tuple[object, ...]:
+        global PICKLED
+        PICKLED += 1
+        return (_unpickle_marker, ())
+
+
+def routine_capturing_a_marker() -> Any:
+    """A routine whose pickle (a closure, so by value) contains a `Marker`."""
+    marker = Marker()
+
+    @wool.routine
+    async def unpickled_so_far() -> int:
+        assert isinstance(marker, Marker)
+        return unpickled()  # by reference: this module's global, not the closure's snapshot
+
+    return unpickled_so_far

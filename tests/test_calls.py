@@ -144,3 +144,11 @@ async def test_calls_spread_over_the_workers() -> None:
         assert sorted(pids) == sorted(2 * [w.pid for w in pool.workers])
 
 
+
+
+async def test_a_routine_is_pickled_once_per_process_and_unpickled_once_per_worker() -> None:
+    counted = routines.routine_capturing_a_marker()
+    before = routines.PICKLED
+    async with wool.WorkerPool(size=1):
+        assert [await counted() for _ in range(3)] == [1, 1, 1]
+    assert routines.PICKLED - before == 1

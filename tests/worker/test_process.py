@@ -45,3 +45,18 @@ async def test_workers_stop_when_the_pool_process_is_killed() -> None:
             owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+async def test_a_spawned_worker_ignores_sigint_its_pool_decides() -> None:
+    """Ctrl-C in a terminal signals the whole process group: the workers a pool spawned keep
+    serving, and stop when the pool exits (here, normally)."""
+    import routines
+    import wool
+
+    async with wool.WorkerPool(size=1) as pool:
+        worker = pool.processes[0]
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGINT)
+        assert await routines.pid() == worker.pid  # still in rotation, still serving
+        assert await routines.pid() == worker.pid
+    assert worker.returncode == 0

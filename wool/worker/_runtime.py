@@ -34,10 +34,14 @@ async def serve(
     watch_fd: int | None = None,
 ) -> None:
     """Run a worker until asked to stop. `watch_fd`, when given, is a pipe whose end of file
-    means the parent is gone or wants us to stop."""
+    means the parent is gone or wants us to stop; such a worker belongs to its parent and
+    ignores SIGINT (a Ctrl-C reaches the whole process group: the pool decides)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM,) if watch_fd is not None else (signal.SIGTERM, signal.SIGINT)
+    if watch_fd is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     if watch_fd is not None:
         def on_readable() -> None:
@@ -81,5 +85,5 @@ async def serve(
         server.close()
         if watch_fd is not None:
             loop.remove_reader(watch_fd)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in signals:
             loop.remove_signal_handler(sig)
