@@ -126,13 +126,23 @@ class CliWorker:
         self.proc.send_signal(sig)
 
     async def wait(self, timeout: float = 30.0) -> int:
-        """Wait for exit without blocking the loop (a test's routines may still be running)."""
+        """Wait for exit without blocking the loop (a test's routines may still be running):
+        a pidfd becomes readable when the process exits."""
         assert self.proc is not None
         proc = self.proc
-        async with asyncio.timeout(timeout):
-            while proc.poll() is None:
-                await asyncio.sleep(0.02)  # polling a pid: there is no event to wait on portably
-        return proc.returncode
+        if proc.poll() is not None:
+            return proc.returncode
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        pidfd = os.pidfd_open(proc.pid)
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            async with asyncio.timeout(timeout):
+                await exited
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return proc.wait()
 
     async def __aexit__(self, *exc: object) -> None:
         if self.proc is not None:

@@ -184,12 +184,7 @@ async def test_routine_exiting_its_worker_raises_worker_lost_and_pool_keeps_serv
             await asyncio.wait_for(routines.exit_now(3), 10)
         assert len(pool.workers) == 1
         (dead,) = [w for w in pool.processes if w.pid not in {i.pid for i in pool.workers}]
-        async with asyncio.timeout(10):
-            # The socket closes a moment before the process is reaped; a pid's exit has no
-            # event to await here, so poll.
-            while dead.returncode is None:
-                await asyncio.sleep(0.02)
-        assert dead.returncode == 3
+        assert await dead.wait(10) == 3
         assert [await routines.add(i, 1) for i in range(4)] == [1, 2, 3, 4]
         assert set(await pids_of(4)) == {pool.workers[0].pid}
 

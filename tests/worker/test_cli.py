@@ -29,11 +29,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def wait_withdrawn(discovery: wool.LocalDiscovery, worker_id: str, timeout: float = 10.0) -> None:
-    """Wait until `worker_id` left the registry: a worker withdraws on its own schedule after
-    a stop signal, with no event a test can await; so poll the registry."""
-    async with asyncio.timeout(timeout):
-        while worker_id in {w.id for w in await discovery.workers()}:
-            await asyncio.sleep(0.02)
+    """Wait until `worker_id` left the registry (the discovery's own change feed says so)."""
+    watch = discovery.watch()
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in watch:
+                if event.kind == "removed" and event.worker.id == worker_id:
+                    return
+    finally:
+        await watch.aclose()
 
 
 async def wait_serving(pool: wool.WorkerPool, worker: CliWorker, timeout: float = 10.0) -> None:

@@ -126,7 +126,11 @@ class WorkerProcess:
 
         loop.add_reader(pidfd, on_exit)
 
-    async def _wait(self, timeout: float) -> int | None:
+    async def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to exit: its exit code, or None if `timeout` ran out first."""
+        return await self._wait(timeout)
+
+    async def _wait(self, timeout: float | None) -> int | None:
         assert self._exited is not None
         try:
             return await asyncio.wait_for(asyncio.shield(self._exited), timeout)
