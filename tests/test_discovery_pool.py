@@ -14,6 +14,7 @@ import pytest
 
 import routines
 import wool
+import helpers
 from helpers import CliWorker
 
 pytestmark = pytest.mark.multiprocess
@@ -139,3 +140,71 @@ async def test_a_call_made_as_the_first_worker_connects_is_not_refused() -> None
             results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
         await stop(worker)
     assert [r for r in results if r != 3] == []
+
+
+class FrozenView:
+    """A discovery that reports the workers present when watched, then never a change, so
+    the pool keeps choosing a worker that has withdrawn."""
+
+    def __init__(self, inner: wool.LocalDiscovery) -> None:
+        self.inner = inner
+
+    async def publish(self, worker: wool.WorkerInfo) -> None:
+        await self.inner.publish(worker)
+
+    async def withdraw(self, worker: wool.WorkerInfo) -> None:
+        await self.inner.withdraw(worker)
+
+    async def workers(self) -> list[wool.WorkerInfo]:
+        return await self.inner.workers()
+
+    async def watch(self):  # type: ignore[no-untyped-def]
+        for worker in await self.inner.workers():
+            yield wool.DiscoveryEvent("added", worker)
+        await asyncio.Event().wait()
+
+
+class Prefer:
+    """Choose the worker with pid `pid` whenever it is a candidate."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.offered: list[int] = []
+
+    def choose(self, candidates):  # type: ignore[no-untyped-def]
+        self.offered.append(len(candidates))
+        return next((c for c in candidates if c.worker.pid == self.pid), candidates[0])
+
+
+async def test_a_call_refused_by_a_stopping_worker_runs_once_elsewhere() -> None:
+    """A draining worker refuses new calls before running them: the call goes to another
+    worker (it ran exactly once), and the draining worker's own call still completes."""
+    async with helpers.Observer() as observer, cli_worker() as stopping, cli_worker() as other:
+        balancer = Prefer(stopping.pid)
+        async with wool.WorkerPool(discovery=FrozenView(discovery()), loadbalancer=balancer) as pool:
+            await wait_until(lambda: serving(pool) == {stopping.pid, other.pid})
+            held = asyncio.ensure_future(routines.wait_at(observer.address, "held"))
+            await observer.wait_for("at held")
+            stopping.signal(signal.SIGTERM)
+            await wait_withdrawn(stopping.id)  # it is draining now
+            offered = len(balancer.offered)
+            assert await routines.pid() == other.pid
+            # Offered both, it chose the stopping worker, was refused, and chose again.
+            assert balancer.offered[offered:] == [2, 1]
+            assert serving(pool) == {other.pid}
+            observer.open("held")
+            assert await asyncio.wait_for(held, 10) == "held"
+        assert await stopping.wait() == 0
+        other.signal(signal.SIGTERM)
+        assert await other.wait() == 0
+
+
+async def wait_withdrawn(worker_id: str) -> None:
+    watch = discovery().watch()
+    try:
+        async with asyncio.timeout(10):
+            async for event in watch:
+                if event.kind == "removed" and event.worker.id == worker_id:
+                    return
+    finally:
+        await watch.aclose()

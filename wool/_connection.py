@@ -183,7 +183,3 @@ class Connection:
             self.connected.exception()
         if self._on_lost is not None:
             self._on_lost(self)
-
-    def mark_lost(self, reason: str) -> None:
-        """Declare the worker gone from outside (its process exited, discovery dropped it)."""
-        self._declare_lost(reason)

@@ -157,7 +157,8 @@ async def _dispatch(wrapper: Callable[..., Any], payload: tuple[p.Frame, ...], g
             await _abandon(conn, call_id)
             raise
         if isinstance(reply, p.Reject) and reply.reason in _NOT_RUN:
-            conn.mark_lost(f"worker {conn.worker.id} refused {name}: {reply.detail}")
+            # Out of rotation, but its other calls may still finish (it is draining).
+            mesh.retire(conn.worker.id)
             continue
         return conn, call_id, reply
     raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
