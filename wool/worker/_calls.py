@@ -114,7 +114,7 @@ class GeneratorCall:
         self._abandoned = False
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
-        self._step(self._start(), p.Kind.CALL)
+        self._step(self._start())
 
     @property
     def state(self) -> str:
@@ -136,9 +136,9 @@ class GeneratorCall:
         except StopAsyncIteration:
             raise _Exhausted from None
 
-    def _step(self, coro: Coroutine[Any, Any, Any], request: p.Kind) -> None:
+    def _step(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        task.add_done_callback(lambda t: self._step_done(t, request))
+        task.add_done_callback(self._step_done)
         self._step_task = task
 
     def handle(self, msg: p.Request) -> None:
@@ -152,13 +152,13 @@ class GeneratorCall:
         agen = self._agen
         assert agen is not None
         if isinstance(msg, p.Next):
-            self._step(self._advance(agen.asend(None)), msg.kind)
+            self._step(self._advance(agen.asend(None)))
         elif isinstance(msg, p.Send):
-            self._step(self._advance_with(lambda: agen.asend(p.loads(msg.payload))), msg.kind)
+            self._step(self._advance_with(lambda: agen.asend(p.loads(msg.payload))))
         elif isinstance(msg, p.Throw):
-            self._step(self._advance_with(lambda: agen.athrow(self._thrown(msg))), msg.kind)
+            self._step(self._advance_with(lambda: agen.athrow(self._thrown(msg))))
         elif isinstance(msg, p.Close):
-            self._step(self._close(agen), msg.kind)
+            self._step(self._close(agen))
 
     async def _advance_with(self, make: Callable[[], Awaitable[Any]]) -> Any:
         # Unpickling the value inside the step makes a bad payload fail this step only.
@@ -191,7 +191,7 @@ class GeneratorCall:
         if agen is not None:
             self._host.background(agen.aclose())  # runs its finally; a no-op once exhausted
 
-    def _step_done(self, task: asyncio.Task[Any], request: p.Kind) -> None:
+    def _step_done(self, task: asyncio.Task[Any]) -> None:
         self._step_task = None
         call_id = self._call.call_id
         if task.cancelled():
