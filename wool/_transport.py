@@ -113,10 +113,6 @@ class SocketDriver:
             self._arm_retry()
         self._schedule()
 
-    def pending(self) -> int:
-        """How many messages wait in the outbox."""
-        return sum(len(q) for q in self._outbox.values())
-
     def close(self, linger: int = 0) -> None:
         if self.closed:
             return

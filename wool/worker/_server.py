@@ -137,7 +137,8 @@ class Server:
         elif key in self._calls:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
-            log.debug("call %d %s from %s", msg.call_id, msg.name, identity.hex())
+            if log.isEnabledFor(logging.DEBUG):  # on every call: skip the formatting work
+                log.debug("call %d %s from %s", msg.call_id, msg.name, identity.hex())
             self._idle.clear()
             self._calls[key] = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg)
             return
