@@ -11,7 +11,10 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import wool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,3 +154,23 @@ class CliWorker:
             self.proc.wait()
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+
+class DelegatingDiscovery:
+    """A user-defined discovery (importable from the caller's sys.path, not from PYTHONPATH)
+    that delegates to a `LocalDiscovery`; subclasses change one method."""
+
+    def __init__(self, name: str) -> None:
+        self.inner = wool.LocalDiscovery(name)
+
+    async def publish(self, worker: wool.WorkerInfo) -> None:
+        await self.inner.publish(worker)
+
+    async def withdraw(self, worker: wool.WorkerInfo) -> None:
+        await self.inner.withdraw(worker)
+
+    async def workers(self) -> list[wool.WorkerInfo]:
+        return await self.inner.workers()
+
+    def watch(self) -> AsyncIterator[wool.DiscoveryEvent]:
+        return self.inner.watch()

@@ -142,23 +142,11 @@ async def test_a_call_made_as_the_first_worker_connects_is_not_refused() -> None
     assert [r for r in results if r != 3] == []
 
 
-class FrozenView:
+class FrozenView(helpers.DelegatingDiscovery):
     """A discovery that reports the workers present when watched, then never a change, so
     the pool keeps choosing a worker that has withdrawn."""
 
-    def __init__(self, inner: wool.LocalDiscovery) -> None:
-        self.inner = inner
-
-    async def publish(self, worker: wool.WorkerInfo) -> None:
-        await self.inner.publish(worker)
-
-    async def withdraw(self, worker: wool.WorkerInfo) -> None:
-        await self.inner.withdraw(worker)
-
-    async def workers(self) -> list[wool.WorkerInfo]:
-        return await self.inner.workers()
-
-    async def watch(self):  # type: ignore[no-untyped-def]
+    async def watch(self):  # type: ignore[no-untyped-def,override]
         for worker in await self.inner.workers():
             yield wool.DiscoveryEvent("added", worker)
         await asyncio.Event().wait()
@@ -181,7 +169,7 @@ async def test_a_call_refused_by_a_stopping_worker_runs_once_elsewhere() -> None
     worker (it ran exactly once), and the draining worker's own call still completes."""
     async with helpers.Observer() as observer, cli_worker() as stopping, cli_worker() as other:
         balancer = Prefer(stopping.pid)
-        async with wool.WorkerPool(discovery=FrozenView(discovery()), loadbalancer=balancer) as pool:
+        async with wool.WorkerPool(discovery=FrozenView(NAME), loadbalancer=balancer) as pool:
             await wait_until(lambda: serving(pool) == {stopping.pid, other.pid})
             held = asyncio.ensure_future(routines.wait_at(observer.address, "held"))
             await observer.wait_for("at held")

@@ -9,12 +9,12 @@ import os
 import re
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+import helpers
 import routines
 import wool
 from helpers import Observer
@@ -236,26 +236,6 @@ async def test_worker_start_error_names_the_cause(runtime_dir: Path, monkeypatch
         blocker.unlink()
 
 
-class DelegatingDiscovery:
-    """A user-defined discovery (defined in an importable module on the caller's sys.path,
-    not on PYTHONPATH): delegates to a LocalDiscovery."""
-
-    def __init__(self, name: str) -> None:
-        self.inner = wool.LocalDiscovery(name)
-
-    async def publish(self, worker: wool.WorkerInfo) -> None:
-        await self.inner.publish(worker)
-
-    async def withdraw(self, worker: wool.WorkerInfo) -> None:
-        await self.inner.withdraw(worker)
-
-    async def workers(self) -> list[wool.WorkerInfo]:
-        return await self.inner.workers()
-
-    def watch(self) -> AsyncIterator[wool.DiscoveryEvent]:
-        return self.inner.watch()
-
-
 async def test_user_defined_discovery_class_works_with_spawned_workers() -> None:
-    async with wool.WorkerPool(size=1, discovery=DelegatingDiscovery("custom")) as pool:
+    async with wool.WorkerPool(size=1, discovery=helpers.DelegatingDiscovery("custom")) as pool:
         assert await routines.pid() == pool.processes[0].pid

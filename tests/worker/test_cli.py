@@ -4,11 +4,13 @@ signal, and letting running calls finish (or cancelling them) within the grace p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -38,6 +40,18 @@ async def wait_withdrawn(discovery: wool.LocalDiscovery, worker_id: str, timeout
                     return
     finally:
         await watch.aclose()
+
+
+@contextlib.asynccontextmanager
+async def pool_over_one_worker(*args: str) -> AsyncIterator[tuple[Observer, CliWorker, wool.LocalDiscovery]]:
+    """A discovery pool serving over one CLI worker started with `args`; the worker must have
+    exited 0 once the pool is closed."""
+    discovery = wool.LocalDiscovery(NAME)
+    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}", *args) as worker:
+        async with wool.WorkerPool(discovery=discovery) as pool:
+            await wait_serving(pool, worker)
+            yield observer, worker, discovery
+        assert await worker.wait() == 0
 
 
 async def wait_serving(pool: wool.WorkerPool, worker: CliWorker, timeout: float = 10.0) -> None:
@@ -117,43 +131,35 @@ async def test_tags_are_published() -> None:
 
 
 async def test_stop_lets_running_calls_finish_within_grace() -> None:
-    discovery = wool.LocalDiscovery(NAME)
-    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}") as worker:
-        async with wool.WorkerPool(discovery=discovery) as pool:
-            await wait_serving(pool, worker)
-            first = asyncio.create_task(routines.wait_at(observer.address, "g1"))
-            last = asyncio.create_task(routines.wait_at(observer.address, "g2"))
-            await observer.wait_for("at g1")
-            await observer.wait_for("at g2")
-            worker.signal(signal.SIGTERM)
-            # Withdrawal is the worker's first step after the signal: it is now draining.
-            await wait_withdrawn(discovery, worker.id)
-            assert worker.proc is not None and worker.proc.poll() is None
-            observer.open("g1")
-            assert await asyncio.wait_for(first, 10) == "g1"
-            assert worker.proc.poll() is None  # still draining: g2 is running
-            observer.open("g2")
-            assert await asyncio.wait_for(last, 10) == "g2"
-        assert await worker.wait() == 0
+    async with pool_over_one_worker() as (observer, worker, discovery):
+        first = asyncio.create_task(routines.wait_at(observer.address, "g1"))
+        last = asyncio.create_task(routines.wait_at(observer.address, "g2"))
+        await observer.wait_for("at g1")
+        await observer.wait_for("at g2")
+        worker.signal(signal.SIGTERM)
+        # Withdrawal is the worker's first step after the signal: it is now draining.
+        await wait_withdrawn(discovery, worker.id)
+        assert worker.proc is not None and worker.proc.poll() is None
+        observer.open("g1")
+        assert await asyncio.wait_for(first, 10) == "g1"
+        assert worker.proc.poll() is None  # still draining: g2 is running
+        observer.open("g2")
+        assert await asyncio.wait_for(last, 10) == "g2"
     assert {"done g1", "done g2"} <= set(observer.events)
     assert not [e for e in observer.events if e.startswith("cancelled")]
 
 
 async def test_stop_cancels_a_call_that_outlives_grace() -> None:
-    discovery = wool.LocalDiscovery(NAME)
-    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}", "--grace", "0.5") as worker:
-        async with wool.WorkerPool(discovery=discovery) as pool:
-            await wait_serving(pool, worker)
-            call = asyncio.create_task(routines.block(observer.address, "x"))
-            await observer.wait_for(f"running x {worker.pid}")
-            worker.signal(signal.SIGTERM)
-            await observer.wait_for("cancelled x", timeout=10)
-            (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
-            # The caller did not cancel: the worker gave up on the call when its grace ran out,
-            # and the caller hears WorkerLost (not CancelledError).
-            assert isinstance(outcome, wool.WorkerLost), repr(outcome)
-            assert not call.cancelled()
-        assert await worker.wait() == 0
+    async with pool_over_one_worker("--grace", "0.5") as (observer, worker, discovery):
+        call = asyncio.create_task(routines.block(observer.address, "x"))
+        await observer.wait_for(f"running x {worker.pid}")
+        worker.signal(signal.SIGTERM)
+        await observer.wait_for("cancelled x", timeout=10)
+        (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
+        # The caller did not cancel: the worker gave up on the call when its grace ran out,
+        # and the caller hears WorkerLost (not CancelledError).
+        assert isinstance(outcome, wool.WorkerLost), repr(outcome)
+        assert not call.cancelled()
 
 
 # The tests below keep the caller's loop busy until the worker exited, so the worker's last
@@ -161,35 +167,27 @@ async def test_stop_cancels_a_call_that_outlives_grace() -> None:
 
 
 async def test_result_of_a_call_finished_during_stop_reaches_a_busy_caller() -> None:
-    discovery = wool.LocalDiscovery(NAME)
-    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}") as worker:
-        async with wool.WorkerPool(discovery=discovery) as pool:
-            await wait_serving(pool, worker)
-            call = asyncio.create_task(routines.wait_at(observer.address, "g"))
-            await observer.wait_for("at g")
-            worker.signal(signal.SIGTERM)
-            await wait_withdrawn(discovery, worker.id)
-            observer.open("g")
-            await observer.wait_for("done g")
-            assert worker.proc is not None
-            worker.proc.wait(timeout=10)  # the caller is busy while the worker replies and exits
-            (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
-        assert await worker.wait() == 0
+    async with pool_over_one_worker() as (observer, worker, discovery):
+        call = asyncio.create_task(routines.wait_at(observer.address, "g"))
+        await observer.wait_for("at g")
+        worker.signal(signal.SIGTERM)
+        await wait_withdrawn(discovery, worker.id)
+        observer.open("g")
+        await observer.wait_for("done g")
+        assert worker.proc is not None
+        worker.proc.wait(timeout=10)  # the caller is busy while the worker replies and exits
+        (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
     assert outcome == "g"
 
 
 async def test_caller_is_told_its_call_outlived_the_grace_period() -> None:
-    discovery = wool.LocalDiscovery(NAME)
-    async with Observer() as observer, CliWorker("--discovery", f"local:{NAME}", "--grace", "0.5") as worker:
-        async with wool.WorkerPool(discovery=discovery) as pool:
-            await wait_serving(pool, worker)
-            call = asyncio.create_task(routines.block(observer.address, "x"))
-            await observer.wait_for(f"running x {worker.pid}")
-            worker.signal(signal.SIGTERM)
-            await observer.wait_for("cancelled x", timeout=10)
-            assert worker.proc is not None
-            worker.proc.wait(timeout=10)  # the caller is busy while the worker replies and exits
-            (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
-        assert await worker.wait() == 0
+    async with pool_over_one_worker("--grace", "0.5") as (observer, worker, discovery):
+        call = asyncio.create_task(routines.block(observer.address, "x"))
+        await observer.wait_for(f"running x {worker.pid}")
+        worker.signal(signal.SIGTERM)
+        await observer.wait_for("cancelled x", timeout=10)
+        assert worker.proc is not None
+        worker.proc.wait(timeout=10)  # the caller is busy while the worker replies and exits
+        (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
     assert isinstance(outcome, wool.WorkerLost)
     assert "grace period" in str(outcome)
