@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Callable
 
 import psutil
 import pytest
@@ -34,12 +33,9 @@ def child_pids() -> set[int]:
     return {c.pid for c in psutil.Process().children() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE}
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until the pool's view satisfies `condition`. The pool learns of workers by polling
-    its registry file and connects asynchronously, exposing no event for either; so poll."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
+async def wait_serving(pool: wool.WorkerPool, pids: set[int]) -> None:
+    """Wait until exactly the workers `pids` are in the pool's rotation."""
+    await pool.wait_for_workers(lambda workers: {w.pid for w in workers} == pids, timeout=10)
 
 
 def serving(pool: wool.WorkerPool) -> set[int]:
@@ -63,13 +59,13 @@ async def test_discovery_pool_spawns_nothing_and_leaves_workers_running() -> Non
         async with wool.WorkerPool(discovery=discovery()) as pool:
             assert pool.processes == []
             assert child_pids() == {a.pid, b.pid}
-            await wait_until(lambda: serving(pool) == {a.pid, b.pid})
+            await wait_serving(pool, {a.pid, b.pid})
             assert await pids_of(4) == Counter({a.pid: 2, b.pid: 2})
         assert child_pids() == {a.pid, b.pid}
         assert a.proc is not None and a.proc.poll() is None
         assert b.proc is not None and b.proc.poll() is None
         async with wool.WorkerPool(discovery=discovery()) as again:
-            await wait_until(lambda: serving(again) == {a.pid, b.pid})
+            await wait_serving(again, {a.pid, b.pid})
             assert await routines.add(2, 3) == 5
             assert set(await pids_of(4)) == {a.pid, b.pid}
         await stop(a, b)
@@ -82,7 +78,7 @@ async def test_pool_spawns_into_a_discovered_namespace() -> None:
             (spawned,) = [w.pid for w in pool.processes]
             assert child_pids() == {cli.pid, spawned}
             assert {w.pid for w in await discovery().workers()} == {cli.pid, spawned}
-            await wait_until(lambda: serving(pool) == {cli.pid, spawned})
+            await wait_serving(pool, {cli.pid, spawned})
             assert await pids_of(4) == Counter({cli.pid: 2, spawned: 2})
         # The spawned worker is gone (and withdrawn); the hand-started one still serves.
         assert child_pids() == {cli.pid}
@@ -93,14 +89,14 @@ async def test_pool_spawns_into_a_discovered_namespace() -> None:
 async def test_pool_follows_workers_joining_and_leaving() -> None:
     async with cli_worker() as a:
         async with wool.WorkerPool(discovery=discovery()) as pool:
-            await wait_until(lambda: serving(pool) == {a.pid})
+            await wait_serving(pool, {a.pid})
             assert set(await pids_of(2)) == {a.pid}
             async with cli_worker() as b:
-                await wait_until(lambda: serving(pool) == {a.pid, b.pid})
+                await wait_serving(pool, {a.pid, b.pid})
                 assert await pids_of(4) == Counter({a.pid: 2, b.pid: 2})
                 b.signal(signal.SIGTERM)
                 assert await b.wait() == 0
-                await wait_until(lambda: serving(pool) == {a.pid})
+                await wait_serving(pool, {a.pid})
                 assert [await routines.add(i, i) for i in range(3)] == [0, 2, 4]
                 assert set(await pids_of(4)) == {a.pid}
         await stop(a)
@@ -117,7 +113,7 @@ async def test_empty_namespace_raises_no_workers_available() -> None:
 async def test_nested_calls_on_a_worker_reach_its_peers() -> None:
     async with cli_worker() as a, cli_worker() as b:
         async with wool.WorkerPool(discovery=discovery()) as pool:
-            await wait_until(lambda: serving(pool) == {a.pid, b.pid})
+            await wait_serving(pool, {a.pid, b.pid})
             # Each worker learns of its peer through the same registry, on its own schedule:
             # retry (real calls, no sleeping) until the one serving the call has its peer too.
             async with asyncio.timeout(10):
@@ -170,7 +166,7 @@ async def test_a_call_refused_by_a_stopping_worker_runs_once_elsewhere() -> None
     async with helpers.Observer() as observer, cli_worker() as stopping, cli_worker() as other:
         balancer = Prefer(stopping.pid)
         async with wool.WorkerPool(discovery=FrozenView(NAME), loadbalancer=balancer) as pool:
-            await wait_until(lambda: serving(pool) == {stopping.pid, other.pid})
+            await wait_serving(pool, {stopping.pid, other.pid})
             held = asyncio.ensure_future(routines.wait_at(observer.address, "held"))
             await observer.wait_for("at held")
             stopping.signal(signal.SIGTERM)

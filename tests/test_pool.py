@@ -239,3 +239,14 @@ async def test_worker_start_error_names_the_cause(runtime_dir: Path, monkeypatch
 async def test_user_defined_discovery_class_works_with_spawned_workers() -> None:
     async with wool.WorkerPool(size=1, discovery=helpers.DelegatingDiscovery("custom")) as pool:
         assert await routines.pid() == pool.processes[0].pid
+
+
+async def test_wait_for_workers() -> None:
+    pool = wool.WorkerPool(size=1)
+    with pytest.raises(RuntimeError, match="not open"):
+        await pool.wait_for_workers()
+    async with pool:
+        (worker,) = await pool.wait_for_workers(timeout=10)
+        assert worker.pid == pool.processes[0].pid
+        with pytest.raises(TimeoutError):
+            await pool.wait_for_workers(lambda workers: len(workers) == 2, timeout=0.2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._connection import Connection
 from ._errors import NoWorkersAvailable, WorkerLost
@@ -40,6 +40,7 @@ class Mesh:
         self._ready: list[Connection] = []
         self._lost: set[str] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # set, and replaced, whenever the rotation changes
         self.closed = False
 
     @property
@@ -69,11 +70,26 @@ class Mesh:
         conn = self._connections.get(worker_id)
         if conn is None:
             return
-        if conn in self._ready:
-            self._ready.remove(conn)
+        self._leave_rotation(conn)
         if conn.in_flight == 0:
             del self._connections[worker_id]
             conn.close()
+
+    async def wait_until(self, predicate: Callable[[list[WorkerInfo]], bool], timeout: float | None) -> list[WorkerInfo]:
+        """Wait until the workers in rotation satisfy `predicate`; raise `TimeoutError`."""
+        async with asyncio.timeout(timeout):
+            while not predicate(workers := self.workers):
+                await self._changed.wait()
+        return workers
+
+    def _rotation_changed(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _leave_rotation(self, conn: Connection) -> None:
+        if conn in self._ready:
+            self._ready.remove(conn)
+            self._rotation_changed()
 
     async def wait_connected(self, workers: Iterable[WorkerInfo], timeout: float) -> None:
         """Wait until each of `workers` has connected or is known lost."""
@@ -116,17 +132,18 @@ class Mesh:
             conn.close()
         self._connections.clear()
         self._ready.clear()
+        self._rotation_changed()
 
     def _on_connected(self, conn: Connection) -> None:
         if conn.lost is None and self._connections.get(conn.worker.id) is conn:
             self._ready.append(conn)
+            self._rotation_changed()
             log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
 
     def _on_lost(self, conn: Connection) -> None:
         self._lost.add(conn.worker.id)
         self._connections.pop(conn.worker.id, None)
-        if conn in self._ready:
-            self._ready.remove(conn)
+        self._leave_rotation(conn)
         conn.close()
 
     async def _watch(self, discovery: Discovery) -> None:

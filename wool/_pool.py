@@ -13,6 +13,7 @@ import asyncio
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from contextvars import Token
 from types import TracebackType
 
@@ -77,6 +78,18 @@ class WorkerPool:
     def workers(self) -> list[WorkerInfo]:
         """The workers currently in rotation."""
         return self._mesh.workers if self._mesh is not None else []
+
+    async def wait_for_workers(
+        self,
+        predicate: Callable[[list[WorkerInfo]], bool] = bool,
+        timeout: float | None = None,
+    ) -> list[WorkerInfo]:
+        """Wait until the workers in rotation satisfy `predicate` (by default: there is at
+        least one), for example `lambda ws: len(ws) >= 4` on a pool over workers that are
+        still starting. Returns them; raises `TimeoutError` after `timeout` seconds."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return await self._mesh.wait_until(predicate, timeout)
 
     @property
     def processes(self) -> list[WorkerProcess]:

@@ -55,11 +55,8 @@ async def pool_over_one_worker(*args: str) -> AsyncIterator[tuple[Observer, CliW
 
 
 async def wait_serving(pool: wool.WorkerPool, worker: CliWorker, timeout: float = 10.0) -> None:
-    """Wait until the pool has connected to `worker`: it connects in the background, with no
-    public event to await; so poll."""
-    async with asyncio.timeout(timeout):
-        while worker.pid not in {w.pid for w in pool.workers}:
-            await asyncio.sleep(0.02)
+    """Wait until the pool has connected to `worker`."""
+    await pool.wait_for_workers(lambda workers: worker.pid in {w.pid for w in workers}, timeout)
 
 
 # -- options and errors ------------------------------------------------------------------------
