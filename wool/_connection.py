@@ -13,6 +13,11 @@ running one that was queued while it was down. That check is what lets the DEALE
 default IMMEDIATE=0: with IMMEDIATE=1, ZeroMQ discards the replies a worker sent just before
 it exited (such as the results of calls it finished during a graceful stop) together with
 the broken connection.
+
+Backpressure: a connection keeps at most `window` calls open on its worker (the worker's
+published `max_calls`, else `WINDOW`); the mesh sends further calls to workers with room or
+holds them until a call ends. The caller's DEALER has a routing id naming its process, so a
+worker's DEBUG log of a call can be matched with the caller's.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -28,12 +35,18 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import protocol as p
 from ._errors import DispatchError, WorkerLost
-from ._transport import SocketDriver, new_socket
+from ._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
 from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
 
 _MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
+
+
+def _routing_id() -> bytes:
+    # Unique per connection (random), readable in a worker's log (pid first).
+    return f"{os.getpid()}-{secrets.token_hex(4)}".encode()
 
 
 class Connection:
@@ -44,16 +57,25 @@ class Connection:
         worker: WorkerInfo,
         on_connected: Callable[[Connection], None] | None = None,
         on_lost: Callable[[Connection], None] | None = None,
+        on_room: Callable[[Connection], None] | None = None,
+        *,
+        liveness: float = DEFAULT_LIVENESS,
     ) -> None:
         self.worker = worker
         self._on_connected = on_connected
         self._on_lost = on_lost
+        self._on_room = on_room
         self._pending: dict[int, tuple[asyncio.Future[p.Reply], bool, p.Kind]] = {}
         self._ids = itertools.count(1)
-        self.streams: set[int] = set()  # generator calls open on the worker, between steps too
+        # Calls open on the worker: from the `call` until its last reply, between a
+        # generator's steps too.
+        self._open: set[int] = set()
+        self.window = min(worker.max_calls or WINDOW, WINDOW)
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: WorkerLost | None = None
-        sock = new_socket(zmq.DEALER)
+        sock = new_socket(zmq.DEALER, liveness=liveness)
+        self.routing_id = _routing_id()
+        sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         monitor = sock.get_monitor_socket(_MONITORED)
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)
@@ -69,7 +91,12 @@ class Connection:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Calls of this process open on the worker."""
+        return len(self._open)
+
+    @property
+    def has_room(self) -> bool:
+        return len(self._open) < self.window
 
     def new_call_id(self) -> int:
         return next(self._ids)
@@ -81,6 +108,8 @@ class Connection:
             raise WorkerLost(str(self.lost))
         future: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
         self._pending[msg.call_id] = (future, generator, msg.kind)
+        if msg.kind is p.Kind.CALL:
+            self._open.add(msg.call_id)
         self._driver.send(p.encode(msg))
         return future
 
@@ -96,8 +125,16 @@ class Connection:
         return future
 
     def forget(self, call_id: int) -> None:
-        """Stop waiting for `call_id`'s reply."""
+        """Stop waiting for `call_id`'s reply; the call no longer counts as open."""
         self._pending.pop(call_id, None)
+        self.release(call_id)
+
+    def release(self, call_id: int) -> None:
+        """`call_id` is no longer open on the worker (it ended, or was abandoned)."""
+        if call_id in self._open:
+            self._open.discard(call_id)
+            if len(self._open) == self.window - 1 and self._on_room is not None:
+                self._on_room(self)
 
     def notify(self, msg: p.Request) -> None:
         """Send a request that has no reply of its own (`Cancel`)."""
@@ -106,12 +143,12 @@ class Connection:
 
     def cancel_all(self) -> None:
         """Cancel every pending call and open generator, on the worker and locally."""
-        for call_id in {*self._pending, *self.streams}:
+        for call_id in {*self._pending, *self._open}:
             self._driver.send(p.encode(p.Cancel(call_id)))
         for future, _, _ in self._pending.values():
             future.cancel()
         self._pending.clear()
-        self.streams.clear()
+        self._open.clear()
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
@@ -120,7 +157,7 @@ class Connection:
             return
         if self.lost is None:
             self.lost = WorkerLost(f"connection to worker {self.worker.id} was closed")
-        had_pending = bool(self._pending or self.streams)
+        had_pending = bool(self._pending or self._open)
         self.cancel_all()
         self._driver.socket.disable_monitor()
         self._monitor.close()
@@ -134,6 +171,8 @@ class Connection:
             msg = p.decode(frames)
         except p.ProtocolError as e:
             entry = self._pending.pop(e.call_id, None) if e.call_id is not None else None
+            if entry is not None and e.call_id is not None:
+                self.release(e.call_id)
             if entry is not None and not entry[0].done():
                 entry[0].set_exception(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
             log.warning("malformed reply from worker %s: %s", self.worker.id, e)
@@ -146,9 +185,12 @@ class Connection:
             return
         future, generator, request = entry
         del self._pending[msg.call_id]
+        legal = p.legal_reply(generator, request, msg.kind)
+        if not legal or p.is_final(generator, msg.kind):
+            self.release(msg.call_id)
         if future.done():
             return
-        if p.legal_reply(generator, request, msg.kind):
+        if legal:
             future.set_result(msg)  # type: ignore[arg-type]
         else:
             future.set_exception(
@@ -175,6 +217,7 @@ class Connection:
         self.lost = WorkerLost(reason)
         log.info("%s with %d calls in flight", reason, len(self._pending))
         pending, self._pending = self._pending, {}
+        self._open.clear()
         for future, _, _ in pending.values():
             if not future.done():
                 future.set_exception(WorkerLost(reason))

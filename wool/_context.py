@@ -1,10 +1,16 @@
 """Which mesh a routine call dispatches through: the innermost open `WorkerPool`, or, inside a
-worker, that worker's own mesh of peers."""
+worker, that worker's own mesh of peers; and, inside a worker, the slot of the call running.
+
+A routine that awaits a nested routine gives its worker slot back while it waits (see
+`worker._admission`): with a limit of concurrent calls, a fan-out whose parents held their
+slots while their children queued for one would deadlock."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._errors import NoPoolError
 
@@ -12,6 +18,31 @@ if TYPE_CHECKING:
     from ._mesh import Mesh
 
 current_mesh_var: ContextVar[Mesh | None] = ContextVar("wool_current_mesh", default=None)
+
+
+class Slot(Protocol):
+    """A running call's claim on its worker's capacity."""
+
+    def lend(self) -> None: ...
+    def reclaim(self) -> None: ...
+
+
+current_slot_var: ContextVar[Slot | None] = ContextVar("wool_current_slot", default=None)
+
+
+@contextlib.contextmanager
+def waiting_on_peer() -> Iterator[bool]:
+    """Around a wait for a nested call: lends the running call's slot meanwhile. Yields
+    whether this is such a nested call (inside a worker's call)."""
+    slot = current_slot_var.get()
+    if slot is None:
+        yield False
+        return
+    slot.lend()
+    try:
+        yield True
+    finally:
+        slot.reclaim()
 
 
 def current_mesh(routine_name: str) -> Mesh:

@@ -4,18 +4,26 @@ Both a caller's `WorkerPool` and every worker use a `Mesh`: that is what makes t
 (a routine on a worker dispatches nested routines exactly as the caller does). A `Mesh` holds
 one `Connection` per worker incarnation; a connection joins the rotation once its handshake
 completes and leaves it when its worker is lost or withdrawn. Choosing is synchronous (the
-load balancer decides); only waiting for a first worker to connect awaits.
+load balancer decides); only waiting for a first worker to connect, or for room on a worker
+whose window of open calls is full, awaits. Calls waiting for room queue in order, and each
+call that ends wakes one of them.
+
+A lost worker stays out of rotation while discovery still lists it; after one liveness
+period it is tried again (a worker that was frozen, then resumed, comes back; one that is
+really gone never completes the handshake, so it is never chosen).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from ._connection import Connection
 from ._errors import NoWorkersAvailable, WorkerLost
 from ._loadbalancer import LoadBalancer, RoundRobin
+from ._transport import DEFAULT_LIVENESS
 from .discovery import Discovery, WorkerInfo
 
 log = logging.getLogger("wool.mesh")
@@ -32,13 +40,17 @@ class Mesh:
         balancer: LoadBalancer | None = None,
         *,
         connect_timeout: float = 10.0,
+        liveness: float = DEFAULT_LIVENESS,
     ) -> None:
         self.discovery = discovery
         self.balancer: LoadBalancer = balancer or RoundRobin()
         self.connect_timeout = connect_timeout
+        self.liveness = liveness
         self._connections: dict[str, Connection] = {}
         self._ready: list[Connection] = []
         self._lost: set[str] = set()
+        self._listed: dict[str, WorkerInfo] = {}  # what discovery currently shows
+        self._room: deque[asyncio.Future[None]] = deque()  # calls waiting for a window
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # set, and replaced, whenever the rotation changes
         self.closed = False
@@ -56,7 +68,9 @@ class Mesh:
         if conn is not None:
             return conn
         try:
-            conn = Connection(worker, on_connected=self._on_connected, on_lost=self._on_lost)
+            conn = Connection(
+                worker, self._on_connected, self._on_lost, self._on_room, liveness=self.liveness
+            )
         except WorkerLost as e:
             log.warning("skipping worker: %s", e)
             return None
@@ -85,6 +99,27 @@ class Mesh:
     def _rotation_changed(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        while self._room:  # every waiter looks again
+            waiter = self._room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _on_room(self, conn: Connection | None = None) -> None:
+        while self._room:  # one call ended: one waiter may go
+            waiter = self._room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wait_for_room(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._room.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._on_room()  # pass the wake-up on
+            raise
 
     def _leave_rotation(self, conn: Connection) -> None:
         if conn in self._ready:
@@ -101,21 +136,30 @@ class Mesh:
         if self.discovery is not None and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.discovery))
 
-    async def choose(self) -> Connection:
-        """A live worker's connection, chosen by the load balancer. If none is live yet but
-        some are connecting, wait (up to `connect_timeout`) for the first."""
+    async def choose(self, bounded: bool = True) -> Connection:
+        """A live worker's connection, chosen by the load balancer among those with room in
+        their window (any, if not `bounded`). If all are full, wait for room; if none is
+        live yet but some are connecting, wait (up to `connect_timeout`) for the first."""
         if self._ready:
-            return self.balancer.choose(self._ready)
-        if self.closed:
-            raise NoWorkersAvailable("the pool is closed")
-        deadline = asyncio.get_running_loop().time() + self.connect_timeout
-        while not self._ready:
+            conn = self.balancer.choose(self._ready)
+            if conn.has_room or not bounded:
+                return conn
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        while True:
+            if self.closed:
+                raise NoWorkersAvailable("the pool is closed")
+            if self._ready:
+                roomy = [c for c in self._ready if c.has_room] if bounded else self._ready
+                if roomy:
+                    return self.balancer.choose(roomy)
+                await self._wait_for_room()
+                continue
             connecting = [c.connected for c in self._connections.values() if not c.connected.done()]
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if not connecting or remaining <= 0:
                 raise NoWorkersAvailable(self._describe_empty())
             await asyncio.wait(connecting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        return self.balancer.choose(self._ready)
 
     def _describe_empty(self) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
@@ -142,18 +186,30 @@ class Mesh:
 
     def _on_lost(self, conn: Connection) -> None:
         self._lost.add(conn.worker.id)
-        self._connections.pop(conn.worker.id, None)
+        if self._connections.get(conn.worker.id) is conn:
+            del self._connections[conn.worker.id]
         self._leave_rotation(conn)
         conn.close()
+        if self.discovery is not None and not self.closed:
+            asyncio.get_running_loop().call_later(self.liveness, self._revisit, conn.worker.id)
+
+    def _revisit(self, worker_id: str) -> None:
+        info = self._listed.get(worker_id)
+        if info is not None and worker_id in self._lost and not self.closed:
+            log.debug("trying lost worker %s again: discovery still lists it", worker_id)
+            self._lost.discard(worker_id)
+            self.add(info)
 
     async def _watch(self, discovery: Discovery) -> None:
         while not self.closed:
             try:
                 async for event in discovery.watch():
                     if event.kind == "removed":
+                        self._listed.pop(event.worker.id, None)
                         self.retire(event.worker.id)
                         self._lost.discard(event.worker.id)
                     else:
+                        self._listed[event.worker.id] = event.worker
                         self.add(event.worker)
             except asyncio.CancelledError:
                 raise

@@ -21,6 +21,7 @@ from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
+from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
@@ -37,6 +38,10 @@ class WorkerPool:
     `WorkerStartError` if a worker fails to start (the others are stopped). Exiting cancels
     calls still in flight and stops the spawned workers, waiting up to `grace` seconds for a
     graceful exit before killing them.
+
+    `liveness` bounds how long a worker (or, on the worker, a caller) may stop answering
+    before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
+    calls each spawned worker runs at once; past it calls go to workers with room, or wait.
     """
 
     def __init__(
@@ -47,6 +52,8 @@ class WorkerPool:
         loadbalancer: LoadBalancer | None = None,
         start_timeout: float = 60.0,
         grace: float = DEFAULT_GRACE,
+        liveness: float = DEFAULT_LIVENESS,
+        max_calls: int | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -63,6 +70,12 @@ class WorkerPool:
                 raise TypeError(f"tags must be non-empty strings, got {tag!r}")
         if loadbalancer is not None and not callable(getattr(loadbalancer, "choose", None)):
             raise TypeError(f"loadbalancer must have a choose(candidates) method, got {loadbalancer!r}")
+        if max_calls is not None and (not isinstance(max_calls, int) or isinstance(max_calls, bool)):
+            raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
+        if max_calls is not None and max_calls < 1:
+            raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        self.liveness = check_liveness(liveness)
+        self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -100,7 +113,7 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer)
+        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness)
         try:
             await self._start()
         except BaseException:
@@ -115,6 +128,8 @@ class WorkerPool:
             discovery=self._namespace,
             tags=self.tags,
             grace=self.grace,
+            liveness=self.liveness,
+            max_calls=self.max_calls,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

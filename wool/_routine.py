@@ -22,19 +22,22 @@ import asyncio
 import functools
 import hashlib
 import inspect
+import logging
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import protocol as p
 from ._connection import Connection
-from ._context import current_mesh
+from ._context import current_mesh, waiting_on_peer
 from ._errors import DispatchError, SerializationError, WorkerLost
 
 P = ParamSpec("P")
 R = TypeVar("R")
 Y = TypeVar("Y")
 S = TypeVar("S")
+
+log = logging.getLogger("wool.routine")
 
 _pickled: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
 
@@ -140,17 +143,23 @@ async def _abandon(conn: Connection, call_id: int) -> None:
         conn.forget(call_id)
 
 
-async def _dispatch(wrapper: Callable[..., Any], payload: tuple[p.Frame, ...], generator: bool) -> tuple[Connection, int, p.Reply]:
+async def _dispatch(
+    wrapper: Callable[..., Any], payload: tuple[p.Frame, ...], generator: bool, nested: bool
+) -> tuple[Connection, int, p.Reply]:
     """Send a call to a worker and wait for its first reply. A call a worker refused before
-    running it (it is another incarnation, or shutting down) goes to another worker."""
+    running it (it is another incarnation, or shutting down) goes to another worker.
+    Top-level calls respect each worker's window of open calls; nested calls (made by a
+    routine on a worker) do not, so that a deep fan-out cannot wait on itself."""
     name = wrapper.__qualname__
     mesh = current_mesh(name)
     digest, routine_pickle = _pickled_routine(wrapper)
     for _ in range(MAX_ATTEMPTS):
-        conn = await mesh.choose()
+        conn = await mesh.choose(bounded=not nested)
         call_id = conn.new_call_id()
         msg = p.Call(call_id, conn.worker.id, digest, name, generator, routine_pickle, payload)
         future = conn.request(msg, generator)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("call %d %s sent to worker %s by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
         try:
             reply = await future
         except asyncio.CancelledError:
@@ -167,7 +176,8 @@ async def _dispatch(wrapper: Callable[..., Any], payload: tuple[p.Frame, ...], g
 async def _call(wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = wrapper.__qualname__
     payload = _dump(f"the arguments of {name}", (args, kwargs))
-    _, _, reply = await _dispatch(wrapper, payload, False)
+    with waiting_on_peer() as nested:
+        _, _, reply = await _dispatch(wrapper, payload, False, nested)
     return _outcome(name, reply)
 
 
@@ -191,15 +201,15 @@ class _Stream:
 
     async def start(self) -> tuple[bool, Any]:
         payload = _dump(f"the arguments of {self._name}", self._args)
-        self._conn, self._call_id, reply = await _dispatch(self._wrapper, payload, True)
+        with waiting_on_peer() as nested:
+            self._conn, self._call_id, reply = await _dispatch(self._wrapper, payload, True, nested)
         self._open = True
-        self._conn.streams.add(self._call_id)
         return self._settle(reply)
 
     def _ended(self) -> None:
         self._open = False
         if self._conn is not None:
-            self._conn.streams.discard(self._call_id)
+            self._conn.release(self._call_id)
 
     async def step(self, kind: p.Kind, value: Any) -> tuple[bool, Any]:
         conn, call_id = self._conn, self._call_id
@@ -219,7 +229,8 @@ class _Stream:
             self._ended()
             raise
         try:
-            reply = await future
+            with waiting_on_peer():
+                reply = await future
         except asyncio.CancelledError:
             self._ended()
             await _abandon(conn, call_id)

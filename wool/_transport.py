@@ -31,12 +31,19 @@ log = logging.getLogger("wool.transport")
 
 _context: tuple[int, zmq.Context[Any]] | None = None
 
-# Both ends of every connection: ZeroMQ heartbeats notice a dead or frozen peer within
-# HEARTBEAT_TIMEOUT_MS even when no call is talking; high-water marks bound each queue (our
-# own outboxes take over past them, without blocking the loop).
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 3000
+# Liveness: both ends of every connection send ZeroMQ heartbeats, so a peer that died, froze
+# (SIGSTOP) or whose host vanished is disconnected even when no call is talking: a ping every
+# quarter of the bound, and half of it without any answer closes the connection. That leaves
+# the last quarter for the worker's probe of silent callers (see `worker._server`). libzmq's
+# own I/O thread answers heartbeats, so a peer whose event loop is merely busy (CPU-bound user
+# code) is not declared lost: by design, since busy is not dead.
+DEFAULT_LIVENESS = 5.0
+MIN_LIVENESS, MAX_LIVENESS = 0.2, 3600.0
+# High-water marks bound each zmq queue; past them our own outboxes take over, without
+# blocking the loop. Callers keep at most a window of calls open per worker (`_connection`),
+# well below these, so they are only reached by a peer that ignores the protocol.
 HWM = 10_000
+RECONNECT_IVL_MAX_MS = 1000
 
 Frames = Sequence[Any]
 
@@ -49,16 +56,28 @@ def context() -> zmq.Context[Any]:
     return _context[1]
 
 
-def new_socket(kind: int, *options: tuple[int, int]) -> zmq.Socket[Any]:
-    """A socket of `kind` with the options every wool socket shares, then `options`."""
+def check_liveness(liveness: float) -> float:
+    """`liveness` as a float, or `ValueError`/`TypeError` naming what is wrong with it."""
+    if isinstance(liveness, bool) or not isinstance(liveness, (int, float)):
+        raise TypeError(f"liveness must be a number of seconds, not {type(liveness).__name__}")
+    if not MIN_LIVENESS <= liveness <= MAX_LIVENESS:
+        raise ValueError(f"liveness must be between {MIN_LIVENESS:g} and {MAX_LIVENESS:g} seconds, got {liveness!r}")
+    return float(liveness)
+
+
+def new_socket(kind: int, *options: tuple[int, int], liveness: float = DEFAULT_LIVENESS) -> zmq.Socket[Any]:
+    """A socket of `kind` with the options every wool socket shares, then `options`. A peer
+    that stops answering is disconnected within three quarters of `liveness` seconds."""
     sock: zmq.Socket[Any] = context().socket(kind)
+    interval_ms = max(1, int(liveness * 250))
     for opt, value in (
         (zmq.LINGER, 0),
         (zmq.SNDHWM, HWM),
         (zmq.RCVHWM, HWM),
-        (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
-        (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
-        (zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS),
+        (zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS),
+        (zmq.HEARTBEAT_IVL, interval_ms),
+        (zmq.HEARTBEAT_TIMEOUT, 2 * interval_ms),
+        (zmq.HEARTBEAT_TTL, 2 * interval_ms),
         *options,
     ):
         sock.setsockopt(opt, value)

@@ -36,6 +36,7 @@ MESSAGES = [
     p.Raise(17, "KeyError", "", "", ARGS),
     p.Stop(18),
     p.Pong(19, "worker-a"),
+    p.Pong(20, "worker-b", calls=3, queued=2),
     *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
     p.Ping(0),
     p.Ping(2**64 - 1),
@@ -146,8 +147,8 @@ CORRUPT = [
     pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", "yes"), b"r", b"a"], "malformed call", 7, id="call-str-generator"),
     pytest.param([env(V, K.RAISE, 7, "T", "m", 3), b"e"], "malformed raise", 7, id="raise-int-traceback"),
     pytest.param([env(V, K.RAISE, 7, b"T", "m", "tb"), b"e"], "malformed raise", 7, id="raise-bin-type"),
-    pytest.param([env(V, K.PONG, 7, 42)], "malformed pong", 7, id="pong-int-worker"),
-    pytest.param([env(V, K.PONG, 7, None)], "malformed pong", 7, id="pong-nil-worker"),
+    pytest.param([env(V, K.PONG, 7, 42, 0, 0)], "malformed pong", 7, id="pong-int-worker"),
+    pytest.param([env(V, K.PONG, 7, None, 0, 0)], "malformed pong", 7, id="pong-nil-worker"),
     pytest.param([env(V, K.REJECT, 7, 99, "d")], "malformed reject", 7, id="reject-unknown-reason"),
     pytest.param([env(V, K.REJECT, 7, 0, "d")], "malformed reject", 7, id="reject-reason-zero"),
     pytest.param([env(V, K.REJECT, 7, True, "d")], "malformed reject", 7, id="reject-bool-reason"),
@@ -161,14 +162,16 @@ CORRUPT = [
     pytest.param([env(V, K.CANCEL, 8, "why")], "malformed cancel", 8, id="cancel-extra-field"),
     pytest.param([env(V, K.RAISE, 8, "T", "m"), b"e"], "malformed raise", 8, id="raise-missing-field"),
     pytest.param([env(V, K.PONG, 8)], "malformed pong", 8, id="pong-missing-field"),
-    pytest.param([env(V, K.PONG, 8, "w", "w")], "malformed pong", 8, id="pong-extra-field"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, 0)], "malformed pong", 8, id="pong-extra-field"),
+    pytest.param([env(V, K.PONG, 8, "w", -1, 0)], "malformed pong", 8, id="pong-negative-count"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, "1")], "malformed pong", 8, id="pong-text-count"),
     pytest.param([env(V, K.REJECT, 8, 3)], "malformed reject", 8, id="reject-missing-field"),
     # payload frames on a kind that takes none
     *(
         pytest.param([env(V, kind, 9), b"x"], f"{kind.name.lower()} carries no payload, got 1", 9, id=f"{kind.name.lower()}-with-payload")
         for kind in (K.NEXT, K.CLOSE, K.CANCEL, K.PING, K.STOP)
     ),
-    pytest.param([env(V, K.PONG, 9, "w"), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
+    pytest.param([env(V, K.PONG, 9, "w", 0, 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
     pytest.param([env(V, K.REJECT, 9, 1, "d"), b""], "reject carries no payload, got 1", 9, id="reject-with-payload"),
     # missing payload frames
     pytest.param([env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 2 payload frames, got 0", 10, id="call-no-frames"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._interface import Discovery, DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._local import LocalDiscovery
 from ._paths import runtime_dir
+from ._spec import parse_discovery
 
 __all__ = [
     "Discovery",
@@ -12,5 +13,6 @@ __all__ = [
     "DiscoveryEvent",
     "LocalDiscovery",
     "WorkerInfo",
+    "parse_discovery",
     "runtime_dir",
 ]

@@ -23,7 +23,9 @@ class WorkerInfo:
     """What a caller needs to reach one worker incarnation.
 
     `id` is unique per process start, so a restarted worker on the same endpoint is a new
-    worker; requests carry it and a worker rejects requests meant for another incarnation."""
+    worker; requests carry it and a worker rejects requests meant for another incarnation.
+    `max_calls` is the worker's limit of concurrent calls (None: unlimited); callers keep no
+    more than that many open on it, and send the rest to workers with room."""
 
     id: str
     endpoint: str
@@ -31,6 +33,7 @@ class WorkerInfo:
     host: str = ""
     tags: frozenset[str] = frozenset()
     version: int = 1
+    max_calls: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +43,7 @@ class WorkerInfo:
             "host": self.host,
             "tags": sorted(self.tags),
             "version": self.version,
+            "max_calls": self.max_calls,
         }
 
     @classmethod
@@ -64,7 +68,10 @@ class WorkerInfo:
             raise ValueError("worker entry 'tags' must be a list of strings")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError("worker entry 'version' must be an integer")
-        return cls(wid, endpoint, pid, host, frozenset(tags), version)
+        max_calls = data.get("max_calls")
+        if max_calls is not None and (not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 1):
+            raise ValueError(f"worker entry 'max_calls' must be a positive integer or null: {max_calls!r}")
+        return cls(wid, endpoint, pid, host, frozenset(tags), version, max_calls)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ def encode(msg: Message) -> list[Frame]:
     elif isinstance(msg, (Send, Throw, Return, Yield)):
         frames = [_envelope(msg), *msg.payload]
     elif isinstance(msg, Pong):
-        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME))]
+        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
     else:
@@ -119,6 +119,10 @@ def _bool(v: object) -> bool:
     return isinstance(v, bool)
 
 
+def _count(v: object) -> bool:
+    return _is_int(v) and 0 <= v <= _MAX_CALL_ID  # type: ignore[operator]
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
@@ -136,7 +140,7 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int | None]] = {
     Kind.YIELD: ((), 1),
     Kind.RAISE: ((_str, _str, _str), 1),
     Kind.STOP: ((), None),
-    Kind.PONG: ((_str,), None),
+    Kind.PONG: ((_str, _count, _count), None),
     Kind.REJECT: ((_reason, _str), None),
 }
 
@@ -186,6 +190,6 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.YIELD: lambda i, f, p: Yield(i, p),
     Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p),
     Kind.STOP: lambda i, f, p: Stop(i),
-    Kind.PONG: lambda i, f, p: Pong(i, f[0]),
+    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2]),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
 }

@@ -138,8 +138,14 @@ class Stop:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pong:
+    """The answer to a `ping`: which worker incarnation this is, how many calls it has
+    open (running, or suspended between generator steps) and how many wait for a slot.
+    With call id 0 it is the worker's probe of a caller (ignored by callers)."""
+
     call_id: int
     worker_id: str
+    calls: int = 0
+    queued: int = 0
     kind = Kind.PONG
 
 

@@ -11,19 +11,13 @@ import pickle
 import sys
 
 from .._errors import WoolError
-from ..discovery import Discovery, LocalDiscovery, WorkerInfo
+from .._transport import DEFAULT_LIVENESS, check_liveness
+from ..discovery import WorkerInfo, parse_discovery
+from ..discovery._spec import SPEC_HELP
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
 from ._runtime import serve
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
-
-
-def parse_discovery(spec: str) -> Discovery:
-    """`local:NAME` -> LocalDiscovery(NAME); raise ValueError naming the problem."""
-    scheme, _, rest = spec.partition(":")
-    if scheme == "local":
-        return LocalDiscovery(rest)
-    raise ValueError(f"unknown discovery {spec!r}: expected local:NAME")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--discovery",
         metavar="SPEC",
-        help="where to publish this worker and find its peers: local:NAME (a registry file "
-        "for namespace NAME on this machine; pools join it with wool.LocalDiscovery(NAME))",
+        help=f"where to publish this worker and find its peers: {SPEC_HELP}",
     )
     parser.add_argument(
         "--bind",
@@ -51,6 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_GRACE,
         metavar="SECONDS",
         help=f"on stop, how long running calls may finish before they are cancelled (default: {DEFAULT_GRACE})",
+    )
+    parser.add_argument(
+        "--liveness",
+        type=float,
+        default=DEFAULT_LIVENESS,
+        metavar="SECONDS",
+        help="a caller or peer that stops answering (dead, frozen, unreachable) is dropped and "
+        f"its calls cancelled within this time (default: {DEFAULT_LIVENESS:g})",
+    )
+    parser.add_argument(
+        "--max-calls",
+        type=int,
+        metavar="N",
+        help="run at most N calls at once; further calls wait for a slot, and callers send "
+        "them to other workers when they can (default: no limit)",
     )
     parser.add_argument(
         "--log-level",
@@ -101,7 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.grace < 0:
         parser.error("--grace must not be negative")
-    config = WorkerConfig(discovery, args.bind, frozenset(args.tag), args.grace, args.log_level)
+    try:
+        liveness = check_liveness(args.liveness)
+    except ValueError as e:
+        parser.error(f"--liveness: {e}")
+    if args.max_calls is not None and args.max_calls < 1:
+        parser.error("--max-calls must be at least 1")
+    config = WorkerConfig(
+        discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
+        liveness=liveness, max_calls=args.max_calls,
+    )
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:

@@ -1,7 +1,10 @@
 """Running one call on a worker: a coroutine, or a generator driven step by step.
 
-Each step runs as its own asyncio task; its outcome, whatever it is, becomes exactly one reply
-in the task's done-callback (so even a task cancelled before it started is answered).
+A call is built when it arrives and started when the worker admits it (see `_admission`); a
+call cancelled while it waits is answered at once. Each step runs as its own asyncio task;
+its outcome, whatever it is, becomes exactly one reply in the task's done-callback (so even a
+task cancelled before it started is answered). Every task of a call sees the call's slot as
+`current_slot_var`, so nested routine calls can lend it while they wait.
 Generators are pull-based: a step runs only when the caller asks for it, and the generator is
 suspended at its `yield` in between. A `BaseException` that is not an `Exception` (such as
 `KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
@@ -11,12 +14,15 @@ re-raise it out of the event loop and kill the worker, and reported as `RemoteBa
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from .. import protocol as p
+from .._context import current_slot_var
 from .._errors import RemoteBaseException, SerializationError
+from ._admission import CallSlot
 
 log = logging.getLogger("wool.worker")
 
@@ -59,15 +65,26 @@ def _value_reply(call_id: int, kind: type[p.Return] | type[p.Yield], name: str, 
         return _raise_reply(call_id, err)
 
 
+def _context(slot: CallSlot) -> contextvars.Context:
+    context = contextvars.copy_context()
+    context.run(current_slot_var.set, slot)
+    return context
+
+
 class CoroutineCall:
     """A coroutine routine running on this worker."""
 
-    def __init__(self, host: Host, identity: bytes, msg: p.Call) -> None:
+    def __init__(self, host: Host, identity: bytes, msg: p.Call, slot: CallSlot) -> None:
         self._host = host
-        self._identity = identity
+        self._identity = self.identity = identity
         self._msg = msg
+        self.call_id = msg.call_id
+        self.slot = slot
         self._reason: BaseException | None = None
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task: asyncio.Task[Any] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), context=_context(self.slot))
         self._task.add_done_callback(self._done)
 
     async def _run(self) -> Any:
@@ -85,7 +102,11 @@ class CoroutineCall:
         """Cancel the call; if it ends cancelled, the caller is told `reason` (by default
         `CancelledError`: the caller asked for it)."""
         self._reason = reason
-        self._task.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        else:  # still waiting for a slot: it never ran
+            self._host.finished((self._identity, self._msg.call_id))
+            self._host.reply(self._identity, _raise_reply(self._msg.call_id, reason or asyncio.CancelledError()))
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         call_id = self._msg.call_id
@@ -106,19 +127,27 @@ class _Exhausted(Exception):
 class GeneratorCall:
     """An async generator routine, advanced one step per request."""
 
-    def __init__(self, host: Host, identity: bytes, msg: p.Call) -> None:
+    def __init__(self, host: Host, identity: bytes, msg: p.Call, slot: CallSlot) -> None:
         self._host = host
-        self._identity = identity
+        self._identity = self.identity = identity
         self._call = msg
+        self.call_id = msg.call_id
+        self.slot = slot
         self._agen: AsyncGenerator[Any, Any] | None = None
         self._abandoned = False
+        self._started = False
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
+        # One context for all steps, as for a generator iterated by one local task.
+        self._context = _context(slot)
+
+    def start(self) -> None:
+        self._started = True
         self._step(self._start())
 
     @property
     def state(self) -> str:
-        return "running" if self._step_task is not None else "suspended"
+        return "running" if self._step_task is not None else "suspended" if self._started else "waiting"
 
     async def _start(self) -> Any:
         fn = self._host.load_routine(self._call)
@@ -137,7 +166,7 @@ class GeneratorCall:
             raise _Exhausted from None
 
     def _step(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro, context=self._context)
         task.add_done_callback(self._step_done)
         self._step_task = task
 
@@ -182,6 +211,9 @@ class GeneratorCall:
         self._reason = reason
         if self._step_task is not None:
             self._step_task.cancel()
+        elif not self._started:  # still waiting for a slot: it never ran
+            self._finish()
+            self._host.reply(self._identity, _raise_reply(self._call.call_id, reason or asyncio.CancelledError()))
         else:
             self._finish()
 

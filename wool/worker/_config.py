@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._transport import DEFAULT_LIVENESS
 from ..discovery import Discovery
 
 DEFAULT_BIND = "tcp://127.0.0.1:0"
@@ -18,3 +19,5 @@ class WorkerConfig:
     grace: float = DEFAULT_GRACE
     log_level: str | None = None
     sys_path: tuple[str, ...] = ()
+    liveness: float = DEFAULT_LIVENESS  # peers that stop answering are dropped within this
+    max_calls: int | None = None  # concurrent calls; the rest wait (None: no limit)

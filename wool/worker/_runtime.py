@@ -55,11 +55,13 @@ async def serve(
         loop.add_reader(watch_fd, on_readable)
 
     worker_id = uuid.uuid4().hex
-    mesh = Mesh(config.discovery)
+    mesh = Mesh(config.discovery, liveness=config.liveness)
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
-    server = Server(worker_id, config.bind)
-    info = WorkerInfo(worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION)
+    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls)
+    info = WorkerInfo(
+        worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION, config.max_calls
+    )
     discovery = config.discovery
     published = False
     try:

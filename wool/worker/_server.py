@@ -7,10 +7,14 @@ never await, and a call's work runs in its own task (see `_calls`). Nothing a pe
 stop the loop: a malformed message is logged (rate-limited) and, when its call id is
 readable, answered with `Reject`. `ROUTER_MANDATORY` turns a reply to a vanished caller into
 an error we see, and that caller's calls are cancelled. A caller that vanishes while its
-calls run silently (nothing to reply yet) is found by probing: every `PROBE_INTERVAL` the
-server sends each caller with calls in flight a `Pong` for call id 0, which callers ignore;
-once ZeroMQ has dropped the connection (at once for a dead process, after the heartbeat
-timeout for a silent one) the probe fails and the calls are cancelled.
+calls run silently (nothing to reply yet) is found by probing: every quarter of the liveness
+bound the server sends each caller with calls in flight a `Pong` for call id 0, which callers
+ignore; once ZeroMQ has dropped the connection (at once for a dead process, after the
+heartbeat timeout for a frozen one or a vanished host) the probe fails and the calls are
+cancelled: all within the liveness bound.
+
+Calls past the worker's `max_calls` wait for a slot (`_admission`); a `ping` is answered
+with how many calls are open and how many wait, which `python -m wool.workers` shows.
 """
 
 from __future__ import annotations
@@ -26,29 +30,39 @@ import zmq
 
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
-from .._transport import SocketDriver, new_socket
+from .._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
+from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall, GeneratorCall
 
 log = logging.getLogger("wool.worker")
 
 ROUTINE_CACHE_SIZE = 1024
-PROBE_INTERVAL = 1.0
 _WARN_INTERVAL = 10.0
+
+
+def caller_name(identity: bytes) -> str:
+    """A caller's routing id as logged: wool callers name theirs `pid-random`."""
+    text = identity.decode("latin-1")
+    return text if text.isascii() and text.isprintable() else identity.hex()
 
 
 class Server:
     """Serves calls for worker incarnation `worker_id` on a bound ROUTER socket."""
 
-    def __init__(self, worker_id: str, bind: str) -> None:
+    def __init__(
+        self, worker_id: str, bind: str, *, liveness: float = DEFAULT_LIVENESS, max_calls: int | None = None
+    ) -> None:
         self.worker_id = worker_id
         self.accepting = True
+        self._probe_interval = liveness / 4
+        self._admission = Admission(max_calls)
         self._calls: dict[tuple[bytes, int], CoroutineCall | GeneratorCall] = {}
         self._routines: dict[bytes, Callable[..., Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._warned: dict[str, float] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1))
+        sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness)
         try:
             sock.bind(bind)
         except zmq.ZMQError as e:
@@ -56,10 +70,11 @@ class Server:
             raise OSError(f"cannot bind a worker to {bind}: {e}") from None
         self.endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._driver = SocketDriver(sock, self._on_request, routed=True, on_unreachable=self._on_unreachable)
-        self._prober = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probe)
+        self._prober = asyncio.get_running_loop().call_later(self._probe_interval, self._probe)
 
     @property
     def in_flight(self) -> int:
+        """Calls open: running, suspended between generator steps, or waiting for a slot."""
         return len(self._calls)
 
     # -- Host interface, used by the calls -------------------------------------------------
@@ -84,7 +99,9 @@ class Server:
         self._driver.send([identity, *p.encode(msg)])
 
     def finished(self, key: tuple[bytes, int]) -> None:
-        self._calls.pop(key, None)
+        call = self._calls.pop(key, None)
+        if call is not None:
+            self._admission.ended(call, call.slot)
         if not self._calls:
             self._idle.set()
 
@@ -116,7 +133,8 @@ class Server:
         if isinstance(msg, p.Call):
             self._start(identity, msg)
         elif isinstance(msg, p.Ping):
-            self.reply(identity, p.Pong(msg.call_id, self.worker_id))
+            queued = self._admission.queued
+            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued))
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}"))
         else:
@@ -138,14 +156,17 @@ class Server:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
             if log.isEnabledFor(logging.DEBUG):  # on every call: skip the formatting work
-                log.debug("call %d %s from %s", msg.call_id, msg.name, identity.hex())
+                log.debug("call %d %s from %s", msg.call_id, msg.name, caller_name(identity))
             self._idle.clear()
-            self._calls[key] = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg)
+            slot = CallSlot(self._admission)
+            call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
+            self._calls[key] = call
+            self._admission.admit(call, slot)
             return
         self.reply(identity, p.Reject(msg.call_id, reason, detail))
 
     def _on_unreachable(self, identity: bytes) -> None:
-        log.info("caller %s is gone; cancelling its calls", identity.hex())
+        log.info("caller %s is gone; cancelling its calls", caller_name(identity))
         for key, call in list(self._calls.items()):
             if key[0] == identity:
                 call.cancel()
@@ -153,7 +174,7 @@ class Server:
     def _probe(self) -> None:
         for identity in {identity for identity, _ in self._calls}:
             self.reply(identity, p.Pong(0, self.worker_id))
-        self._prober = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probe)
+        self._prober = asyncio.get_running_loop().call_later(self._probe_interval, self._probe)
 
     def _warn(self, key: str, message: str) -> None:
         now = time.monotonic()
@@ -167,6 +188,11 @@ class Server:
         """Stop accepting calls; give those in flight `grace` seconds, then cancel them and
         wait for their cancellation replies to be sent."""
         self.accepting = False
+        for call in self._admission.take_waiting():  # they never ran: callers go elsewhere
+            assert isinstance(call, (CoroutineCall, GeneratorCall))
+            key = (call.identity, call.call_id)
+            self.finished(key)
+            self.reply(key[0], p.Reject(key[1], p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"))
         if self._calls:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
