@@ -13,6 +13,7 @@ import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import wool
 
@@ -98,8 +99,9 @@ async def read_line(stream: object, timeout: float = 30.0) -> str:
 class CliWorker:
     """`python -m wool.worker ...` as a user would start it; waits for its start-up line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, stderr: Any = None) -> None:
         self.args = args
+        self.stderr = stderr  # where its log goes: a file, or None for the test's stderr
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
         self.id = ""
@@ -107,7 +109,7 @@ class CliWorker:
     async def __aenter__(self) -> CliWorker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wool.worker", *self.args], stdout=subprocess.PIPE, env=env, cwd=REPO
+            [sys.executable, "-m", "wool.worker", *self.args], stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=REPO
         )
         assert self.proc.stdout is not None
         line = await read_line(self.proc.stdout)

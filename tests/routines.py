@@ -196,6 +196,13 @@ async def gen_wait_at(address: str, name: str) -> AsyncIterator[int]:
         raise
 
 
+@wool.routine
+async def pid_stream() -> AsyncIterator[int]:
+    """Yield this worker's pid, forever."""
+    while True:
+        yield os.getpid()
+
+
 class Calculator:
     def __init__(self, base: int) -> None:
         self.base = base
@@ -253,3 +260,19 @@ def routine_capturing_a_marker() -> Any:
         return unpickled()  # by reference: this module's global, not the closure's snapshot
 
     return unpickled_so_far
+
+
+# -- at-most-once load test ---------------------------------------------------------------------
+
+
+@wool.routine
+async def record_execution(log_dir: str, token: str) -> str:
+    """Append `token` to this worker process's execution log, `<log_dir>/<pid>.log` (one line
+    per execution, a single O_APPEND write), and return it."""
+    await asyncio.sleep(0)  # let calls interleave on the worker, as real routines do
+    fd = os.open(os.path.join(log_dir, f"{os.getpid()}.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+    finally:
+        os.close(fd)
+    return token

@@ -133,7 +133,7 @@ class Connection:
         """`call_id` is no longer open on the worker (it ended, or was abandoned)."""
         if call_id in self._open:
             self._open.discard(call_id)
-            if len(self._open) == self.window - 1 and self._on_room is not None:
+            if self._on_room is not None:  # one slot: one waiting call may go
                 self._on_room(self)
 
     def notify(self, msg: p.Request) -> None:

@@ -14,7 +14,7 @@ REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING]
 REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT]
 
 # Written out by hand from the protocol's rules, to check the tables against.
-COROUTINE = {(K.CALL, K.RETURN), (K.CALL, K.RAISE), (K.CALL, K.REJECT)}
+COROUTINE = {(K.CALL, K.RETURN), (K.CALL, K.RAISE), (K.CALL, K.REJECT), (K.PING, K.PONG), (K.PING, K.REJECT)}
 GENERATOR = {
     *((step, reply) for step in (K.CALL, K.NEXT, K.SEND, K.THROW) for reply in (K.YIELD, K.STOP, K.RAISE, K.REJECT)),
     (K.CLOSE, K.STOP),
@@ -57,12 +57,13 @@ def test_a_coroutine_call_takes_no_steps() -> None:
         assert not any(p.legal_reply(False, step, reply) for reply in REPLIES)
 
 
-def test_cancel_and_ping_are_not_steps_of_a_call() -> None:
-    """Cancel is never answered itself; a ping is answered by a pong, outside any call."""
+def test_cancel_is_never_answered_and_ping_is_a_one_shot_exchange() -> None:
+    """Cancel is never answered itself; a ping is answered by a pong (or a reject), like a
+    coroutine call, never as a step of a generator."""
     for generator in (False, True):
         for reply in REPLIES:
             assert not p.legal_reply(generator, K.CANCEL, reply)
-            assert not p.legal_reply(generator, K.PING, reply)
+            assert p.legal_reply(generator, K.PING, reply) == (not generator and reply in (K.PONG, K.REJECT))
 
 
 def test_a_reply_never_answers_a_reply() -> None:
@@ -78,7 +79,7 @@ def test_a_reply_never_answers_a_reply() -> None:
         (False, K.REJECT, True),
         (False, K.YIELD, False),
         (False, K.STOP, False),
-        (False, K.PONG, False),
+        (False, K.PONG, True),  # ends a ping
         (True, K.STOP, True),
         (True, K.RAISE, True),
         (True, K.REJECT, True),

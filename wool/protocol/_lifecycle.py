@@ -14,6 +14,7 @@ from ._messages import Kind
 # The replies that may answer each request, for the request's kind of call.
 COROUTINE_REPLIES: dict[Kind, frozenset[Kind]] = {
     Kind.CALL: frozenset({Kind.RETURN, Kind.RAISE, Kind.REJECT}),
+    Kind.PING: frozenset({Kind.PONG, Kind.REJECT}),  # a one-shot exchange outside any call
 }
 GENERATOR_REPLIES: dict[Kind, frozenset[Kind]] = {
     Kind.CALL: frozenset({Kind.YIELD, Kind.STOP, Kind.RAISE, Kind.REJECT}),
@@ -25,7 +26,7 @@ GENERATOR_REPLIES: dict[Kind, frozenset[Kind]] = {
 
 # Replies after which a call is over: nothing more may be sent for it.
 FINAL = {
-    False: frozenset({Kind.RETURN, Kind.RAISE, Kind.REJECT}),
+    False: frozenset({Kind.RETURN, Kind.RAISE, Kind.REJECT, Kind.PONG}),
     True: frozenset({Kind.STOP, Kind.RAISE, Kind.REJECT}),
 }
 

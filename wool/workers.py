@@ -1,0 +1,92 @@
+"""`python -m wool.workers --discovery local:NAME`: list the live workers of a namespace.
+
+Each worker discovery lists is asked, over its own socket, how many calls it has open and
+how many wait for a slot; one that does not answer within `--timeout` is shown as
+unreachable (discovery is a hint: an entry says where a worker was, not that it lives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from . import protocol as p
+from ._connection import Connection
+from ._errors import WoolError
+from .discovery import WorkerInfo, parse_discovery
+from .discovery._spec import SPEC_HELP
+
+
+async def survey(infos: list[WorkerInfo], timeout: float) -> list[dict[str, Any]]:
+    """One row per worker: its discovery entry, and its answer to a ping (or None)."""
+
+    async def ask(info: WorkerInfo) -> dict[str, Any]:
+        row: dict[str, Any] = {**info.to_dict(), "reachable": False, "calls": None, "queued": None}
+        try:
+            conn = Connection(info)
+        except WoolError:
+            return row
+        try:
+            reply = await asyncio.wait_for(conn.request(p.Ping(conn.new_call_id()), False), timeout)
+            if isinstance(reply, p.Pong) and reply.worker_id == info.id:
+                row.update(reachable=True, calls=reply.calls, queued=reply.queued)
+        except (TimeoutError, WoolError):
+            pass
+        finally:
+            conn.close()
+        return row
+
+    return list(await asyncio.gather(*(ask(info) for info in infos)))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = ("ID", "ENDPOINT", "PID", "HOST", "TAGS", "CALLS", "QUEUED", "MAX")
+    lines = [header]
+    for r in rows:
+        calls = str(r["calls"]) if r["reachable"] else "unreachable"
+        queued = str(r["queued"]) if r["reachable"] else "-"
+        limit = "-" if r["max_calls"] is None else str(r["max_calls"])
+        lines.append((r["id"], r["endpoint"], str(r["pid"]), r["host"], ",".join(r["tags"]) or "-", calls, queued, limit))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m wool.workers",
+        description="List the workers of a discovery namespace: endpoint, pid, host, tags, and "
+        "how many calls each has open and queued (asked over the wire).",
+    )
+    parser.add_argument("--discovery", required=True, metavar="SPEC", help=f"the namespace to list: {SPEC_HELP}")
+    parser.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="how long to wait for each worker's answer (default: 2)")
+    parser.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
+    args = parser.parse_args(argv)
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    try:
+        discovery = parse_discovery(args.discovery)
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
+
+    async def run() -> list[dict[str, Any]]:
+        return await survey(await discovery.workers(), args.timeout)
+
+    try:
+        rows = asyncio.run(run())
+    except WoolError as e:
+        print(f"wool workers: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows))
+    elif rows:
+        print(format_table(rows))
+    else:
+        print(f"no workers in {args.discovery}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
