@@ -27,6 +27,7 @@ import itertools
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ from .discovery import WorkerInfo
 log = logging.getLogger("wool.connection")
 
 _MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+_WARN_INTERVAL = 10.0  # at most one malformed-reply warning per connection this often
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
 
 
@@ -73,6 +75,8 @@ class Connection:
         self.window = min(worker.max_calls or WINDOW, WINDOW)
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: WorkerLost | None = None
+        self.liveness = liveness
+        self._warned_at = -_WARN_INTERVAL
         sock = new_socket(zmq.DEALER, liveness=liveness)
         self.routing_id = _routing_id()
         sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
@@ -175,7 +179,7 @@ class Connection:
                 self.release(e.call_id)
             if entry is not None and not entry[0].done():
                 entry[0].set_exception(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
-            log.warning("malformed reply from worker %s: %s", self.worker.id, e)
+            self._warn_malformed(e)
             return
         entry = self._pending.get(msg.call_id)
         if entry is None:
@@ -196,6 +200,17 @@ class Connection:
             future.set_exception(
                 DispatchError(f"worker {self.worker.id} answered {request.name.lower()} with {msg.kind.name.lower()}")
             )
+
+    def _warn_malformed(self, e: p.ProtocolError) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_INTERVAL:
+            self._warned_at = now
+            log.warning(
+                "malformed reply from worker %s: %s (further such messages suppressed for %.0f s)",
+                self.worker.id, e, _WARN_INTERVAL,
+            )
+        else:
+            log.debug("malformed reply from worker %s: %s", self.worker.id, e)
 
     def _on_event(self, frames: list[bytes]) -> None:
         event = parse_monitor_message(frames)["event"]

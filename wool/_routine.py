@@ -133,14 +133,22 @@ def _outcome(name: str, reply: p.Reply) -> Any:
 
 async def _abandon(conn: Connection, call_id: int) -> None:
     """After the caller was cancelled: cancel the remote call and wait for its last reply, so
-    the remote side has unwound (its `finally` ran) when the caller's cancellation proceeds."""
+    the remote side has unwound (its `finally` ran) when the caller's cancellation proceeds.
+    The wait is bounded by the liveness period: a worker that stays connected but never
+    answers the cancel must not hold the caller's deadline back for ever."""
     conn.notify(p.Cancel(call_id))
+    future = conn.reattach(call_id)
     try:
-        await conn.reattach(call_id)
+        await asyncio.wait({future}, timeout=conn.liveness)
     except BaseException:
-        pass  # lost, or cancelled again: stop waiting
+        pass  # cancelled again: stop waiting
     finally:
         conn.forget(call_id)
+        if not future.done():
+            log.warning("worker %s did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness)
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()  # retrieved: lost or not, the caller is done waiting
 
 
 async def _dispatch(
@@ -164,6 +172,9 @@ async def _dispatch(
             reply = await future
         except asyncio.CancelledError:
             await _abandon(conn, call_id)
+            raise
+        except DispatchError:
+            conn.notify(p.Cancel(call_id))  # a bad reply: whatever the worker holds, drop it
             raise
         if isinstance(reply, p.Reject) and reply.reason in _NOT_RUN:
             # Out of rotation, but its other calls may still finish (it is draining).
@@ -237,6 +248,7 @@ class _Stream:
             raise
         except BaseException:
             self._ended()
+            conn.notify(p.Cancel(call_id))  # a bad reply, or lost: drop the remote generator
             raise
         return self._settle(reply)
 

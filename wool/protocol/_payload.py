@@ -56,9 +56,29 @@ def _lift(value: Any, depth: int = 3) -> Any:
     return value
 
 
+_ATOMS = frozenset({int, float, str, bool, type(None), bytes, complex})
+
+
+def _plain(value: Any, depth: int = 3) -> bool:
+    """Whether `value` is small builtin data (atoms in tuples, lists and str-keyed dicts a
+    few levels down): plain pickle writes it exactly as cloudpickle does, ten times faster."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return kind is not bytes or len(value) < OUT_OF_BAND
+    if depth == 0:
+        return False
+    if kind is tuple or kind is list:
+        return all(_plain(v, depth - 1) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v, depth - 1) for k, v in value.items())
+    return False
+
+
 def dumps(obj: object) -> tuple[Frame, ...]:
     """Pickle `obj`; the first frame is the pickle, the rest its large buffers (numpy arrays
     and other `PickleBuffer` exporters anywhere; `bytes`/`bytearray` near the top)."""
+    if _plain(obj):
+        return (pickle.dumps(obj, protocol=5),)
     buffers: list[Frame] = []
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
