@@ -203,6 +203,25 @@ async def pid_stream() -> AsyncIterator[int]:
         yield os.getpid()
 
 
+@wool.routine
+async def produce(address: str, n: int, fail_at: int = -1) -> AsyncIterator[int]:
+    """Report each item before yielding it, and the generator's end."""
+    try:
+        for i in range(n):
+            if i == fail_at:
+                raise Oops(f"failed at {i}", i)
+            await report(address, f"produced {i}")
+            yield i
+    finally:
+        await report(address, "closed")
+
+
+@wool.routine
+async def numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
 class Calculator:
     def __init__(self, base: int) -> None:
         self.base = base

@@ -21,6 +21,7 @@ from ._errors import (
 )
 from ._loadbalancer import Candidate, LoadBalancer, RoundRobin
 from ._pool import WorkerPool
+from ._readahead import ReadAhead, readahead
 from ._routine import routine
 from .discovery import Discovery, DiscoveryError, DiscoveryEvent, LocalDiscovery, WorkerInfo
 
@@ -36,6 +37,7 @@ __all__ = [
     "LocalDiscovery",
     "NoPoolError",
     "NoWorkersAvailable",
+    "ReadAhead",
     "RemoteBaseException",
     "RemoteError",
     "RoundRobin",
@@ -45,5 +47,6 @@ __all__ = [
     "WorkerLost",
     "WorkerPool",
     "WorkerStartError",
+    "readahead",
     "routine",
 ]

@@ -72,6 +72,8 @@ class Connection:
         # Calls open on the worker: from the `call` until its last reply, between a
         # generator's steps too.
         self._open: set[int] = set()
+        # Read-ahead streams: every reply for the call goes to its sink, in order.
+        self._sinks: dict[int, Callable[[p.Reply | BaseException], None]] = {}
         self.window = min(worker.max_calls or WINDOW, WINDOW)
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: WorkerLost | None = None
@@ -133,8 +135,14 @@ class Connection:
         self._pending.pop(call_id, None)
         self.release(call_id)
 
+    def subscribe(self, call_id: int, sink: Callable[[p.Reply | BaseException], None]) -> None:
+        """Hand every later reply of `call_id` to `sink` (a read-ahead stream), and the
+        `WorkerLost` if the worker goes away."""
+        self._sinks[call_id] = sink
+
     def release(self, call_id: int) -> None:
         """`call_id` is no longer open on the worker (it ended, or was abandoned)."""
+        self._sinks.pop(call_id, None)
         if call_id in self._open:
             self._open.discard(call_id)
             if self._on_room is not None:  # one slot: one waiting call may go
@@ -153,6 +161,7 @@ class Connection:
             future.cancel()
         self._pending.clear()
         self._open.clear()
+        self._fail_sinks(self.lost or WorkerLost(f"connection to worker {self.worker.id} was closed"))
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
@@ -174,12 +183,26 @@ class Connection:
         try:
             msg = p.decode(frames)
         except p.ProtocolError as e:
+            sink = self._sinks.get(e.call_id) if e.call_id is not None else None
+            if sink is not None and e.call_id is not None:
+                self.release(e.call_id)
+                sink(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
             entry = self._pending.pop(e.call_id, None) if e.call_id is not None else None
             if entry is not None and e.call_id is not None:
                 self.release(e.call_id)
             if entry is not None and not entry[0].done():
                 entry[0].set_exception(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
             self._warn_malformed(e)
+            return
+        sink = self._sinks.get(msg.call_id)
+        if sink is not None:
+            if not isinstance(msg, (p.Yield, p.Stop, p.Raise, p.Reject)):
+                self.release(msg.call_id)
+                sink(DispatchError(f"worker {self.worker.id} sent {msg.kind.name.lower()} into a stream"))
+                return
+            if p.is_final(True, msg.kind):
+                self.release(msg.call_id)
+            sink(msg)
             return
         entry = self._pending.get(msg.call_id)
         if entry is None:
@@ -200,6 +223,11 @@ class Connection:
             future.set_exception(
                 DispatchError(f"worker {self.worker.id} answered {request.name.lower()} with {msg.kind.name.lower()}")
             )
+
+    def _fail_sinks(self, error: BaseException) -> None:
+        sinks, self._sinks = self._sinks, {}
+        for sink in sinks.values():
+            sink(error)
 
     def _warn_malformed(self, e: p.ProtocolError) -> None:
         now = time.monotonic()
@@ -233,6 +261,7 @@ class Connection:
         log.info("%s with %d calls in flight", reason, len(self._pending))
         pending, self._pending = self._pending, {}
         self._open.clear()
+        self._fail_sinks(WorkerLost(reason))
         for future, _, _ in pending.values():
             if not future.done():
                 future.set_exception(WorkerLost(reason))

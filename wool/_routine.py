@@ -31,6 +31,7 @@ from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
 from ._errors import DispatchError, SerializationError, WorkerLost
+from ._readahead import Inbox, requested_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,7 +75,7 @@ def _coroutine_routine(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _generator_routine(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        stream = _Stream(wrapper, args, kwargs)
+        stream = _Stream(wrapper, args, kwargs, requested_window())
         try:
             done, value = await stream.start()
             while not done:
@@ -195,13 +196,17 @@ async def _call(wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict
 class _Stream:
     """The caller's end of one remote generator: sends its steps, one at a time."""
 
-    def __init__(self, wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], window: int | None = None
+    ) -> None:
         self._wrapper = wrapper
         self._name = wrapper.__qualname__
         self._args = (args, kwargs)
         self._conn: Connection | None = None
         self._call_id = 0
         self._open = False
+        self._window = window  # read ahead up to this many items (see `_readahead`)
+        self._inbox: Inbox | None = None
 
     def _settle(self, reply: p.Reply) -> tuple[bool, Any]:
         if p.is_final(True, reply.kind):
@@ -215,7 +220,10 @@ class _Stream:
         with waiting_on_peer() as nested:
             self._conn, self._call_id, reply = await _dispatch(self._wrapper, payload, True, nested)
         self._open = True
-        return self._settle(reply)
+        result = self._settle(reply)
+        if self._window is not None and self._open:
+            self._inbox = Inbox(self._conn, self._call_id, self._window)
+        return result
 
     def _ended(self) -> None:
         self._open = False
@@ -225,6 +233,8 @@ class _Stream:
     async def step(self, kind: p.Kind, value: Any) -> tuple[bool, Any]:
         conn, call_id = self._conn, self._call_id
         assert conn is not None and self._open
+        if self._inbox is not None:
+            return await self._step_ahead(kind, self._inbox)
         msg: p.Request
         if kind is p.Kind.NEXT:
             msg = p.Next(call_id)
@@ -252,12 +262,27 @@ class _Stream:
             raise
         return self._settle(reply)
 
+    async def _step_ahead(self, kind: p.Kind, inbox: Inbox) -> tuple[bool, Any]:
+        if kind is not p.Kind.NEXT:
+            self.abandon()
+            what = "asend()" if kind is p.Kind.SEND else "athrow()"
+            raise TypeError(f"a read-ahead stream only iterates: {what} cannot reach its generator, which already ran ahead")
+        try:
+            reply = await inbox.next()
+        except BaseException:
+            self.abandon()
+            raise
+        return self._settle(reply)
+
     async def close(self) -> None:
         """Close the remote generator (its `finally` runs there). If its worker is already
-        gone, or the pool closed, there is nothing left to close."""
+        gone, or the pool closed, there is nothing left to close. A read-ahead stream is
+        cancelled instead (its generator may be running ahead), without waiting."""
         if self._open and self._conn is not None and self._conn.lost is not None:
             self._ended()
-        if self._open:
+        if self._open and self._inbox is not None:
+            self.abandon()
+        elif self._open:
             await self.step(p.Kind.CLOSE, None)
 
     def abandon(self) -> None:

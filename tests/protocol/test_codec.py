@@ -28,6 +28,7 @@ MESSAGES = [
     p.Close(9),
     p.Cancel(10),
     p.Ping(11),
+    p.Credit(12, 64),
     p.Return(12, (b"result",)),
     p.Return(13, ARGS),
     p.Yield(14, (b"item",)),
@@ -125,7 +126,10 @@ CORRUPT = [
         [env(1.0, K.PING, 5)], "version", 5, id="float-version",
     ),
     pytest.param([env(V, 0, 6)], "unknown message kind 0", 6, id="kind-zero"),
-    pytest.param([env(V, 8, 6)], "unknown message kind 8", 6, id="kind-between-ranges"),
+    pytest.param([env(V, 9, 6)], "unknown message kind 9", 6, id="kind-between-ranges"),
+    pytest.param([env(V, K.CREDIT, 6, 0)], "malformed credit", 6, id="credit-of-zero"),
+    pytest.param([env(V, K.CREDIT, 6)], "malformed credit", 6, id="credit-missing-count"),
+    pytest.param([env(V, K.CREDIT, 6, "5")], "malformed credit", 6, id="credit-text-count"),
     pytest.param([env(V, 99, 6)], "unknown message kind 99", 6, id="kind-99"),
     pytest.param([env(V, -1, 6)], "unknown message kind -1", 6, id="negative-kind"),
     pytest.param([env(V, "ping", 6)], "unknown message kind 'ping'", 6, id="str-kind"),
@@ -292,7 +296,7 @@ def _check_decode(frames: list[bytes]) -> None:
         assert e.call_id is None or (type(e.call_id) is int and 0 <= e.call_id < 2**64)
         return
     # Whatever decoded is a real message, and encodes back to itself.
-    assert isinstance(msg, (p.Call, p.Next, p.Send, p.Throw, p.Close, p.Cancel, p.Ping,
+    assert isinstance(msg, (p.Call, p.Next, p.Send, p.Throw, p.Close, p.Cancel, p.Ping, p.Credit,
                             p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject))
     assert p.decode(p.encode(msg)) == msg
 

@@ -10,7 +10,7 @@ import pytest
 from wool import protocol as p
 
 K = p.Kind
-REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING]
+REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING, K.CREDIT]
 REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT]
 
 # Written out by hand from the protocol's rules, to check the tables against.
@@ -20,6 +20,7 @@ GENERATOR = {
     (K.CLOSE, K.STOP),
     (K.CLOSE, K.RAISE),
     (K.CLOSE, K.REJECT),
+    *((K.CREDIT, reply) for reply in (K.YIELD, K.STOP, K.RAISE, K.REJECT)),
 }
 
 
@@ -104,13 +105,13 @@ def test_steps() -> None:
     assert p.STEPS == {K.NEXT, K.SEND, K.THROW, K.CLOSE}
 
 
-def test_a_running_call_accepts_only_cancel() -> None:
-    assert p.ACCEPTS["running"] == {K.CANCEL}
+def test_a_running_call_accepts_only_cancel_and_credit() -> None:
+    assert p.ACCEPTS["running"] == {K.CANCEL, K.CREDIT}
     assert not p.ACCEPTS["running"] & p.STEPS
 
 
-def test_a_suspended_generator_accepts_every_step_and_cancel() -> None:
-    assert p.ACCEPTS["suspended"] == p.STEPS | {K.CANCEL}
+def test_a_suspended_generator_accepts_every_step_cancel_and_credit() -> None:
+    assert p.ACCEPTS["suspended"] == p.STEPS | {K.CANCEL, K.CREDIT}
 
 
 def test_no_state_accepts_a_new_call_ping_or_reply() -> None:

@@ -7,6 +7,7 @@ from ._messages import (
     Call,
     Cancel,
     Close,
+    Credit,
     Frame,
     Kind,
     Message,
@@ -28,7 +29,7 @@ from ._payload import OUT_OF_BAND, describe, dumps, dumps_exception, loads, load
 
 __all__ = [
     "ACCEPTS", "MAX_ENVELOPE", "OUT_OF_BAND", "STEPS", "VERSION",
-    "Call", "Cancel", "Close", "Frame", "Kind", "Message", "Next", "Ping", "Pong",
+    "Call", "Cancel", "Close", "Credit", "Frame", "Kind", "Message", "Next", "Ping", "Pong",
     "ProtocolError", "Raise", "Reject", "RejectReason", "Reply", "Request", "Return",
     "Send", "Stop", "Throw", "Yield",
     "decode", "describe", "dumps", "dumps_exception", "encode", "is_final", "legal_reply",

@@ -18,6 +18,7 @@ from ._messages import (
     Call,
     Cancel,
     Close,
+    Credit,
     Frame,
     Kind,
     Message,
@@ -80,6 +81,8 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
+    elif isinstance(msg, Credit):
+        frames = [_envelope(msg, msg.count)]
     else:
         frames = [_envelope(msg)]
     if len(frames[0]) > MAX_ENVELOPE:
@@ -123,6 +126,10 @@ def _count(v: object) -> bool:
     return _is_int(v) and 0 <= v <= _MAX_CALL_ID  # type: ignore[operator]
 
 
+def _positive(v: object) -> bool:
+    return _is_int(v) and 1 <= v <= _MAX_CALL_ID  # type: ignore[operator]
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
@@ -136,6 +143,7 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int | None]] = {
     Kind.CLOSE: ((), None),
     Kind.CANCEL: ((), None),
     Kind.PING: ((), None),
+    Kind.CREDIT: ((_positive,), None),
     Kind.RETURN: ((), 1),
     Kind.YIELD: ((), 1),
     Kind.RAISE: ((_str, _str, _str), 1),
@@ -186,6 +194,7 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.CLOSE: lambda i, f, p: Close(i),
     Kind.CANCEL: lambda i, f, p: Cancel(i),
     Kind.PING: lambda i, f, p: Ping(i),
+    Kind.CREDIT: lambda i, f, p: Credit(i, f[0]),
     Kind.RETURN: lambda i, f, p: Return(i, p),
     Kind.YIELD: lambda i, f, p: Yield(i, p),
     Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p),

@@ -22,6 +22,9 @@ GENERATOR_REPLIES: dict[Kind, frozenset[Kind]] = {
     Kind.SEND: frozenset({Kind.YIELD, Kind.STOP, Kind.RAISE, Kind.REJECT}),
     Kind.THROW: frozenset({Kind.YIELD, Kind.STOP, Kind.RAISE, Kind.REJECT}),
     Kind.CLOSE: frozenset({Kind.STOP, Kind.RAISE, Kind.REJECT}),
+    # A credit is answered by as many yields as it grants (then, maybe, the end): the
+    # caller takes them as a stream, not as the reply to one request.
+    Kind.CREDIT: frozenset({Kind.YIELD, Kind.STOP, Kind.RAISE, Kind.REJECT}),
 }
 
 # Replies after which a call is over: nothing more may be sent for it.
@@ -33,8 +36,8 @@ FINAL = {
 # The requests a worker accepts for an existing call, by the call's state.
 STEPS = frozenset({Kind.NEXT, Kind.SEND, Kind.THROW, Kind.CLOSE})
 ACCEPTS: dict[str, frozenset[Kind]] = {
-    "running": frozenset({Kind.CANCEL}),
-    "suspended": STEPS | {Kind.CANCEL},
+    "running": frozenset({Kind.CANCEL, Kind.CREDIT}),
+    "suspended": STEPS | {Kind.CANCEL, Kind.CREDIT},
 }
 
 

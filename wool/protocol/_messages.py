@@ -25,6 +25,7 @@ class Kind(enum.IntEnum):
     CLOSE = 5
     CANCEL = 6
     PING = 7
+    CREDIT = 8
     # worker -> caller
     RETURN = 16
     YIELD = 17
@@ -98,6 +99,16 @@ class Ping:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Credit:
+    """Let a generator run `count` more items ahead: the worker sends them as `yield`s
+    without being asked (a read-ahead stream; its caller only iterates)."""
+
+    call_id: int
+    count: int
+    kind = Kind.CREDIT
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Return:
     """A coroutine call's result."""
 
@@ -167,6 +178,6 @@ class Reject:
     kind = Kind.REJECT
 
 
-Request = Union[Call, Next, Send, Throw, Close, Cancel, Ping]
+Request = Union[Call, Next, Send, Throw, Close, Cancel, Ping, Credit]
 Reply = Union[Return, Yield, Raise, Stop, Pong, Reject]
 Message = Union[Request, Reply]

@@ -124,6 +124,10 @@ class _Exhausted(Exception):
     pass
 
 
+_PAUSED = object()  # a read-ahead run that used up its credit: no reply, the call is suspended
+_AHEAD_YIELD_EVERY = 64  # items a read-ahead run produces before letting other work run
+
+
 class GeneratorCall:
     """An async generator routine, advanced one step per request."""
 
@@ -136,6 +140,8 @@ class GeneratorCall:
         self._agen: AsyncGenerator[Any, Any] | None = None
         self._abandoned = False
         self._started = False
+        self._credit = 0  # items it may still send unasked (read-ahead)
+        self._ahead = False
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
         # One context for all steps, as for a generator iterated by one local task.
@@ -174,6 +180,16 @@ class GeneratorCall:
         if isinstance(msg, p.Cancel):
             self.cancel()
             return
+        if isinstance(msg, p.Credit) and self._started:
+            self._ahead = True
+            self._credit += msg.count
+            if self.state == "suspended":
+                self._pump()
+            return
+        if self._ahead:
+            detail = f"{msg.kind.name.lower()} on a read-ahead stream, which only iterates"
+            self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, detail))
+            return
         if self.state != "suspended" or msg.kind not in p.ACCEPTS["suspended"]:
             detail = f"{msg.kind.name.lower()} while a step is {self.state}"
             self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, detail))
@@ -188,6 +204,26 @@ class GeneratorCall:
             self._step(self._advance_with(lambda: agen.athrow(self._thrown(msg))))
         elif isinstance(msg, p.Close):
             self._step(self._close(agen))
+
+    def _pump(self) -> None:
+        if self._credit > 0 and self._agen is not None and not self._abandoned:
+            self._step(self._run_ahead(self._agen))
+
+    async def _run_ahead(self, agen: AsyncGenerator[Any, Any]) -> Any:
+        """Produce items while credit lasts, each sent as a `yield` unasked, in one task."""
+        call_id, produced = self._call.call_id, 0
+        while self._credit > 0:
+            self._credit -= 1
+            value = await self._advance(agen.asend(None))
+            try:
+                payload = p.dumps(value)
+            except Exception as e:
+                raise SerializationError(f"the yielded value of {self._call.name} could not be pickled: {type(e).__name__}: {e}") from None
+            self._host.reply(self._identity, p.Yield(call_id, payload))
+            produced += 1
+            if produced % _AHEAD_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        return _PAUSED
 
     async def _advance_with(self, make: Callable[[], Awaitable[Any]]) -> Any:
         # Unpickling the value inside the step makes a bad payload fail this step only.
@@ -232,8 +268,16 @@ class GeneratorCall:
             reply = p.Stop(call_id)
         elif exc is not None:
             reply = _raise_reply(call_id, exc)
+        elif task.result() is _PAUSED:
+            if self._abandoned:
+                self._finish()
+            else:
+                self._pump()  # credit that arrived as the run ended
+            return
         else:
             reply = _value_reply(call_id, p.Yield, self._call.name, task.result())
         if self._abandoned or p.is_final(True, reply.kind):
             self._finish()
         self._host.reply(self._identity, reply)
+        if self._ahead and reply.kind is p.Kind.YIELD and not self._abandoned:
+            self._pump()

@@ -1,0 +1,98 @@
+"""`wool.readahead`: a remote generator that runs up to N items ahead of its consumer, for
+streams that are only iterated."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+import routines
+import wool
+from helpers import Observer
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
+
+
+def produced(observer: Observer) -> int:
+    return max((int(e.split()[1]) for e in observer.events if e.startswith("produced ")), default=-1)
+
+
+async def test_items_arrive_complete_and_in_order() -> None:
+    async with wool.WorkerPool(size=2):
+        for window in (1, 3, 64):
+            assert [i async for i in wool.readahead(routines.numbers(2000), window)] == list(range(2000))
+
+
+async def test_the_worker_never_runs_more_than_the_window_ahead() -> None:
+    window = 4
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        stream = wool.readahead(routines.produce(observer.address, 40), window)
+        consumed = 0
+        async for item in stream:
+            assert item == consumed
+            consumed += 1
+            assert produced(observer) <= consumed + window
+        await observer.wait_for("closed")
+        assert consumed == 40
+
+
+async def test_an_error_arrives_after_the_items_before_it() -> None:
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        got: list[int] = []
+        with pytest.raises(routines.Oops, match="failed at 5"):
+            async for item in wool.readahead(routines.produce(observer.address, 10, fail_at=5), 8):
+                got.append(item)
+        assert got == [0, 1, 2, 3, 4]
+        await observer.wait_for("closed")
+
+
+async def test_closing_early_cancels_the_remote_generator() -> None:
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        stream = wool.readahead(routines.produce(observer.address, 1000), 4)
+        assert [await anext(stream), await anext(stream)] == [0, 1]
+        await stream.aclose()
+        await observer.wait_for("closed")  # its finally ran on the worker
+        assert await routines.add(1, 2) == 3
+
+
+async def test_asend_and_athrow_are_refused_and_say_why() -> None:
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        stream = wool.readahead(routines.produce(observer.address, 1000), 4)
+        assert await anext(stream) == 0
+        with pytest.raises(TypeError, match="read-ahead stream only iterates"):
+            await stream.asend(1)
+        with pytest.raises(TypeError, match="read-ahead stream only iterates"):
+            await stream.athrow(ValueError("x"))
+        await stream.aclose()
+        await observer.wait_for("closed")
+
+
+async def test_a_lost_worker_ends_the_stream_with_worker_lost() -> None:
+    async with wool.WorkerPool(size=1) as pool:
+        stream = wool.readahead(routines.pid_stream(), 4)
+        victim = await anext(stream)
+        assert victim == pool.processes[0].pid
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(wool.WorkerLost):
+            async with asyncio.timeout(10):
+                async for _ in stream:
+                    pass
+
+
+async def test_bad_arguments_are_refused() -> None:
+    async def local() -> object:
+        yield 1
+
+    with pytest.raises(TypeError, match="@wool.routine async generator"):
+        wool.readahead(local(), 4)  # type: ignore[arg-type]
+    gen = routines.numbers(3)
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        wool.readahead(gen, 0)
+    async with wool.WorkerPool(size=1):
+        assert await anext(gen) == 0
+        with pytest.raises(ValueError, match="has not started"):
+            wool.readahead(gen, 4)
+        await gen.aclose()

@@ -1,0 +1,121 @@
+"""Read-ahead streams: let a remote generator run up to N items ahead of its consumer.
+
+Theory of operation. A generator's steps are pull-based by default: each `anext` is one
+round trip, and the generator never runs ahead of its caller. `wool.readahead(gen, N)` opts a
+stream that is only iterated out of that: after the first item the caller grants the worker
+a credit of N items (a `credit` message); the worker runs the generator and sends each item
+unasked while it has credit, and the caller returns credit as it consumes items (in batches of
+half the window), so at most N items are ever in flight or buffered. Values cannot be sent in
+(`asend`/`athrow` would have to reach items the worker already produced), and closing the
+stream early cancels the remote generator (its `finally` runs there) without waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar
+
+from . import protocol as p
+from ._connection import Connection
+from ._context import waiting_on_peer
+
+T = TypeVar("T")
+
+# Set while a `ReadAhead` starts its generator: the proxy reads it to open its stream ahead.
+window_var: ContextVar[int | None] = ContextVar("wool_readahead_window", default=None)
+
+
+def requested_window() -> int | None:
+    """The read-ahead window asked for the generator starting now (a function, not the
+    variable, because a proxy pickled by value must not capture a ContextVar)."""
+    return window_var.get()
+
+_REFUSAL = "a read-ahead stream only iterates: its worker has already produced the next items, so {} cannot reach the generator (iterate it without wool.readahead to {} it)"
+
+
+class ReadAhead(AsyncIterator[T], Generic[T]):
+    """An async iterator over a remote generator that runs up to `window` items ahead."""
+
+    def __init__(self, gen: AsyncGenerator[T, Any], window: int) -> None:
+        if not inspect.isasyncgen(gen) or gen.ag_frame is None or gen.ag_frame.f_globals.get("__name__") != "wool._routine":
+            raise TypeError(f"readahead needs a generator returned by a @wool.routine async generator, not {gen!r}")
+        if not _unstarted(gen):
+            raise ValueError("readahead needs a generator that has not started yet")
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ValueError(f"window must be a positive int, got {window!r}")
+        self._gen = gen
+        self._window = window
+        self._started = False
+
+    def __aiter__(self) -> ReadAhead[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._started:
+            return await self._gen.__anext__()  # type: ignore[return-value]
+        self._started = True
+        token = window_var.set(self._window)
+        try:
+            return await self._gen.__anext__()  # type: ignore[return-value]
+        finally:
+            window_var.reset(token)
+
+    async def asend(self, value: Any) -> T:
+        raise TypeError(_REFUSAL.format("asend()", "send values into"))
+
+    async def athrow(self, *args: Any) -> T:
+        raise TypeError(_REFUSAL.format("athrow()", "throw into"))
+
+    async def aclose(self) -> None:
+        """Stop the stream: the remote generator is cancelled (its `finally` runs there)."""
+        await self._gen.aclose()
+
+
+def _unstarted(gen: Any) -> bool:
+    # The proxy's first statement binds its stream: before that, nothing was sent.
+    return gen.ag_frame is not None and "stream" not in gen.ag_frame.f_locals
+
+
+def readahead(gen: AsyncGenerator[T, Any], window: int = 64) -> ReadAhead[T]:
+    """Iterate the remote generator `gen` (not started yet) letting it run up to `window`
+    items ahead: one message per item instead of a round trip. `asend`/`athrow` are refused."""
+    return ReadAhead(gen, window)
+
+
+class Inbox:
+    """The caller's end of a read-ahead stream: buffers items, returns credit."""
+
+    def __init__(self, conn: Connection, call_id: int, window: int) -> None:
+        self._conn = conn
+        self._call_id = call_id
+        self._items: deque[p.Reply | BaseException] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._batch = max(1, window // 2)
+        self._consumed = 0
+        conn.subscribe(call_id, self._deliver)
+        conn.notify(p.Credit(call_id, window))
+
+    def _deliver(self, item: p.Reply | BaseException) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self) -> p.Reply:
+        """The next reply (`yield`, or the last one), raising the error that ended it."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            with waiting_on_peer():
+                await self._waiter
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        if item.kind is p.Kind.YIELD:
+            self._consumed += 1
+            if self._consumed >= self._batch:
+                self._conn.notify(p.Credit(self._call_id, self._consumed))
+                self._consumed = 0
+        return item
