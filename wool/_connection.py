@@ -41,7 +41,7 @@ from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
 
-_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
 _WARN_INTERVAL = 10.0  # at most one malformed-reply warning per connection this often
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
 
@@ -62,8 +62,10 @@ class Connection:
         on_room: Callable[[Connection], None] | None = None,
         *,
         liveness: float = DEFAULT_LIVENESS,
+        on_refused: Callable[[Connection], None] | None = None,
     ) -> None:
         self.worker = worker
+        self._on_refused = on_refused
         self._on_connected = on_connected
         self._on_lost = on_lost
         self._on_room = on_room
@@ -77,6 +79,9 @@ class Connection:
         self.window = min(worker.max_calls or WINDOW, WINDOW)
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: WorkerLost | None = None
+        # Its endpoint refused a connection: nobody listens there (a stale or wrong entry).
+        # ZeroMQ keeps retrying, and a handshake still puts it in rotation.
+        self.refused = False
         self.liveness = liveness
         self._warned_at = -_WARN_INTERVAL
         sock = new_socket(zmq.DEALER, liveness=liveness)
@@ -250,6 +255,15 @@ class Connection:
                 if self._on_connected is not None:
                     self._on_connected(self)
                 self.connected.set_result(None)
+        elif event == zmq.EVENT_CONNECT_RETRIED:
+            if not self.connected.done() and not self.refused:
+                self.refused = True
+                log.warning(
+                    "worker %s (pid %d) at %s refuses connections; skipping it until it accepts one",
+                    self.worker.id, self.worker.pid, self.worker.endpoint,
+                )
+                if self._on_refused is not None:
+                    self._on_refused(self)
         elif event == zmq.EVENT_DISCONNECTED:
             self._declare_lost(f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint} was lost")
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ._connection import Connection
 from ._errors import NoWorkersAvailable, WorkerLost
@@ -69,7 +70,8 @@ class Mesh:
             return conn
         try:
             conn = Connection(
-                worker, self._on_connected, self._on_lost, self._on_room, liveness=self.liveness
+                worker, self._on_connected, self._on_lost, self._on_room, liveness=self.liveness,
+                on_refused=lambda _: self._rotation_changed(),
             )
         except WorkerLost as e:
             log.warning("skipping worker: %s", e)
@@ -155,16 +157,23 @@ class Mesh:
                     return self.balancer.choose(roomy)
                 await self._wait_for_room()
                 continue
-            connecting = [c.connected for c in self._connections.values() if not c.connected.done()]
+            connecting = [c.connected for c in self._connections.values() if not c.connected.done() and not c.refused]
             remaining = deadline - loop.time()
             if not connecting or remaining <= 0:
                 raise NoWorkersAvailable(self._describe_empty())
-            await asyncio.wait(connecting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            changed = asyncio.ensure_future(self._changed.wait())  # also set when one refuses
+            waiters: list[asyncio.Future[Any]] = [*connecting, changed]
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
 
     def _describe_empty(self) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
-        return f"no live workers{where}{lost}"
+        refused = [f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()]
+        refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""
+        return f"no live workers{where}{lost}{refusing}"
 
     async def close(self) -> None:
         """Stop following discovery and close every connection, cancelling their calls."""

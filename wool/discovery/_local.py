@@ -11,8 +11,9 @@ prune them (best effort). `watch` polls the file's (mtime, size, inode), re-read
 changes, and re-checks pids on every poll. Timestamps are coarse and inodes are reused, so two
 quick writes could restore a state already seen: as in git's "racily clean" rule, a file
 modified within the last second is re-read on every poll. A corrupt file never breaks a reader:
-bad entries are skipped, an unreadable file reads as empty, each problem is logged once per
-file state, and the next writer replaces it.
+bad entries are skipped, an unreadable file reads as empty (a watcher keeps its last readable
+view instead, so a torn or clobbered file does not withdraw every worker at once), each problem
+is logged once per file state, and the next writer replaces it.
 """
 
 from __future__ import annotations
@@ -72,16 +73,17 @@ def _changed(path: Path, state: FileState | None) -> bool:
     return _stat(path) != state or (state is not None and time.time_ns() - state[0] < _RACY_NS)
 
 
-def _parse(raw: bytes) -> tuple[Entries, list[str]]:
-    """Entries of a registry file and the problems found in it; never raises."""
+def _parse(raw: bytes) -> tuple[Entries | None, list[str]]:
+    """Entries of a registry file (None if the file as a whole is unusable) and the problems
+    found in it; never raises."""
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as e:
-        return {}, [f"not valid JSON ({e.__class__.__name__}); reading it as empty"]
+        return None, [f"not valid JSON ({e.__class__.__name__}); reading it as empty"]
     if not isinstance(doc, dict) or not isinstance(doc.get("workers"), dict):
-        return {}, ["not a registry (no 'workers' mapping); reading it as empty"]
+        return None, ["not a registry (no 'workers' mapping); reading it as empty"]
     if doc.get("version") != _FORMAT:
-        return {}, [f"unsupported format version {doc.get('version')!r}; reading it as empty"]
+        return None, [f"unsupported format version {doc.get('version')!r}; reading it as empty"]
     entries: Entries = {}
     problems = []
     for key, value in doc["workers"].items():
@@ -96,8 +98,9 @@ def _parse(raw: bytes) -> tuple[Entries, list[str]]:
     return entries, problems
 
 
-def _read(path: Path) -> tuple[FileState | None, Entries]:
-    """Read without the lock (files are replaced atomically); corrupt content is logged."""
+def _read(path: Path) -> tuple[FileState | None, Entries | None]:
+    """Read without the lock (files are replaced atomically); corrupt content is logged.
+    Entries are None when the file exists but is unusable as a whole."""
     try:
         with open(path, "rb") as f:
             state = _state(os.fstat(f.fileno()))
@@ -106,7 +109,7 @@ def _read(path: Path) -> tuple[FileState | None, Entries]:
         return None, {}
     except OSError as e:
         _warn_once(path, _stat(path), f"cannot read it ({e}); reading it as empty")
-        return None, {}
+        return None, None
     entries, problems = _parse(raw)
     for problem in problems:
         _warn_once(path, state, problem)
@@ -233,7 +236,8 @@ class LocalDiscovery:
                     raw: bytes | None = path.read_bytes()
                 except FileNotFoundError:
                     raw = None
-                old, problems = _parse(raw) if raw is not None else ({}, [])
+                parsed, problems = _parse(raw) if raw is not None else ({}, [])
+                old = parsed or {}
                 if problems:
                     log.warning("wool registry %s: %s; rewriting it", path, "; ".join(problems))
                 new, _ = _live({k: v for k, v in old.items() if k != drop})
@@ -265,7 +269,7 @@ class LocalDiscovery:
     async def workers(self) -> list[WorkerInfo]:
         """The published workers, minus entries of dead local processes (pruned from the file)."""
         _, entries = _read(self._path())
-        live, dropped = _live(entries)
+        live, dropped = _live(entries or {})
         if dropped:
             await self._prune()
         return sorted(live.values(), key=lambda w: w.id)
@@ -274,7 +278,8 @@ class LocalDiscovery:
         """Yield "added" for each current worker, then one event per change, polling every
         `poll_interval` seconds. Stops cleanly on `aclose()` or cancellation."""
         path = self._path()
-        state, entries = _read(path)
+        state, read = _read(path)
+        entries: Entries = read or {}
         seen: Entries = {}
         while True:
             live, dropped = _live(entries)
@@ -286,4 +291,6 @@ class LocalDiscovery:
                 yield event
             await asyncio.sleep(self.poll_interval)
             if _changed(path, state):
-                state, entries = _read(path)
+                state, read = _read(path)
+                if read is not None:  # else keep the last readable view until a writer fixes it
+                    entries = read

@@ -20,11 +20,26 @@ from collections.abc import Callable
 from .. import protocol as p
 from .._context import current_mesh_var
 from .._mesh import Mesh
-from ..discovery import WorkerInfo
+from ..discovery import Discovery, WorkerInfo
 from ._config import WorkerConfig
 from ._server import Server
 
 log = logging.getLogger("wool.worker")
+
+REPUBLISH_INTERVAL = 1.0  # how often a worker checks that discovery still lists it
+
+
+async def _stay_published(discovery: Discovery, info: WorkerInfo) -> None:
+    """Publish `info` again whenever discovery no longer lists it (a registry file that was
+    clobbered, truncated, or rewritten by a writer that could not read it)."""
+    while True:
+        await asyncio.sleep(REPUBLISH_INTERVAL)
+        try:
+            if all(w.id != info.id for w in await discovery.workers()):
+                log.warning("worker %s was missing from %r; publishing it again", info.id, discovery)
+                await discovery.publish(info)
+        except Exception as e:  # DiscoveryError or a user backend's failure: try again later
+            log.warning("could not check this worker's entry in %r: %s", discovery, e)
 
 
 async def serve(
@@ -64,23 +79,32 @@ async def serve(
     )
     discovery = config.discovery
     published = False
+    keeper: asyncio.Task[None] | None = None
     try:
         mesh.add(info)
         if discovery is not None:
             await discovery.publish(info)
             published = True
+            keeper = loop.create_task(_stay_published(discovery, info))
             mesh.start_watching()
         log.info("worker %s serving at %s (pid %d)", worker_id, server.endpoint, os.getpid())
         on_ready(info)
         await stop.wait()
         log.info("worker %s stopping with %d calls in flight", worker_id, server.in_flight)
         server.accepting = False
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         if discovery is not None and published:
             # First, so that pools stop choosing this worker while its calls drain.
             published = False
             await discovery.withdraw(info)
         await server.drain(config.grace)
+        await server.settle(config.grace)
     finally:
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         if discovery is not None and published:
             await discovery.withdraw(info)
         await mesh.close()

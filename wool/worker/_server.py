@@ -36,6 +36,7 @@ from ._calls import CoroutineCall, GeneratorCall
 
 log = logging.getLogger("wool.worker")
 
+SETTLE_QUIET = 0.25  # after a drain: how long no call may arrive before the socket closes
 ROUTINE_CACHE_SIZE = 1024
 _WARN_INTERVAL = 10.0
 
@@ -62,6 +63,7 @@ class Server:
         self._warned: dict[str, float] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness)
         try:
             sock.bind(bind)
@@ -151,6 +153,7 @@ class Server:
         if msg.worker_id != self.worker_id:
             reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id}"
         elif not self.accepting:
+            self._last_refused = asyncio.get_running_loop().time()
             reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"
         elif key in self._calls:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
@@ -188,6 +191,7 @@ class Server:
         """Stop accepting calls; give those in flight `grace` seconds, then cancel them and
         wait for their cancellation replies to be sent."""
         self.accepting = False
+        self._last_refused = asyncio.get_running_loop().time()
         for call in self._admission.take_waiting():  # they never ran: callers go elsewhere
             assert isinstance(call, (CoroutineCall, GeneratorCall))
             key = (call.identity, call.call_id)
@@ -206,6 +210,16 @@ class Server:
                     log.warning("%d calls ignored cancellation", len(self._calls))
         if self._background:
             await asyncio.wait(self._background, timeout=grace)
+
+    async def settle(self, limit: float, quiet: float = SETTLE_QUIET) -> None:
+        """After `drain`: keep refusing calls (SHUTTING_DOWN, so callers send them elsewhere)
+        until none has arrived for `quiet` seconds, at most `limit` seconds. A call reaching
+        the socket after it closed would fail with `WorkerLost` without having run; callers
+        stop choosing this worker once it refused them, or once they see it withdrawn."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        while (now := loop.time()) < end and (wait := self._last_refused + quiet - now) > 0:
+            await asyncio.sleep(min(wait, end - now))
 
     def close(self) -> None:
         self._prober.cancel()
