@@ -23,7 +23,15 @@ from ._loadbalancer import Candidate, LoadBalancer, RoundRobin
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
 from ._routine import routine
-from .discovery import Discovery, DiscoveryError, DiscoveryEvent, LocalDiscovery, WorkerInfo
+from .discovery import (
+    Discovery,
+    DiscoveryError,
+    DiscoveryEvent,
+    LanDiscovery,
+    LocalDiscovery,
+    StaticDiscovery,
+    WorkerInfo,
+)
 
 __version__ = "0.1.0"
 
@@ -33,6 +41,7 @@ __all__ = [
     "DiscoveryError",
     "DiscoveryEvent",
     "DispatchError",
+    "LanDiscovery",
     "LoadBalancer",
     "LocalDiscovery",
     "NoPoolError",
@@ -42,6 +51,7 @@ __all__ = [
     "RemoteError",
     "RoundRobin",
     "SerializationError",
+    "StaticDiscovery",
     "WoolError",
     "WorkerInfo",
     "WorkerLost",

@@ -1,38 +1,64 @@
-"""What every `Discovery` backend must do. Add a backend by extending `make_discovery`'s
-params; every test here then runs against it."""
+"""What every `Discovery` backend must do. Add a backend by extending `backend`'s params;
+every test here then runs against it (the tests that publish are skipped for static discovery,
+whose publish does nothing)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import pickle
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import cloudpickle
 import pytest
 
-from wool.discovery import Discovery, DiscoveryEvent, LocalDiscovery, WorkerInfo
+from wool.discovery import Discovery, DiscoveryEvent, LanDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, _lan
 
 Factory = Callable[[str], Discovery]
 
 
-@pytest.fixture(params=["local"])
-async def make_discovery(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+@pytest.fixture(params=["local", "lan", "static"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def publishes(backend: str) -> None:
+    """For the tests that publish and withdraw entries themselves."""
+    if backend == "static":
+        pytest.skip("static discovery lists a fixed set of endpoints: publish and withdraw do nothing")
+
+
+def closed_endpoint() -> str:
+    """A loopback TCP endpoint nothing listens on (the port was just free)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+async def make_discovery(backend: str) -> AsyncIterator[Factory]:
     """Build discovery objects for namespaces; fail the test if it leaves entries behind."""
     made: list[Discovery] = []
 
     def make(namespace: str) -> Discovery:
-        if request.param == "local":
+        if backend == "local":
             discovery: Discovery = LocalDiscovery(namespace, poll_interval=0.01)
+        elif backend == "lan":
+            discovery = LanDiscovery(namespace, interfaces=["127.0.0.1"])  # never the machine's LAN
+        elif backend == "static":
+            discovery = StaticDiscovery([closed_endpoint()], poll_interval=0.05, timeout=0.2)
         else:
-            raise AssertionError(f"unknown backend {request.param}")
+            raise AssertionError(f"unknown backend {backend}")
         made.append(discovery)
         return discovery
 
     yield make
     for discovery in made:
         assert await discovery.workers() == [], f"test left entries in {discovery!r}"
+    assert not _lan._hubs.get(asyncio.get_running_loop()), "test left Zeroconf open"
 
 
 @pytest.fixture
@@ -62,6 +88,7 @@ async def test_empty_namespace_has_no_workers(discovery: Discovery) -> None:
     assert await discovery.workers() == []
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_publish_then_listed(discovery: Discovery) -> None:
     a, b = worker("a"), worker("b", "gpu")
     await discovery.publish(a)
@@ -73,6 +100,7 @@ async def test_publish_then_listed(discovery: Discovery) -> None:
         await discovery.withdraw(b)
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_withdraw_removes(discovery: Discovery) -> None:
     a, b = worker("a"), worker("b")
     await discovery.publish(a)
@@ -85,6 +113,7 @@ async def test_withdraw_removes(discovery: Discovery) -> None:
     assert await discovery.workers() == []
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_withdraw_absent_is_fine(discovery: Discovery) -> None:
     a, b = worker("a"), worker("b")
     await discovery.withdraw(a)  # empty namespace
@@ -97,6 +126,7 @@ async def test_withdraw_absent_is_fine(discovery: Discovery) -> None:
     await discovery.withdraw(b)  # twice
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_republish_same_id_updates(discovery: Discovery) -> None:
     a = worker("a", "old")
     a2 = WorkerInfo(a.id, a.endpoint, a.pid, a.host, frozenset({"new", "tags"}))
@@ -108,6 +138,7 @@ async def test_republish_same_id_updates(discovery: Discovery) -> None:
         await discovery.withdraw(a2)
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_watch_follows_changes(discovery: Discovery) -> None:
     a, b = worker("a"), worker("b")
     await discovery.publish(a)
@@ -135,6 +166,7 @@ async def test_watch_follows_changes(discovery: Discovery) -> None:
             await discovery.withdraw(w)
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_watch_of_empty_namespace_sees_first_publish(discovery: Discovery) -> None:
     it = discovery.watch()
     a = worker("a")
@@ -155,6 +187,7 @@ async def test_watch_stops_on_cancellation(discovery: Discovery) -> None:
         await anext(it)  # a cancelled watch is finished, not broken
 
 
+@pytest.mark.usefixtures("publishes")
 async def test_namespaces_are_separate(make_discovery: Factory) -> None:
     one = make_discovery(f"one-{uuid.uuid4().hex[:8]}")
     two = make_discovery(f"two-{uuid.uuid4().hex[:8]}")
@@ -169,6 +202,7 @@ async def test_namespaces_are_separate(make_discovery: Factory) -> None:
         await two.withdraw(b)
 
 
+@pytest.mark.usefixtures("publishes")
 @pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)])
 async def test_pickled_copy_sees_same_workers(discovery: Discovery, dumps: Callable[[object], bytes], loads: Callable[[bytes], object]) -> None:
     a = worker("a")

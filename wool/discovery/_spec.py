@@ -4,14 +4,36 @@
 from __future__ import annotations
 
 from ._interface import Discovery
+from ._lan import LanDiscovery
 from ._local import LocalDiscovery
+from ._static import StaticDiscovery
 
-SPEC_HELP = "local:NAME (a registry file for namespace NAME on this machine; pools join it with wool.LocalDiscovery(NAME))"
+SPEC_HELP = (
+    "local:NAME (a registry file for namespace NAME on this machine; pools join it with "
+    "wool.LocalDiscovery(NAME)), lan[:NAMESPACE][@ADDRESS,...] (Zeroconf on the local network, "
+    "optionally only on the interfaces with these addresses; other machines see a worker only "
+    "if it binds an address they reach; wool.LanDiscovery(NAMESPACE)), or "
+    "static:ENDPOINT,... (the workers listening at these endpoints; wool.StaticDiscovery([...]))"
+)
 
 
 def parse_discovery(spec: str) -> Discovery:
-    """`local:NAME` -> LocalDiscovery(NAME); raise `ValueError` naming the problem."""
+    """`local:NAME` -> LocalDiscovery(NAME); `lan`, `lan:NAMESPACE`, `lan@ADDR,...` or
+    `lan:NAMESPACE@ADDR,...` -> LanDiscovery; `static:EP,EP...` -> StaticDiscovery([EP, ...]).
+    Raises `ValueError` naming the problem."""
     scheme, _, rest = spec.partition(":")
     if scheme == "local":
         return LocalDiscovery(rest)
-    raise ValueError(f"unknown discovery {spec!r}: expected local:NAME")
+    if scheme == "lan" or spec.startswith("lan@"):
+        body = spec[len("lan"):]  # "", ":NAMESPACE", "@ADDRS" or ":NAMESPACE@ADDRS"
+        namespace, at, addresses = body.removeprefix(":").partition("@")
+        interfaces = [a for a in addresses.split(",") if a]
+        if at and not interfaces:
+            raise ValueError(f"no interface address after '@' in {spec!r}")
+        return LanDiscovery(namespace if body.startswith(":") else "default", interfaces or None)
+    if scheme == "static":
+        endpoints = [e for e in rest.split(",") if e]
+        if not endpoints:
+            raise ValueError(f"no endpoints in {spec!r}: expected static:tcp://HOST:PORT,...")
+        return StaticDiscovery(endpoints)
+    raise ValueError(f"unknown discovery {spec!r}: expected local:NAME, lan[:NAMESPACE][@ADDRESS,...] or static:ENDPOINT,...")

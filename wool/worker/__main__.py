@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.spawned is not None:
         return _run_spawned(args.spawned)
     if args.discovery is None:
-        parser.error("--discovery is required (for example --discovery local:NAME)")
+        parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
     try:
         discovery = parse_discovery(args.discovery)
     except (ValueError, TypeError) as e:

@@ -1,0 +1,188 @@
+"""Static discovery: a fixed list of endpoints, for networks multicast does not cross (routed
+subnets, most clouds) or when you simply know where your workers listen.
+
+Theory of operation. An endpoint says where a worker listens, not which incarnation listens
+there, and every call must name the incarnation. So each endpoint is asked with a `ping`, over
+the same kind of `Connection` a caller uses, and the `pong` names the worker. `watch()` keeps
+one connection per endpoint and asks again every `poll_interval` seconds:
+- an endpoint that has not answered yet, or whose connection was lost (the worker died, or
+  its heartbeats stopped), is absent;
+- an answer naming another incarnation than before is a restarted worker: "removed" for the
+  old one, then "added" for the new;
+- a connected worker that is slow to answer (its event loop busy) keeps its place: busy is
+  not dead, and the mesh's own liveness judges the calls it runs.
+A ping is only sent once the connection's handshake has completed, so an endpoint that stays
+down does not pile up queued pings. `publish` and `withdraw` do nothing: the list is the
+configuration. A pong does not say the worker's pid, tags or call limit: they read as 0,
+none and unlimited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncGenerator, Iterable
+from typing import TYPE_CHECKING
+
+from .. import protocol as p
+from .._errors import WoolError
+from ._interface import DiscoveryEvent, WorkerInfo
+from ._local import _diff
+
+if TYPE_CHECKING:
+    from .._connection import Connection
+
+
+def check_endpoint(endpoint: str) -> str:
+    """`endpoint` if a caller can connect to it (`tcp://HOST:PORT` or `ipc://PATH`), else
+    `ValueError` saying why."""
+    if not isinstance(endpoint, str):
+        raise TypeError(f"an endpoint must be a str, not {type(endpoint).__name__}")
+    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
+        return endpoint
+    host, sep, port = endpoint.removeprefix("tcp://").rpartition(":")
+    if not endpoint.startswith("tcp://") or not sep or not host:
+        raise ValueError(f"{endpoint!r} is not an endpoint: expected tcp://HOST:PORT or ipc://PATH")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{endpoint!r} has no valid port")
+    if host in ("*", "0.0.0.0", "[::]"):
+        raise ValueError(f"{endpoint!r} is a wildcard: name an address the worker can be reached at")
+    return endpoint
+
+
+def _host(endpoint: str) -> str:
+    if not endpoint.startswith("tcp://"):
+        return ""
+    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class _Probe:
+    """One endpoint: its connection, and the worker last found there."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.conn: Connection | None = None
+        self.worker: WorkerInfo | None = None
+
+    async def ask(self, timeout: float) -> WorkerInfo | None:
+        """The worker at the endpoint now, or None."""
+        # Imported here: `_connection` imports this package (for `WorkerInfo`).
+        from .._connection import Connection
+
+        lost = self.conn is not None and self.conn.lost is not None
+        if lost:
+            self.close()
+        if self.conn is None:
+            self.worker = None
+            try:
+                self.conn = Connection(WorkerInfo(f"static {self.endpoint}", self.endpoint, 0))
+            except WoolError:
+                return None
+            if lost:
+                return None  # the worker that was here is gone; whoever comes next, next round
+        conn = self.conn
+        if not conn.connected.done():
+            await asyncio.wait([conn.connected], timeout=timeout)
+            if not conn.connected.done() or conn.lost is not None:
+                return None
+        call_id = conn.new_call_id()
+        try:
+            reply = await asyncio.wait_for(conn.request(p.Ping(call_id), False), timeout)
+        except TimeoutError:
+            return self.worker  # connected but busy: busy is not dead
+        except WoolError:
+            self.worker = None
+            return None
+        finally:
+            conn.forget(call_id)
+        if not isinstance(reply, p.Pong):
+            return self.worker
+        if self.worker is None or self.worker.id != reply.worker_id:
+            self.worker = WorkerInfo(reply.worker_id, self.endpoint, 0, _host(self.endpoint), frozenset(), p.VERSION)
+        return self.worker
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class StaticDiscovery:
+    """Discovery of the workers listening at a fixed list of endpoints.
+
+    Each endpoint is asked which worker incarnation serves there (a ping, answered within
+    `timeout` seconds); `watch()` asks again every `poll_interval` seconds and reports workers
+    that appear, restart (removed, then added) or become unreachable (removed). `publish` and
+    `withdraw` do nothing, so a worker started with a static list finds its peers through it
+    and announces nothing. Picklable; raises `ValueError` for an endpoint one cannot connect
+    to (a wildcard address, a missing port)."""
+
+    __slots__ = ("endpoints", "poll_interval", "timeout")
+
+    def __init__(self, endpoints: Iterable[str], *, poll_interval: float = 1.0, timeout: float = 1.0) -> None:
+        if isinstance(endpoints, str):
+            raise TypeError("endpoints must be a list of endpoints, not a str")
+        for name, value in (("poll_interval", poll_interval), ("timeout", timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds")
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")
+        self.endpoints = tuple(dict.fromkeys(check_endpoint(e) for e in endpoints))
+        self.poll_interval = float(poll_interval)
+        self.timeout = float(timeout)
+
+    def __repr__(self) -> str:
+        return f"StaticDiscovery({list(self.endpoints)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StaticDiscovery):
+            return NotImplemented
+        return self.endpoints == other.endpoints
+
+    def __hash__(self) -> int:
+        return hash((StaticDiscovery, self.endpoints))
+
+    async def publish(self, worker: WorkerInfo) -> None:
+        """Nothing to do: the list of endpoints is the configuration."""
+
+    async def withdraw(self, worker: WorkerInfo) -> None:
+        """Nothing to do: the list of endpoints is the configuration."""
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers answering at the endpoints now (one ping each, concurrently)."""
+        probes = [_Probe(e) for e in self.endpoints]
+        try:
+            return sorted(_by_id(await asyncio.gather(*(q.ask(self.timeout) for q in probes))).values(), key=lambda w: w.id)
+        finally:
+            for probe in probes:
+                probe.close()
+
+    async def watch(self) -> AsyncGenerator[DiscoveryEvent, None]:
+        """Yield "added" for each worker found, then one event per change, asking every
+        `poll_interval` seconds. Stops cleanly on `aclose()` or cancellation."""
+        probes = [_Probe(e) for e in self.endpoints]
+        seen: dict[str, WorkerInfo] = {}
+        try:
+            while True:
+                current = _by_id(await asyncio.gather(*(q.ask(self.timeout) for q in probes)))
+                events = _diff(seen, current)
+                seen = current
+                for event in events:
+                    yield event
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            for probe in probes:
+                probe.close()
+
+
+def _by_id(found: Iterable[WorkerInfo | None]) -> dict[str, WorkerInfo]:
+    """Workers by id; an incarnation reachable at two listed endpoints counts once."""
+    workers: dict[str, WorkerInfo] = {}
+    for info in found:
+        if info is not None:
+            workers.setdefault(info.id, info)
+    return workers
