@@ -25,6 +25,7 @@ from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._server import SETTLE_QUIET
 
 
 class WorkerPool:
@@ -130,6 +131,7 @@ class WorkerPool:
             grace=self.grace,
             liveness=self.liveness,
             max_calls=self.max_calls,
+            settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

@@ -100,7 +100,8 @@ async def serve(
             published = False
             await discovery.withdraw(info)
         await server.drain(config.grace)
-        await server.settle(config.grace)
+        if config.settle > 0:
+            await server.settle(config.grace, config.settle)
     finally:
         if keeper is not None:
             keeper.cancel()
