@@ -1,0 +1,34 @@
+"""The wool routines the workloads call. They live in an importable module (not in the
+script) so that they travel by reference, as a real application's would, and workers can
+import them: spawned workers get the caller's `sys.path`, whose first entry `run.py` makes
+the checkout's root."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import wool
+
+
+@wool.routine
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@wool.routine
+async def echo(data: bytes) -> bytes:
+    return data
+
+
+@wool.routine
+async def fanout(n: int) -> int:
+    """On a worker: `n` nested `add` calls, spread by the worker's own mesh over its peers
+    (itself included), summed."""
+    return sum(await asyncio.gather(*(add(i, 1) for i in range(n))))
+
+
+@wool.routine
+async def count(n: int) -> AsyncGenerator[int, None]:
+    for i in range(n):
+        yield i

@@ -1,0 +1,39 @@
+"""Resident memory of the processes in a comparison, in MB (10^6 bytes).
+
+Peak RSS is the kernel's high-water mark (`VmHWM`). Writing "5" to `/proc/PID/clear_refs`
+resets it to the current RSS (Linux >= 4.0, own processes), which is what lets one process
+report the peak of each repetition rather than of its whole life; `reset_peak` says whether
+that worked, and the report says when it did not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import psutil
+
+MB = 1_000_000
+
+
+def rss_mb(pid: int) -> float:
+    rss: int = psutil.Process(pid).memory_info().rss
+    return rss / MB
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / MB
+    raise OSError(f"no VmHWM for pid {pid}")
+
+
+def reset_peak(pids: Iterable[int]) -> bool:
+    ok = True
+    for pid in pids:
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            ok = False
+    return ok
+

@@ -1,0 +1,37 @@
+"""The workloads, in the order they run. `startup` runs first, alone: it starts and stops its
+own processes, and must not share the machine with the others' idle ones."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..config import Config
+from ..results import WorkloadResult
+from ..sides import Sides
+from .calls import fanout, latency, throughput
+from .memory import memory
+from .payload import payload
+from .startup import startup
+from .streams import stream, stream_readahead
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    run: Callable[[Config, Sides], Awaitable[WorkloadResult]] | None = None
+    run_alone: Callable[[Config], Awaitable[WorkloadResult]] | None = None  # before `Sides` open
+
+
+WORKLOADS = [
+    Workload("startup", run_alone=startup),
+    Workload("latency", latency),
+    Workload("throughput", throughput),
+    Workload("fanout", fanout),
+    Workload("stream", stream),
+    Workload("stream_readahead", stream_readahead),
+    Workload("payload", payload),
+    Workload("memory", memory),
+]
+
+NAMES = [w.name for w in WORKLOADS]

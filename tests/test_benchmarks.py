@@ -1,0 +1,61 @@
+"""Smoke test of the benchmark suite: `--quick` runs every workload end to end and writes
+numeric results. It never asserts on ratios or timings, which belong to the machine."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wool
+
+REPO = Path(__file__).resolve().parent.parent
+WORKLOADS = ["startup", "latency", "throughput", "fanout", "stream", "stream_readahead", "payload", "memory"]
+BASELINES = {
+    "startup": {"loop", "ppe"},
+    "latency": {"loop", "ppe"},
+    "throughput": {"loop", "ppe"},
+    "fanout": {"loop", "ppe"},
+    "stream": {"loop", "ppe", "push"},
+    "stream_readahead": {"push"},
+    "payload": {"loop", "ppe", "raw"},
+    "memory": {"loop", "ppe"},
+}
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(240)
+def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "quick"
+    assert {"cpu_count", "cpu_model", "python", "pyzmq", "libzmq"} <= set(doc["machine"])
+    assert list(doc["workloads"]) == WORKLOADS
+    for name, workload in doc["workloads"].items():
+        if name == "stream_readahead" and not hasattr(wool, "readahead"):
+            assert workload["status"] == "skipped"
+            continue
+        assert workload["status"] == "ok", (name, workload.get("reason"))
+        results = workload["results"]
+        assert {"wool", *BASELINES[name]} <= set(results), name
+        for value in results["wool"].values():
+            assert _numeric(value), (name, results["wool"])
+        for side in BASELINES[name]:
+            assert any(_numeric(v) for v in results[side].values()), (name, side, results[side])
+        for target in workload["targets"]:
+            assert _numeric(target["value"]) and isinstance(target["holds"], bool), (name, target)
