@@ -96,6 +96,23 @@ async def read_line(stream: object, timeout: float = 30.0) -> str:
         transport.pause_reading()
 
 
+async def wait_exit(proc: subprocess.Popen[Any], timeout: float = 30.0) -> int:
+    """`proc`'s exit code, waited for on the loop: a pidfd becomes readable at exit."""
+    if proc.poll() is not None:
+        return proc.returncode
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    pidfd = os.pidfd_open(proc.pid)
+    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+    try:
+        async with asyncio.timeout(timeout):
+            await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return proc.wait()
+
+
 class CliWorker:
     """`python -m wool.worker ...` as a user would start it; waits for its start-up line."""
 
@@ -131,23 +148,9 @@ class CliWorker:
         self.proc.send_signal(sig)
 
     async def wait(self, timeout: float = 30.0) -> int:
-        """Wait for exit without blocking the loop (a test's routines may still be running):
-        a pidfd becomes readable when the process exits."""
+        """Wait for exit without blocking the loop (a test's routines may still be running)."""
         assert self.proc is not None
-        proc = self.proc
-        if proc.poll() is not None:
-            return proc.returncode
-        loop = asyncio.get_running_loop()
-        exited = loop.create_future()
-        pidfd = os.pidfd_open(proc.pid)
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
-        try:
-            async with asyncio.timeout(timeout):
-                await exited
-        finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        return proc.wait()
+        return await wait_exit(self.proc, timeout)
 
     async def __aexit__(self, *exc: object) -> None:
         if self.proc is not None:

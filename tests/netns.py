@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helpers import wait_exit
+
 REPO = Path(__file__).resolve().parent.parent
 SUBNET = "10.77.0"
 
@@ -95,20 +97,8 @@ class Process:
         self.proc.send_signal(sig)
 
     async def wait(self, timeout: float = 30.0) -> int:
-        """Its exit code, waited for on the loop (a pidfd becomes readable at exit)."""
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        loop = asyncio.get_running_loop()
-        exited = loop.create_future()
-        pidfd = os.pidfd_open(self.proc.pid)
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
-        try:
-            async with asyncio.timeout(timeout):
-                await exited
-        finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        return self.proc.wait()
+        """Its exit code, waited for on the loop."""
+        return await wait_exit(self.proc, timeout)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -33,7 +33,7 @@ import pytest
 import helpers
 import routines
 import wool
-from helpers import CliWorker
+from helpers import CliWorker, wait_exit
 
 pytestmark = pytest.mark.multiprocess
 
@@ -143,20 +143,7 @@ class ExecutionLogs:
 
 
 async def exit_code(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """Wait for `proc` to exit without blocking the loop (a pidfd is readable on exit)."""
-    if proc.poll() is not None:
-        return proc.returncode
-    loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-    pidfd = os.pidfd_open(proc.pid)
-    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
-    try:
-        async with asyncio.timeout(timeout):
-            await exited
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    return proc.wait()
+    return await wait_exit(proc, timeout)
 
 
 def tail(path: Path, lines: int = 30) -> str:
