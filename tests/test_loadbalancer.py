@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncio
+
 import pytest
 
 import routines
 import wool
+from helpers import Observer
 
 
 @dataclass
@@ -32,6 +35,26 @@ def test_round_robin_copes_with_a_shrinking_set() -> None:
     assert rr.choose(fakes(3)).worker.id == "w0"
     assert rr.choose(fakes(3)).worker.id == "w1"
     assert rr.choose(fakes(1)).worker.id == "w0"
+
+
+def test_least_outstanding_picks_the_least_busy_and_rotates_ties() -> None:
+    lo = wool.LeastOutstanding()
+    candidates = fakes(3)
+    candidates[0].in_flight, candidates[1].in_flight, candidates[2].in_flight = 5, 1, 1
+    assert [lo.choose(candidates).worker.id for _ in range(4)] == ["w1", "w1", "w2", "w1"]
+    candidates[1].in_flight = 9
+    assert lo.choose(candidates).worker.id == "w2"
+
+
+@pytest.mark.multiprocess
+async def test_least_outstanding_avoids_a_worker_busy_with_a_long_call() -> None:
+    async with Observer() as obs, wool.WorkerPool(size=2, loadbalancer=wool.LeastOutstanding()) as pool:
+        long = asyncio.create_task(routines.block(obs.address, "long"))
+        busy = int((await obs.wait_matching(r"running long \d+")).rsplit(" ", 1)[1])
+        (idle,) = {w.pid for w in pool.processes} - {busy}
+        assert {await routines.pid() for _ in range(6)} == {idle}
+        long.cancel()
+        await asyncio.gather(long, return_exceptions=True)
 
 
 class Busiest:

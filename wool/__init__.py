@@ -19,7 +19,7 @@ from ._errors import (
     WorkerLost,
     WorkerStartError,
 )
-from ._loadbalancer import Candidate, LoadBalancer, RoundRobin
+from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
 from ._routine import routine
@@ -42,6 +42,7 @@ __all__ = [
     "DiscoveryEvent",
     "DispatchError",
     "LanDiscovery",
+    "LeastOutstanding",
     "LoadBalancer",
     "LocalDiscovery",
     "NoPoolError",

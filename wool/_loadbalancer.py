@@ -39,3 +39,23 @@ class RoundRobin:
         index = self._next % len(candidates)
         self._next = index + 1
         return candidates[index]
+
+
+class LeastOutstanding:
+    """The live worker with the fewest calls of this process open on it; ties go round
+    robin. Better than `RoundRobin` when call durations vary: a worker stuck on long calls
+    stops receiving new ones."""
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def choose(self, candidates: Sequence[C]) -> C:
+        n = len(candidates)
+        start = self._next % n
+        self._next = start + 1
+        best = candidates[start]
+        for i in range(1, n):
+            candidate = candidates[(start + i) % n]
+            if candidate.in_flight < best.in_flight:
+                best = candidate
+        return best
