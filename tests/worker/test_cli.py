@@ -16,7 +16,7 @@ import pytest
 
 import routines
 import wool
-from helpers import REPO, CliWorker, Observer
+from helpers import REPO, CliWorker, Observer, stop_and_wait_withdrawn
 
 pytestmark = pytest.mark.multiprocess
 
@@ -28,18 +28,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wool.worker", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=30
     )
-
-
-async def wait_withdrawn(discovery: wool.LocalDiscovery, worker_id: str, timeout: float = 10.0) -> None:
-    """Wait until `worker_id` left the registry (the discovery's own change feed says so)."""
-    watch = discovery.watch()
-    try:
-        async with asyncio.timeout(timeout):
-            async for event in watch:
-                if event.kind == "removed" and event.worker.id == worker_id:
-                    return
-    finally:
-        await watch.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -133,9 +121,8 @@ async def test_stop_lets_running_calls_finish_within_grace() -> None:
         last = asyncio.create_task(routines.wait_at(observer.address, "g2"))
         await observer.wait_for("at g1")
         await observer.wait_for("at g2")
-        worker.signal(signal.SIGTERM)
         # Withdrawal is the worker's first step after the signal: it is now draining.
-        await wait_withdrawn(discovery, worker.id)
+        await stop_and_wait_withdrawn(discovery, worker)
         assert worker.proc is not None and worker.proc.poll() is None
         observer.open("g1")
         assert await asyncio.wait_for(first, 10) == "g1"
@@ -167,8 +154,7 @@ async def test_result_of_a_call_finished_during_stop_reaches_a_busy_caller() -> 
     async with pool_over_one_worker() as (observer, worker, discovery):
         call = asyncio.create_task(routines.wait_at(observer.address, "g"))
         await observer.wait_for("at g")
-        worker.signal(signal.SIGTERM)
-        await wait_withdrawn(discovery, worker.id)
+        await stop_and_wait_withdrawn(discovery, worker)
         observer.open("g")
         await observer.wait_for("done g")
         assert worker.proc is not None
