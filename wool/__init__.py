@@ -19,6 +19,7 @@ from ._errors import (
     WorkerLost,
     WorkerStartError,
 )
+from ._keys import Keys
 from ._loadbalancer import Candidate, LoadBalancer, RoundRobin
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
@@ -41,6 +42,7 @@ __all__ = [
     "DiscoveryError",
     "DiscoveryEvent",
     "DispatchError",
+    "Keys",
     "LanDiscovery",
     "LoadBalancer",
     "LocalDiscovery",
