@@ -143,6 +143,14 @@ def test_missing_directory_raises_os_error(tmp_path: Path) -> None:
         wool.Keys.load(tmp_path / "nowhere")
 
 
+def test_pool_takes_keys_or_a_directory(tmp_path: Path) -> None:
+    keys = generate_directory(tmp_path)
+    assert wool.WorkerPool(size=1, keys=tmp_path).keys == keys
+    assert wool.WorkerPool(size=1, keys=str(tmp_path)).keys == keys
+    with pytest.raises(TypeError, match="keys must be"):
+        wool.WorkerPool(size=1, keys=42)  # type: ignore[arg-type]
+
+
 # -- the command line ------------------------------------------------------------------------
 
 

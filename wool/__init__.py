@@ -9,6 +9,7 @@
 """
 
 from ._errors import (
+    AuthenticationError,
     DispatchError,
     NoPoolError,
     NoWorkersAvailable,
@@ -37,6 +38,7 @@ from .discovery import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
     "Candidate",
     "Discovery",
     "DiscoveryError",

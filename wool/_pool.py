@@ -19,6 +19,7 @@ from types import TracebackType
 
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
+from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, check_liveness
@@ -42,6 +43,14 @@ class WorkerPool:
     `liveness` bounds how long a worker (or, on the worker, a caller) may stop answering
     before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
     calls each spawned worker runs at once; past it calls go to workers with room, or wait.
+
+    `keys` (a `wool.Keys`, or a key directory made by `python -m wool.keys generate DIR`)
+    makes every connection CURVE-encrypted and authenticated: the pool uses only discovered
+    workers whose public key it trusts (workers without keys are ignored), and its spawned
+    workers accept only callers it trusts. Without keys, workers that require them are
+    ignored. A worker that refuses the pool's key is dropped; a call with no other worker
+    raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
+    or `ValueError`.
     """
 
     def __init__(
@@ -54,6 +63,7 @@ class WorkerPool:
         grace: float = DEFAULT_GRACE,
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
+        keys: Keys | PathLike | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -74,6 +84,7 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        self.keys = as_keys(keys)
         self.liveness = check_liveness(liveness)
         self.max_calls = max_calls
         self.tags = frozenset(tags)
@@ -113,7 +124,7 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness)
+        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys)
         try:
             await self._start()
         except BaseException:
@@ -130,6 +141,7 @@ class WorkerPool:
             grace=self.grace,
             liveness=self.liveness,
             max_calls=self.max_calls,
+            keys=self.keys,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._errors import WoolError
+from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, check_liveness
 from ..discovery import WorkerInfo, parse_discovery
 from ..discovery._spec import SPEC_HELP
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "them to other workers when they can (default: no limit)",
     )
     parser.add_argument(
+        "--keys",
+        metavar="DIR",
+        help="CURVE key directory (made by `python -m wool.keys generate DIR`): encrypt every "
+        "connection, accept only callers whose public key DIR trusts (DIR/trusted/*.pub, and "
+        "DIR's own), and call only peers it trusts",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -119,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run_spawned(args.spawned)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
+    keys: Keys | None = None
+    if args.keys is not None:
+        try:
+            keys = Keys.load(args.keys)
+        except (OSError, ValueError) as e:
+            parser.error(f"--keys: {e}")
     try:
         discovery = parse_discovery(args.discovery)
     except (ValueError, TypeError) as e:
@@ -133,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-calls must be at least 1")
     config = WorkerConfig(
         discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
-        liveness=liveness, max_calls=args.max_calls,
+        liveness=liveness, max_calls=args.max_calls, keys=keys,
     )
     _configure_logging(config.log_level)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS
 from ..discovery import Discovery
 
@@ -21,3 +22,8 @@ class WorkerConfig:
     sys_path: tuple[str, ...] = ()
     liveness: float = DEFAULT_LIVENESS  # peers that stop answering are dropped within this
     max_calls: int | None = None  # concurrent calls; the rest wait (None: no limit)
+    keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
+
+    def __post_init__(self) -> None:
+        if self.keys is not None and not isinstance(self.keys, Keys):
+            raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
