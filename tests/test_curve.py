@@ -1,7 +1,7 @@
 """CURVE with real worker processes on 127.0.0.1: a worker started with `--keys DIR` serves
 pools that trust it and that it trusts; a caller with an unknown key is refused at the
 handshake, told so at once, and nothing it sent ever reaches the worker; secure and insecure
-workers and pools never mix; spawned workers use the pool's keys."""
+workers and pools never mix; spawned workers and static discovery use the pool's keys."""
 
 from __future__ import annotations
 
@@ -144,3 +144,21 @@ async def test_pool_with_keys_spawns_secure_workers() -> None:
         assert await routines.fib(12) == 144
         nested = await routines.pids_of_nested(8)
         assert set(nested) <= {proc.pid for proc in pool.processes}
+
+
+async def test_static_discovery_finds_which_trusted_key_a_worker_holds(key_dir: Path, tmp_path: Path) -> None:
+    """Keys directories per machine: the caller trusts several keys, and the worker at the
+    listed endpoint holds one of them."""
+    worker_keys = wool.Keys.load(key_dir)
+    caller_dir = tmp_path / "caller"
+    caller = generate_directory(caller_dir)
+    (key_dir / "trusted" / "caller.pub").write_text(caller.public + "\n")
+    (caller_dir / "trusted" / "worker.pub").write_text(worker_keys.public + "\n")
+    (caller_dir / "trusted" / "other.pub").write_text(wool.Keys.generate().public + "\n")
+    async with CliWorker("--discovery", "static:tcp://127.0.0.1:9", "--keys", str(key_dir)) as worker:
+        static = wool.StaticDiscovery([worker.endpoint], poll_interval=0.05, timeout=2)
+        async with wool.WorkerPool(discovery=static, keys=caller_dir) as pool:
+            (info,) = await pool.wait_for_workers(timeout=10)
+            assert (info.id, info.public_key) == (worker.id, worker_keys.public)
+            assert await routines.pid() == worker.pid
+        await stop(worker)

@@ -75,6 +75,7 @@ class Connection:
         liveness: float = DEFAULT_LIVENESS,
         on_refused: Callable[[Connection], None] | None = None,
         keys: Keys | None = None,
+        quiet: bool = False,
     ) -> None:
         if keys is not None and worker.public_key is None:
             raise AuthenticationError(f"worker {worker.id} at {worker.endpoint} publishes no CURVE key to authenticate it with")
@@ -100,6 +101,7 @@ class Connection:
         self.refused = False
         # Its CURVE handshake failed because the worker refused this process's key.
         self.denied = False
+        self._quiet = quiet  # no warning when the endpoint refuses connections
         self.liveness = liveness
         self._warned_at = -_WARN_INTERVAL
         sock = new_socket(zmq.DEALER, liveness=liveness)
@@ -280,7 +282,7 @@ class Connection:
         elif event == zmq.EVENT_CONNECT_RETRIED:
             if not self.connected.done() and not self.refused:
                 self.refused = True
-                log.warning(
+                (log.debug if self._quiet else log.warning)(
                     "worker %s (pid %d) at %s refuses connections; skipping it until it accepts one",
                     self.worker.id, self.worker.pid, self.worker.endpoint,
                 )

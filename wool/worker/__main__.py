@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             parser.error(f"--keys: {e}")
     try:
-        discovery = parse_discovery(args.discovery)
+        discovery = parse_discovery(args.discovery, keys)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
     if args.grace < 0:
