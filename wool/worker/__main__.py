@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "DIR's own), and call only peers it trusts",
     )
     parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback address without --keys: anyone who can reach it "
+        "can run code as this user",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -129,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
     keys: Keys | None = None
     if args.keys is not None:
+        if args.insecure:
+            parser.error("--insecure and --keys exclude each other")
         try:
             keys = Keys.load(args.keys)
         except (OSError, ValueError) as e:
@@ -145,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
-    config = WorkerConfig(
-        discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
-        liveness=liveness, max_calls=args.max_calls, keys=keys,
-    )
+    try:
+        config = WorkerConfig(
+            discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
+            liveness=liveness, max_calls=args.max_calls, keys=keys, insecure=args.insecure,
+        )
+    except ValueError as e:
+        parser.error(str(e))
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:
