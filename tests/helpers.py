@@ -161,6 +161,22 @@ class CliWorker:
                 self.proc.stdout.close()
 
 
+async def stop_and_wait_withdrawn(discovery: wool.Discovery, worker: CliWorker, timeout: float = 10.0) -> None:
+    """SIGTERM `worker`, and wait until it left the registry (the discovery's own change feed
+    says so). The feed is followed from before the signal: a watch started after it could
+    begin after the withdrawal, and would never report it."""
+    watch = discovery.watch()
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in watch:
+                if event.kind == "added" and event.worker.id == worker.id:
+                    worker.signal(signal.SIGTERM)
+                elif event.kind == "removed" and event.worker.id == worker.id:
+                    return
+    finally:
+        await watch.aclose()
+
+
 class DelegatingDiscovery:
     """A user-defined discovery (importable from the caller's sys.path, not from PYTHONPATH)
     that delegates to a `LocalDiscovery`; subclasses change one method."""

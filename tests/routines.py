@@ -262,6 +262,12 @@ def unpickled() -> int:
     return UNPICKLED
 
 
+@wool.routine
+async def unpickled_count() -> int:
+    """How many `Marker`s this worker has unpickled."""
+    return UNPICKLED
+
+
 class Marker:
     def __reduce__(self) -> tuple[object, ...]:
         global PICKLED

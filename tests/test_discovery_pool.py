@@ -169,8 +169,7 @@ async def test_a_call_refused_by_a_stopping_worker_runs_once_elsewhere() -> None
             await wait_serving(pool, {stopping.pid, other.pid})
             held = asyncio.ensure_future(routines.wait_at(observer.address, "held"))
             await observer.wait_for("at held")
-            stopping.signal(signal.SIGTERM)
-            await wait_withdrawn(stopping.id)  # it is draining now
+            await helpers.stop_and_wait_withdrawn(discovery(), stopping)  # it is draining now
             offered = len(balancer.offered)
             assert await routines.pid() == other.pid
             # Offered both, it chose the stopping worker, was refused, and chose again.
@@ -181,14 +180,3 @@ async def test_a_call_refused_by_a_stopping_worker_runs_once_elsewhere() -> None
         assert await stopping.wait() == 0
         other.signal(signal.SIGTERM)
         assert await other.wait() == 0
-
-
-async def wait_withdrawn(worker_id: str) -> None:
-    watch = discovery().watch()
-    try:
-        async with asyncio.timeout(10):
-            async for event in watch:
-                if event.kind == "removed" and event.worker.id == worker_id:
-                    return
-    finally:
-        await watch.aclose()

@@ -6,7 +6,9 @@ addresses `netns` creates.
 What is checked: Zeroconf discovery across the link (joining, leaving, namespaces kept apart,
 a wildcard-bound worker advertised at its interface address), static discovery, calls that
 cross hosts, nested fan-out from a worker on one host to a peer on another, and a link pulled
-mid-call giving `WorkerLost` within the liveness bound.
+mid-call giving `WorkerLost` within the liveness bound. With CURVE keys: calls and nested
+fan-out across hosts (a key directory per host, each trusting the others; one directory shared
+by all, with static discovery), and a caller whose key the worker does not trust refused at once.
 
 The caller-side code is the `caller_*` coroutines below, run on a host as
 `python -c "... test_multihost.caller_X(...)"`: they print one JSON object per line, and
@@ -21,6 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,7 @@ import routines
 import wool
 from helpers import Observer
 from wool._context import current_mesh_var
+from wool._keys import generate_directory, trust_key
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -117,9 +121,18 @@ async def caller_watch(*namespaces: str) -> None:
 async def caller_calls(*endpoints: str) -> None:
     """A pool over LAN discovery (no endpoints) or the given static endpoints: which workers
     it found, which processes served plain calls, and which a worker's nested calls reached."""
+    await calls_through(endpoints, None)
+
+
+async def caller_calls_with_keys(keys: str, *endpoints: str) -> None:
+    """`caller_calls`, with the CURVE keys in directory `keys`."""
+    await calls_through(endpoints, keys)
+
+
+async def calls_through(endpoints: tuple[str, ...], keys: str | None) -> None:
     discovery: wool.Discovery = wool.StaticDiscovery(endpoints) if endpoints else wool.LanDiscovery()
     start = time.monotonic()
-    async with wool.WorkerPool(discovery=discovery, liveness=LIVENESS) as pool:
+    async with wool.WorkerPool(discovery=discovery, liveness=LIVENESS, keys=keys) as pool:
         workers = await pool.wait_for_workers(lambda ws: len(ws) >= 2, timeout=20)
         found = time.monotonic() - start
         pids = [await routines.pid() for _ in range(4)]
@@ -132,6 +145,26 @@ async def caller_nested(endpoint: str) -> None:
     async with wool.WorkerPool(discovery=wool.StaticDiscovery([endpoint]), liveness=LIVENESS) as pool:
         await pool.wait_for_workers(timeout=20)
         emit(nested=await fan_out_pids(2, 8), fib=await routines.fib(12))
+
+
+async def caller_refused(worker_key: str) -> None:
+    """A pool with a fresh key that trusts `worker_key`, over LAN discovery: once discovery
+    lists the worker (which does not trust the fresh key), how a call fails, and how soon."""
+    discovery = wool.LanDiscovery()
+    watch = discovery.watch()
+    try:
+        await asyncio.wait_for(anext(watch), 20)  # the worker is listed (this keeps browsing)
+        async with wool.WorkerPool(discovery=discovery, keys=wool.Keys.generate([worker_key]), liveness=LIVENESS):
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            try:
+                await routines.add(1, 2)
+            except wool.WoolError as e:
+                emit(error=type(e).__name__, message=str(e), elapsed=loop.time() - start)
+            else:
+                emit(error=None)
+    finally:
+        await watch.aclose()
 
 
 class HostObserver(Observer):
@@ -172,7 +205,10 @@ async def caller_hold(address: str, endpoint: str) -> None:
 
 
 def lan_worker(host: netns.Host, *args: str) -> list[str]:
-    return ["--discovery", "lan", "--bind", f"tcp://{host.address}:0", *args]
+    """Options of a worker on `host` that other hosts reach: `--insecure` unless `args` give
+    it keys (a worker refuses to listen beyond loopback with neither)."""
+    security = [] if "--keys" in args else ["--insecure"]
+    return ["--discovery", "lan", "--bind", f"tcp://{host.address}:0", *security, *args]
 
 
 async def test_zeroconf_discovery_across_hosts(hosts: tuple[netns.Host, netns.Host, netns.Host]) -> None:
@@ -184,7 +220,7 @@ async def test_zeroconf_discovery_across_hosts(hosts: tuple[netns.Host, netns.Ho
     seen: list[dict[str, Any]] = []
     await next_matching(watcher, lambda m: m.get("watching") is True, seen)
 
-    other = await b.worker("--discovery", "lan:other", "--bind", f"tcp://{b.address}:0")
+    other = await b.worker("--discovery", "lan:other", "--bind", f"tcp://{b.address}:0", "--insecure")
     await next_matching(watcher, lambda m: m.get("ns") == "other" and m["id"] == other.id, seen)
 
     first = await a.worker(*lan_worker(a))
@@ -193,7 +229,7 @@ async def test_zeroconf_discovery_across_hosts(hosts: tuple[netns.Host, netns.Ho
     assert (added["kind"], added["id"], added["endpoint"]) == ("added", first.id, first.endpoint)
     join = added["t"] - ready
 
-    wild = await b.worker("--discovery", "lan", "--bind", "tcp://0.0.0.0:0")
+    wild = await b.worker("--discovery", "lan", "--bind", "tcp://0.0.0.0:0", "--insecure")
     port = wild.endpoint.rsplit(":", 1)[1]
     added = await next_matching(watcher, lambda m: m.get("ns") == "default" and m["id"] == wild.id, seen)
     assert (added["kind"], added["endpoint"]) == ("added", f"tcp://{b.address}:{port}")
@@ -244,8 +280,8 @@ async def test_static_discovery_across_hosts(hosts: tuple[netns.Host, netns.Host
     c, a, b = hosts
     endpoints = [f"tcp://{a.address}:{PORT}", f"tcp://{b.address}:{PORT}"]
     spec = "static:" + ",".join(endpoints)
-    one = await a.worker("--discovery", spec, "--bind", endpoints[0])
-    two = await b.worker("--discovery", spec, "--bind", endpoints[1])
+    one = await a.worker("--discovery", spec, "--bind", endpoints[0], "--insecure")
+    two = await b.worker("--discovery", spec, "--bind", endpoints[1], "--insecure")
     process = caller(c, "caller_calls", *endpoints)
     calls = await process.message()
     assert calls["endpoints"] == sorted(endpoints)
@@ -267,4 +303,72 @@ async def test_link_down_mid_call_gives_worker_lost(hosts: tuple[netns.Host, net
     assert worker.id in outcome["message"]
     print(f"\nlink down mid-call: WorkerLost after {outcome['elapsed'] * 1000:.0f} ms (liveness {LIVENESS:g} s)")
     assert outcome["elapsed"] < LIVENESS + 1  # the bound is 3/4 of the liveness period
+    assert await process.wait() == 0
+
+
+# --- CURVE ------------------------------------------------------------------------------
+
+
+def key_directories(root: Path, *names: str) -> dict[str, Path]:
+    """A key directory per name, each trusting all the others' public keys (as operators set
+    them up with `python -m wool.keys trust`)."""
+    dirs = {name: root / name for name in names}
+    publics = {name: generate_directory(path).public for name, path in dirs.items()}
+    for name, path in dirs.items():
+        for other, public in publics.items():
+            if other != name:
+                trust_key(path, public, other)
+    return dirs
+
+
+async def test_curve_calls_cross_hosts_with_a_key_directory_per_host(
+    hosts: tuple[netns.Host, netns.Host, netns.Host], tmp_path: Path
+) -> None:
+    c, a, b = hosts
+    keys = key_directories(tmp_path, "a", "b", "c")
+    one = await a.worker(*lan_worker(a, "--keys", str(keys["a"])))
+    two = await b.worker(*lan_worker(b, "--keys", str(keys["b"])))
+    process = caller(c, "caller_calls_with_keys", str(keys["c"]))
+    calls = await process.message()
+    assert calls["endpoints"] == sorted([one.endpoint, two.endpoint])
+    assert set(calls["pids"]) == {one.pid, two.pid}
+    assert calls["sum"] == 3
+    nested = await process.message()
+    assert set(nested["nested"]) == {one.pid, two.pid}  # the workers trust each other too
+    assert nested["fib"] == 144
+    assert await process.wait() == 0
+
+
+async def test_curve_static_discovery_across_hosts_with_one_shared_key_directory(
+    hosts: tuple[netns.Host, netns.Host, netns.Host], tmp_path: Path
+) -> None:
+    c, a, b = hosts
+    shared = tmp_path / "keys"
+    generate_directory(shared)
+    endpoints = [f"tcp://{a.address}:{PORT}", f"tcp://{b.address}:{PORT}"]
+    spec = "static:" + ",".join(endpoints)
+    one = await a.worker("--discovery", spec, "--bind", endpoints[0], "--keys", str(shared))
+    two = await b.worker("--discovery", spec, "--bind", endpoints[1], "--keys", str(shared))
+    process = caller(c, "caller_calls_with_keys", str(shared), *endpoints)
+    calls = await process.message()
+    assert calls["endpoints"] == sorted(endpoints)
+    assert set(calls["pids"]) == {one.pid, two.pid}
+    nested = await process.message()
+    assert set(nested["nested"]) == {one.pid, two.pid}
+    assert await process.wait() == 0
+
+
+async def test_curve_worker_refuses_an_unknown_key_across_hosts(
+    hosts: tuple[netns.Host, netns.Host, netns.Host], tmp_path: Path
+) -> None:
+    c, a, _ = hosts
+    keys = tmp_path / "keys"
+    public = generate_directory(keys).public
+    worker = await a.worker(*lan_worker(a, "--keys", str(keys)))
+    process = caller(c, "caller_refused", public)
+    outcome = await process.message()
+    assert outcome["error"] == "NoWorkersAvailable", outcome
+    assert worker.id in outcome["message"] and "authentication failed" in outcome["message"]
+    print(f"\nunknown key refused across hosts after {outcome['elapsed'] * 1000:.0f} ms")
+    assert outcome["elapsed"] < 5  # not the 10 s a pool waits for a handshake
     assert await process.wait() == 0

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import routines
 import wool
 from helpers import REPO, CliWorker, Observer
+from wool._keys import generate_directory
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -69,3 +71,22 @@ async def test_empty_namespace_and_bad_discovery() -> None:
     assert await workers_cli("--discovery", "local:nobody") == (0, "no workers in local:nobody\n", "")
     code, _, err = await workers_cli("--discovery", "zeroconf")
     assert code == 2 and "unknown discovery 'zeroconf'" in err
+
+
+async def test_workers_that_require_keys_are_asked_with_keys(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    generate_directory(keys)
+    async with CliWorker("--discovery", "local:listed", "--keys", str(keys)) as worker:
+        code, out, _ = await workers_cli("--discovery", "local:listed", "--json", "--timeout", "1")
+        assert code == 0
+        (row,) = json.loads(out)
+        assert (row["id"], row["reachable"], row["untrusted"]) == (worker.id, False, True)
+        assert row["public_key"] == wool.Keys.load(keys).public
+        code, table, _ = await workers_cli("--discovery", "local:listed")
+        assert code == 0 and "untrusted" in table
+        code, out, _ = await workers_cli("--discovery", "local:listed", "--json", "--keys", str(keys))
+        assert code == 0
+        (row,) = json.loads(out)
+        assert (row["reachable"], row["calls"]) == (True, 0)
+        worker.signal()
+        assert await worker.wait() == 0

@@ -9,6 +9,7 @@
 """
 
 from ._errors import (
+    AuthenticationError,
     DispatchError,
     NoPoolError,
     NoWorkersAvailable,
@@ -19,6 +20,7 @@ from ._errors import (
     WorkerLost,
     WorkerStartError,
 )
+from ._keys import Keys
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
@@ -36,11 +38,13 @@ from .discovery import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
     "Candidate",
     "Discovery",
     "DiscoveryError",
     "DiscoveryEvent",
     "DispatchError",
+    "Keys",
     "LanDiscovery",
     "LeastOutstanding",
     "LoadBalancer",

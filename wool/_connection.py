@@ -18,6 +18,12 @@ Backpressure: a connection keeps at most `window` calls open on its worker (the 
 published `max_calls`, else `WINDOW`); the mesh sends further calls to workers with room or
 holds them until a call ends. The caller's DEALER has a routing id naming its process, so a
 worker's DEBUG log of a call can be matched with the caller's.
+
+Security: with `keys`, the DEALER is a CURVE client that pins the worker's published public
+key, so only the holder of the matching secret key can complete the handshake, and ZeroMQ
+delivers no reply before it has. A failed handshake (the worker refused this process's key,
+or the peer is not the worker discovery described) fails the connection at once with
+`AuthenticationError`, rather than leaving ZeroMQ to retry it for ever.
 """
 
 from __future__ import annotations
@@ -34,14 +40,19 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from . import _curve
 from . import protocol as p
-from ._errors import DispatchError, WorkerLost
+from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
+from ._keys import Keys
 from ._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
 from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
 
-_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED
 _WARN_INTERVAL = 10.0  # at most one malformed-reply warning per connection this often
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
 
@@ -63,7 +74,11 @@ class Connection:
         *,
         liveness: float = DEFAULT_LIVENESS,
         on_refused: Callable[[Connection], None] | None = None,
+        keys: Keys | None = None,
+        quiet: bool = False,
     ) -> None:
+        if keys is not None and worker.public_key is None:
+            raise AuthenticationError(f"worker {worker.id} at {worker.endpoint} publishes no CURVE key to authenticate it with")
         self.worker = worker
         self._on_refused = on_refused
         self._on_connected = on_connected
@@ -78,15 +93,23 @@ class Connection:
         self._sinks: dict[int, Callable[[p.Reply | BaseException], None]] = {}
         self.window = min(worker.max_calls or WINDOW, WINDOW)
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.lost: WorkerLost | None = None
+        # Why the connection is over: `WorkerLost`, or `AuthenticationError` for a handshake
+        # that failed.
+        self.lost: WoolError | None = None
         # Its endpoint refused a connection: nobody listens there (a stale or wrong entry).
         # ZeroMQ keeps retrying, and a handshake still puts it in rotation.
         self.refused = False
+        # Its CURVE handshake failed because the worker refused this process's key.
+        self.denied = False
+        self._quiet = quiet  # no warning when the endpoint refuses connections
         self.liveness = liveness
         self._warned_at = -_WARN_INTERVAL
         sock = new_socket(zmq.DEALER, liveness=liveness)
         self.routing_id = _routing_id()
         sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
+        self._public_key = keys.public if keys is not None else None
+        if keys is not None and worker.public_key is not None:
+            _curve.make_client(sock, keys, worker.public_key)
         monitor = sock.get_monitor_socket(_MONITORED)
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)
@@ -114,9 +137,10 @@ class Connection:
 
     def request(self, msg: p.Request, generator: bool) -> asyncio.Future[p.Reply]:
         """Send `msg` and return the future of its reply. Raises `WorkerLost` if the worker
-        is already known to be gone (nothing is sent)."""
+        is already known to be gone, `AuthenticationError` if its handshake failed (nothing
+        is sent)."""
         if self.lost is not None:
-            raise WorkerLost(str(self.lost))
+            raise type(self.lost)(str(self.lost))
         future: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
         self._pending[msg.call_id] = (future, generator, msg.kind)
         if msg.kind is p.Kind.CALL:
@@ -258,7 +282,7 @@ class Connection:
         elif event == zmq.EVENT_CONNECT_RETRIED:
             if not self.connected.done() and not self.refused:
                 self.refused = True
-                log.warning(
+                (log.debug if self._quiet else log.warning)(
                     "worker %s (pid %d) at %s refuses connections; skipping it until it accepts one",
                     self.worker.id, self.worker.pid, self.worker.endpoint,
                 )
@@ -266,21 +290,39 @@ class Connection:
                     self._on_refused(self)
         elif event == zmq.EVENT_DISCONNECTED:
             self._declare_lost(f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint} was lost")
+        elif event & _HANDSHAKE_FAILED:
+            self.denied = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            reason = self._describe_handshake_failure(event)
+            log.debug("%s", reason)
+            self._declare_lost(reason, AuthenticationError)
 
-    def _declare_lost(self, reason: str) -> None:
+    def _describe_handshake_failure(self, event: int) -> str:
+        where = f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint}"
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            key = f" {self._public_key}" if self._public_key else ""
+            return f"{where} refused this process: authentication failed (its allow-list does not hold this process's public key{key})"
+        if self.worker.public_key is not None:
+            return (
+                f"authentication of {where} failed: the handshake broke off, so whoever listens there "
+                f"does not hold the secret key of the public key {self.worker.public_key} that discovery published for it, "
+                f"or does not use CURVE"
+            )
+        return f"the handshake with {where} failed: it requires CURVE keys, which this process has not got, or it is no wool worker"
+
+    def _declare_lost(self, reason: str, error: type[WoolError] = WorkerLost) -> None:
         if self.lost is not None:
             return
         self._driver.drain()  # replies that arrived before the disconnection still count
-        self.lost = WorkerLost(reason)
+        self.lost = error(reason)
         log.info("%s with %d calls in flight", reason, len(self._pending))
         pending, self._pending = self._pending, {}
         self._open.clear()
-        self._fail_sinks(WorkerLost(reason))
+        self._fail_sinks(error(reason))
         for future, _, _ in pending.values():
             if not future.done():
-                future.set_exception(WorkerLost(reason))
+                future.set_exception(error(reason))
         if not self.connected.done():
-            self.connected.set_exception(WorkerLost(reason))
+            self.connected.set_exception(error(reason))
             self.connected.exception()
         if self._on_lost is not None:
             self._on_lost(self)

@@ -22,6 +22,12 @@ class WorkerLost(WoolError):
     The call failed and was not retried: it may or may not have run (at most once)."""
 
 
+class AuthenticationError(WoolError):
+    """A CURVE handshake failed: the worker refused this process's public key (it is not in
+    the worker's allow-list), or the peer at the endpoint does not hold the key discovery
+    published for it, or does not use CURVE. Nothing was sent to, or received from, it."""
+
+
 class DispatchError(WoolError):
     """A call could not be dispatched or answered: its arguments or result could not be
     serialized, or the peer rejected the request."""

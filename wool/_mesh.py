@@ -11,6 +11,12 @@ call that ends wakes one of them.
 A lost worker stays out of rotation while discovery still lists it; after one liveness
 period it is tried again (a worker that was frozen, then resumed, comes back; one that is
 really gone never completes the handshake, so it is never chosen).
+
+Security: discovery is an untrusted hint. A mesh with keys connects only to workers that
+publish a public key it trusts (and the CURVE handshake proves they hold its secret key); a
+mesh without keys connects only to workers without one. Other entries are ignored, with one
+warning per worker. A worker whose handshake fails (it refused this process's key) is not
+tried again: its allow-list is fixed for its lifetime, and a restarted worker is a new entry.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._connection import Connection
-from ._errors import NoWorkersAvailable, WorkerLost
+from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
+from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
 from ._transport import DEFAULT_LIVENESS
 from .discovery import Discovery, WorkerInfo
@@ -42,8 +49,10 @@ class Mesh:
         *,
         connect_timeout: float = 10.0,
         liveness: float = DEFAULT_LIVENESS,
+        keys: Keys | None = None,
     ) -> None:
         self.discovery = discovery
+        self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()
         self.connect_timeout = connect_timeout
         self.liveness = liveness
@@ -51,6 +60,8 @@ class Mesh:
         self._ready: list[Connection] = []
         self._lost: set[str] = set()
         self._listed: dict[str, WorkerInfo] = {}  # what discovery currently shows
+        self._ignored: dict[str, str] = {}  # worker id -> why it is not used (keys)
+        self._refused: dict[str, str] = {}  # worker id -> why its handshake failed
         self._room: deque[asyncio.Future[None]] = deque()  # calls waiting for a window
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # set, and replaced, whenever the rotation changes
@@ -63,21 +74,45 @@ class Mesh:
 
     def add(self, worker: WorkerInfo) -> Connection | None:
         """Connect to `worker` unless already connected or known lost. Idempotent."""
-        if self.closed or worker.id in self._lost:
+        if self.closed or worker.id in self._lost or worker.id in self._refused:
             return None
         conn = self._connections.get(worker.id)
         if conn is not None:
             return conn
+        if self._ignore(worker):
+            return None
         try:
             conn = Connection(
                 worker, self._on_connected, self._on_lost, self._on_room, liveness=self.liveness,
-                on_refused=lambda _: self._rotation_changed(),
+                on_refused=lambda _: self._rotation_changed(), keys=self.keys,
             )
-        except WorkerLost as e:
+        except WoolError as e:
             log.warning("skipping worker: %s", e)
             return None
         self._connections[worker.id] = conn
         return conn
+
+    def _ignore(self, worker: WorkerInfo) -> bool:
+        """Whether `worker` is not to be connected to, given this mesh's keys; warns once
+        per worker."""
+        where = f"worker {worker.id} at {worker.endpoint}"
+        if self.keys is None:
+            if worker.public_key is None:
+                return False
+            reason = f"{where} requires CURVE keys and this process has none; ignoring it (open the pool with keys= to use it)"
+        elif worker.public_key is None:
+            reason = f"{where} has no CURVE key and this process only uses workers with keys; ignoring it"
+        elif self.keys.trusts(worker.public_key):
+            return False
+        else:
+            reason = (
+                f"{where} publishes the public key {worker.public_key}, which this process does not trust; "
+                "ignoring it (discovery is only a hint: trust its key to use it)"
+            )
+        if worker.id not in self._ignored:
+            log.warning("%s", reason)
+            self._ignored[worker.id] = reason
+        return True
 
     def retire(self, worker_id: str) -> None:
         """Stop choosing a worker that left discovery. Calls in flight on it may still finish
@@ -173,7 +208,9 @@ class Mesh:
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
         refused = [f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()]
         refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""
-        return f"no live workers{where}{lost}{refusing}"
+        failed = f"; {'; '.join(self._refused.values())}" if self._refused else ""
+        ignored = f"; {len(self._ignored)} ignored for their keys ({next(iter(self._ignored.values()))})" if self._ignored else ""
+        return f"no live workers{where}{lost}{refusing}{failed}{ignored}"
 
     async def close(self) -> None:
         """Stop following discovery and close every connection, cancelling their calls."""
@@ -194,12 +231,19 @@ class Mesh:
             log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
 
     def _on_lost(self, conn: Connection) -> None:
-        self._lost.add(conn.worker.id)
+        refused = isinstance(conn.lost, AuthenticationError)
+        if refused:
+            self._refused[conn.worker.id] = str(conn.lost)
+            log.warning("%s", conn.lost)
+        else:
+            self._lost.add(conn.worker.id)
         if self._connections.get(conn.worker.id) is conn:
             del self._connections[conn.worker.id]
         self._leave_rotation(conn)
+        if refused:
+            self._rotation_changed()  # a call waiting for it to connect looks again
         conn.close()
-        if self.discovery is not None and not self.closed:
+        if self.discovery is not None and not self.closed and not refused:
             asyncio.get_running_loop().call_later(self.liveness, self._revisit, conn.worker.id)
 
     def _revisit(self, worker_id: str) -> None:
@@ -217,6 +261,8 @@ class Mesh:
                         self._listed.pop(event.worker.id, None)
                         self.retire(event.worker.id)
                         self._lost.discard(event.worker.id)
+                        self._refused.pop(event.worker.id, None)
+                        self._ignored.pop(event.worker.id, None)
                     else:
                         self._listed[event.worker.id] = event.worker
                         self.add(event.worker)

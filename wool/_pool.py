@@ -19,10 +19,11 @@ from types import TracebackType
 
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
+from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, check_liveness
-from .discovery import Discovery, LocalDiscovery, WorkerInfo
+from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._server import SETTLE_QUIET
@@ -43,6 +44,14 @@ class WorkerPool:
     `liveness` bounds how long a worker (or, on the worker, a caller) may stop answering
     before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
     calls each spawned worker runs at once; past it calls go to workers with room, or wait.
+
+    `keys` (a `wool.Keys`, or a key directory made by `python -m wool.keys generate DIR`)
+    makes every connection CURVE-encrypted and authenticated: the pool uses only discovered
+    workers whose public key it trusts (workers without keys are ignored), and its spawned
+    workers accept only callers it trusts. Without keys, workers that require them are
+    ignored. A worker that refuses the pool's key is dropped; a call with no other worker
+    raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
+    or `ValueError`.
     """
 
     def __init__(
@@ -55,6 +64,7 @@ class WorkerPool:
         grace: float = DEFAULT_GRACE,
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
+        keys: Keys | PathLike | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -75,6 +85,9 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        self.keys = as_keys(keys)
+        if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
+            discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_calls = max_calls
         self.tags = frozenset(tags)
@@ -114,7 +127,7 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness)
+        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys)
         try:
             await self._start()
         except BaseException:
@@ -132,6 +145,7 @@ class WorkerPool:
             liveness=self.liveness,
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
+            keys=self.keys,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

@@ -16,17 +16,22 @@ from typing import Any
 from . import protocol as p
 from ._connection import Connection
 from ._errors import WoolError
+from ._keys import Keys
 from .discovery import WorkerInfo, parse_discovery
 from .discovery._spec import SPEC_HELP
 
 
-async def survey(infos: list[WorkerInfo], timeout: float) -> list[dict[str, Any]]:
-    """One row per worker: its discovery entry, and its answer to a ping (or None)."""
+async def survey(infos: list[WorkerInfo], timeout: float, keys: Keys | None = None) -> list[dict[str, Any]]:
+    """One row per worker: its discovery entry, and its answer to a ping (or None). Workers
+    that require CURVE keys are asked with `keys`, if given and trusting their key."""
 
     async def ask(info: WorkerInfo) -> dict[str, Any]:
         row: dict[str, Any] = {**info.to_dict(), "reachable": False, "calls": None, "queued": None}
+        if info.public_key is not None and (keys is None or not keys.trusts(info.public_key)):
+            row["untrusted"] = True
+            return row
         try:
-            conn = Connection(info)
+            conn = Connection(info, keys=keys if info.public_key is not None else None)
         except WoolError:
             return row
         try:
@@ -46,7 +51,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     header = ("ID", "ENDPOINT", "PID", "HOST", "TAGS", "CALLS", "QUEUED", "MAX")
     lines = [header]
     for r in rows:
-        calls = str(r["calls"]) if r["reachable"] else "unreachable"
+        calls = str(r["calls"]) if r["reachable"] else "untrusted" if r.get("untrusted") else "unreachable"
         queued = str(r["queued"]) if r["reachable"] else "-"
         limit = "-" if r["max_calls"] is None else str(r["max_calls"])
         lines.append((r["id"], r["endpoint"], str(r["pid"]), r["host"], ",".join(r["tags"]) or "-", calls, queued, limit))
@@ -63,16 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--discovery", required=True, metavar="SPEC", help=f"the namespace to list: {SPEC_HELP}")
     parser.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="how long to wait for each worker's answer (default: 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
+    parser.add_argument(
+        "--keys", metavar="DIR", help="CURVE key directory to ask workers that require keys with (those whose key it trusts)"
+    )
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
     try:
-        discovery = parse_discovery(args.discovery)
+        keys = Keys.load(args.keys) if args.keys is not None else None
+    except (OSError, ValueError) as e:
+        parser.error(f"--keys: {e}")
+    try:
+        discovery = parse_discovery(args.discovery, keys)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
 
     async def run() -> list[dict[str, Any]]:
-        return await survey(await discovery.workers(), args.timeout)
+        return await survey(await discovery.workers(), args.timeout, keys)
 
     try:
         rows = asyncio.run(run())

@@ -54,6 +54,7 @@ def namespace() -> str:
         info(tags=frozenset({"gpu", "a,b", "ünï"}), max_calls=3, version=7),
         info("ipc:///tmp/wool-x/w.sock", host=""),
         info("tcp://127.0.0.1:6000"),
+        info(public_key=wool.Keys.generate().public),
     ],
 )
 def test_record_round_trip(worker: WorkerInfo) -> None:
@@ -64,6 +65,12 @@ def test_record_round_trip(worker: WorkerInfo) -> None:
 def test_txt_record_stays_small() -> None:
     txt = record.encode(info(tags=frozenset({"gpu"}), max_calls=8), "default", "tcp://10.1.2.3:5000", SCOPE)
     assert sum(len(k) + len(v) + 2 for k, v in txt.items()) < 200
+
+
+def test_txt_record_with_a_public_key_fits() -> None:
+    key = wool.Keys.generate().public
+    txt = record.encode(info(public_key=key), "default", "tcp://10.1.2.3:5000", SCOPE)
+    assert txt["key"] == key
 
 
 def test_oversized_field_is_refused() -> None:
@@ -82,6 +89,7 @@ def test_oversized_field_is_refused() -> None:
         ({"ep": "nowhere"}, "not an endpoint"),
         ({"max": "0"}, "'max_calls' must be a positive integer"),
         ({"id": None}, "no 'id'"),
+        ({"key": "not-a-key"}, "'public_key' must be a z85 CURVE key"),
     ],
 )
 def test_malformed_record_raises_value_error(change: dict[str, str | None], problem: str) -> None:

@@ -335,6 +335,7 @@ def mixed_file() -> bytes:
         "bad-pid": {**entry("bad-pid").to_dict(), "pid": "12"},
         "not-a-dict": 7,
         "wrong-key": entry("other-id").to_dict(),
+        "bad-public-key": {**entry("bad-public-key").to_dict(), "public_key": "short"},
     }}).encode()
 
 

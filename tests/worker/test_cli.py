@@ -11,12 +11,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 import routines
 import wool
-from helpers import REPO, CliWorker, Observer
+from helpers import REPO, CliWorker, Observer, stop_and_wait_withdrawn
+from wool.worker._config import WorkerConfig, is_private
 
 pytestmark = pytest.mark.multiprocess
 
@@ -28,18 +30,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wool.worker", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=30
     )
-
-
-async def wait_withdrawn(discovery: wool.LocalDiscovery, worker_id: str, timeout: float = 10.0) -> None:
-    """Wait until `worker_id` left the registry (the discovery's own change feed says so)."""
-    watch = discovery.watch()
-    try:
-        async with asyncio.timeout(timeout):
-            async for event in watch:
-                if event.kind == "removed" and event.worker.id == worker_id:
-                    return
-    finally:
-        await watch.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -85,6 +75,63 @@ def test_bad_discovery_exits_2_naming_the_problem(args: tuple[str, ...], pattern
     assert result.stdout == ""
     assert re.search(pattern, result.stderr), result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- safe defaults -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bind", ["tcp://0.0.0.0:0", "tcp://*:0", "tcp://[::]:0", "tcp://10.1.2.3:5555", "tcp://eth0:5555", "tcp://myhost:5555"]
+)
+def test_listening_beyond_loopback_without_keys_is_refused(bind: str) -> None:
+    """Refused before anything binds, with the way out spelt out."""
+    result = run_cli("--discovery", f"local:{NAME}", "--bind", bind)
+    assert result.returncode == 2
+    assert f"refusing to listen on {bind} without CURVE keys" in result.stderr
+    assert "python -m wool.keys generate DIR" in result.stderr and "--keys DIR" in result.stderr
+    assert "--insecure" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "bind, private",
+    [
+        ("ipc:///tmp/wool-x/w.sock", True),
+        ("tcp://127.0.0.1:0", True),
+        ("tcp://127.9.8.7:0", True),
+        ("tcp://[::1]:0", True),
+        ("tcp://localhost:0", True),
+        ("tcp://0.0.0.0:0", False),
+        ("tcp://192.168.1.2:0", False),
+        ("tcp://lo:0", False),  # an interface name: not worth guessing what it reaches
+        ("ws://127.0.0.1:0", False),
+    ],
+)
+def test_only_this_machine_may_be_served_without_keys(bind: str, private: bool) -> None:
+    assert is_private(bind) is private
+    if private:
+        WorkerConfig(bind=bind)
+    else:
+        with pytest.raises(ValueError, match="without CURVE keys"):
+            WorkerConfig(bind=bind)
+        WorkerConfig(bind=bind, insecure=True)
+        WorkerConfig(bind=bind, keys=wool.Keys.generate())
+
+
+def test_keys_options_are_checked(tmp_path: Path) -> None:
+    both = run_cli("--discovery", f"local:{NAME}", "--keys", str(tmp_path), "--insecure")
+    assert both.returncode == 2 and "--insecure and --keys exclude each other" in both.stderr
+    missing = run_cli("--discovery", f"local:{NAME}", "--keys", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "--keys:" in missing.stderr and "id.key" in missing.stderr
+
+
+async def test_insecure_worker_starts_and_publishes_no_key() -> None:
+    """`--insecure` lifts the refusal (bound to loopback here: the test exposes nothing)."""
+    async with CliWorker("--discovery", f"local:{NAME}", "--insecure") as worker:
+        (info,) = await wool.LocalDiscovery(NAME).workers()
+        assert (info.id, info.public_key) == (worker.id, None)
+        worker.signal()
+        assert await worker.wait() == 0
 
 
 # -- publishing and withdrawing ----------------------------------------------------------------
@@ -133,9 +180,8 @@ async def test_stop_lets_running_calls_finish_within_grace() -> None:
         last = asyncio.create_task(routines.wait_at(observer.address, "g2"))
         await observer.wait_for("at g1")
         await observer.wait_for("at g2")
-        worker.signal(signal.SIGTERM)
         # Withdrawal is the worker's first step after the signal: it is now draining.
-        await wait_withdrawn(discovery, worker.id)
+        await stop_and_wait_withdrawn(discovery, worker)
         assert worker.proc is not None and worker.proc.poll() is None
         observer.open("g1")
         assert await asyncio.wait_for(first, 10) == "g1"
@@ -167,8 +213,7 @@ async def test_result_of_a_call_finished_during_stop_reaches_a_busy_caller() -> 
     async with pool_over_one_worker() as (observer, worker, discovery):
         call = asyncio.create_task(routines.wait_at(observer.address, "g"))
         await observer.wait_for("at g")
-        worker.signal(signal.SIGTERM)
-        await wait_withdrawn(discovery, worker.id)
+        await stop_and_wait_withdrawn(discovery, worker)
         observer.open("g")
         await observer.wait_for("done g")
         assert worker.proc is not None

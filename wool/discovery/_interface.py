@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Literal, Protocol, runtime_checkable
 
 from .._errors import WoolError
+from .._keys import check_key
 
 
 class DiscoveryError(WoolError):
@@ -25,7 +26,9 @@ class WorkerInfo:
     `id` is unique per process start, so a restarted worker on the same endpoint is a new
     worker; requests carry it and a worker rejects requests meant for another incarnation.
     `max_calls` is the worker's limit of concurrent calls (None: unlimited); callers keep no
-    more than that many open on it, and send the rest to workers with room."""
+    more than that many open on it, and send the rest to workers with room. `public_key` is
+    the worker's CURVE public key (z85) when it requires keys: a caller with keys connects
+    only if it trusts that key, and the handshake proves the worker holds its secret key."""
 
     id: str
     endpoint: str
@@ -34,6 +37,7 @@ class WorkerInfo:
     tags: frozenset[str] = frozenset()
     version: int = 1
     max_calls: int | None = None
+    public_key: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -44,6 +48,7 @@ class WorkerInfo:
             "tags": sorted(self.tags),
             "version": self.version,
             "max_calls": self.max_calls,
+            "public_key": self.public_key,
         }
 
     @classmethod
@@ -71,7 +76,13 @@ class WorkerInfo:
         max_calls = data.get("max_calls")
         if max_calls is not None and (not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 1):
             raise ValueError(f"worker entry 'max_calls' must be a positive integer or null: {max_calls!r}")
-        return cls(wid, endpoint, pid, host, frozenset(tags), version, max_calls)
+        public_key = data.get("public_key")
+        if public_key is not None:
+            try:
+                check_key(public_key)
+            except (ValueError, TypeError):
+                raise ValueError(f"worker entry 'public_key' must be a z85 CURVE key or null: {public_key!r}") from None
+        return cls(wid, endpoint, pid, host, frozenset(tags), version, max_calls, public_key)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

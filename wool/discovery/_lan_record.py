@@ -139,6 +139,8 @@ def encode(info: WorkerInfo, namespace: str, endpoint: str, scope: str) -> dict[
     }
     if info.max_calls is not None:
         txt["max"] = str(info.max_calls)
+    if info.public_key is not None:
+        txt["key"] = info.public_key
     if is_local_only(endpoint):
         txt["scope"] = scope
     for key, value in txt.items():
@@ -165,6 +167,7 @@ def decode(
     if _text(properties, "txtvers") != TXT_VERSION:
         raise ValueError(f"unsupported TXT format {_text(properties, 'txtvers')!r}")
     max_calls = properties.get(b"max")
+    public_key = properties.get(b"key")
     info = WorkerInfo.from_dict(
         {
             "id": _text(properties, "id"),
@@ -174,6 +177,7 @@ def decode(
             "tags": json.loads(_text(properties, "tags")),
             "version": int(_text(properties, "pv")),
             "max_calls": None if max_calls is None else int(max_calls),
+            "public_key": None if public_key is None else public_key.decode(),
         }
     )
     if is_local_only(info.endpoint):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .._keys import Keys
 from ._interface import Discovery
 from ._lan import LanDiscovery
 from ._local import LocalDiscovery
@@ -17,10 +18,10 @@ SPEC_HELP = (
 )
 
 
-def parse_discovery(spec: str) -> Discovery:
+def parse_discovery(spec: str, keys: Keys | None = None) -> Discovery:
     """`local:NAME` -> LocalDiscovery(NAME); `lan`, `lan:NAMESPACE`, `lan@ADDR,...` or
-    `lan:NAMESPACE@ADDR,...` -> LanDiscovery; `static:EP,EP...` -> StaticDiscovery([EP, ...]).
-    Raises `ValueError` naming the problem."""
+    `lan:NAMESPACE@ADDR,...` -> LanDiscovery; `static:EP,EP...` -> StaticDiscovery([EP, ...]),
+    which reaches its workers with `keys`. Raises `ValueError` naming the problem."""
     scheme, _, rest = spec.partition(":")
     if scheme == "local":
         return LocalDiscovery(rest)
@@ -35,5 +36,5 @@ def parse_discovery(spec: str) -> Discovery:
         endpoints = [e for e in rest.split(",") if e]
         if not endpoints:
             raise ValueError(f"no endpoints in {spec!r}: expected static:tcp://HOST:PORT,...")
-        return StaticDiscovery(endpoints)
+        return StaticDiscovery(endpoints, keys=keys)
     raise ValueError(f"unknown discovery {spec!r}: expected local:NAME, lan[:NAMESPACE][@ADDRESS,...] or static:ENDPOINT,...")

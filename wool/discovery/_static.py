@@ -15,22 +15,33 @@ A ping is only sent once the connection's handshake has completed, so an endpoin
 down does not pile up queued pings. `publish` and `withdraw` do nothing: the list is the
 configuration. A pong does not say the worker's pid, tags or call limit: they read as 0,
 none and unlimited.
+
+With keys, an endpoint does not say which public key its worker holds either, and a CURVE
+client must name it before the first byte. So each endpoint is tried with every key these
+keys trust (its own first, in a deployment sharing one key directory the only one), all at
+once: a worker holding another key breaks the handshake off at once, and the key whose
+handshake completes is the one published for the worker. A worker that refuses this
+process's key is left out, with a warning once per endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from .._errors import WoolError
+from .._keys import Keys, PathLike, as_keys
 from ._interface import DiscoveryEvent, WorkerInfo
 from ._local import _diff
 
 if TYPE_CHECKING:
     from .._connection import Connection
+
+log = logging.getLogger("wool.discovery")
 
 
 def check_endpoint(endpoint: str) -> str:
@@ -63,32 +74,29 @@ def _host(endpoint: str) -> str:
 class _Probe:
     """One endpoint: its connection, and the worker last found there."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, keys: Keys | None = None) -> None:
         self.endpoint = endpoint
+        self.keys = keys
         self.conn: Connection | None = None
         self.worker: WorkerInfo | None = None
+        self._trying: list[Connection] = []  # one per candidate server key, until one connects
+        self._warned = False
 
     async def ask(self, timeout: float) -> WorkerInfo | None:
         """The worker at the endpoint now, or None."""
-        # Imported here: `_connection` imports this package (for `WorkerInfo`).
-        from .._connection import Connection
-
         lost = self.conn is not None and self.conn.lost is not None
         if lost:
             self.close()
         if self.conn is None:
             self.worker = None
-            try:
-                self.conn = Connection(WorkerInfo(f"static {self.endpoint}", self.endpoint, 0))
-            except WoolError:
+            if not self._trying and not self._try_keys():
                 return None
             if lost:
                 return None  # the worker that was here is gone; whoever comes next, next round
-        conn = self.conn
-        if not conn.connected.done():
-            await asyncio.wait([conn.connected], timeout=timeout)
-            if not conn.connected.done() or conn.lost is not None:
+            self.conn = await self._handshake(timeout)
+            if self.conn is None:
                 return None
+        conn = self.conn
         call_id = conn.new_call_id()
         try:
             reply = await asyncio.wait_for(conn.request(p.Ping(call_id), False), timeout)
@@ -102,13 +110,64 @@ class _Probe:
         if not isinstance(reply, p.Pong):
             return self.worker
         if self.worker is None or self.worker.id != reply.worker_id:
-            self.worker = WorkerInfo(reply.worker_id, self.endpoint, 0, _host(self.endpoint), frozenset(), p.VERSION)
+            self.worker = WorkerInfo(
+                reply.worker_id, self.endpoint, 0, _host(self.endpoint), frozenset(), p.VERSION,
+                public_key=conn.worker.public_key,
+            )
         return self.worker
+
+    def _try_keys(self) -> bool:
+        """Start connecting with each candidate server key; False if the endpoint is unusable."""
+        # Imported here: `_connection` imports this package (for `WorkerInfo`).
+        from .._connection import Connection
+
+        keys = self.keys
+        candidates: list[str | None] = [keys.public, *sorted(keys.trusted - {keys.public})] if keys is not None else [None]
+        try:
+            for key in candidates:
+                info = WorkerInfo(f"static {self.endpoint}", self.endpoint, 0, public_key=key)
+                # One warning per endpoint that refuses connections, not one per key.
+                self._trying.append(Connection(info, keys=keys, quiet=bool(self._trying)))
+        except WoolError:
+            self.close()
+            return False
+        return True
+
+    async def _handshake(self, timeout: float) -> Connection | None:
+        """The first candidate connection to complete its handshake within `timeout`; the
+        others are closed. None if none did (those still connecting are kept for next time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            done = [c for c in self._trying if c.connected.done() and c.lost is None]
+            if done:
+                chosen = done[0]
+                for conn in self._trying:
+                    if conn is not chosen:
+                        conn.close()
+                self._trying = []
+                return chosen
+            pending = [c.connected for c in self._trying if not c.connected.done()]
+            remaining = deadline - loop.time()
+            if not pending or remaining <= 0:
+                break
+            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        for conn in self._trying:
+            if conn.lost is not None:
+                if conn.denied and not self._warned:
+                    self._warned = True
+                    log.warning("%s; leaving it out", conn.lost)
+                conn.close()
+        self._trying = [c for c in self._trying if c.lost is None]
+        return None
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        for conn in self._trying:
+            conn.close()
+        self._trying = []
 
 
 class StaticDiscovery:
@@ -119,11 +178,22 @@ class StaticDiscovery:
     that appear, restart (removed, then added) or become unreachable (removed). `publish` and
     `withdraw` do nothing, so a worker started with a static list finds its peers through it
     and announces nothing. Picklable; raises `ValueError` for an endpoint one cannot connect
-    to (a wildcard address, a missing port)."""
+    to (a wildcard address, a missing port).
 
-    __slots__ = ("endpoints", "poll_interval", "timeout")
+    `keys` (a `wool.Keys` or key directory) reaches workers that require CURVE keys: each
+    endpoint's worker must hold a key these keys trust. A `WorkerPool` with keys, or a worker
+    started with `--keys`, gives its keys to a static discovery that has none."""
 
-    def __init__(self, endpoints: Iterable[str], *, poll_interval: float = 1.0, timeout: float = 1.0) -> None:
+    __slots__ = ("endpoints", "poll_interval", "timeout", "keys")
+
+    def __init__(
+        self,
+        endpoints: Iterable[str],
+        *,
+        poll_interval: float = 1.0,
+        timeout: float = 1.0,
+        keys: Keys | PathLike | None = None,
+    ) -> None:
         if isinstance(endpoints, str):
             raise TypeError("endpoints must be a list of endpoints, not a str")
         for name, value in (("poll_interval", poll_interval), ("timeout", timeout)):
@@ -134,6 +204,7 @@ class StaticDiscovery:
         self.endpoints = tuple(dict.fromkeys(check_endpoint(e) for e in endpoints))
         self.poll_interval = float(poll_interval)
         self.timeout = float(timeout)
+        self.keys = as_keys(keys)
 
     def __repr__(self) -> str:
         return f"StaticDiscovery({list(self.endpoints)!r})"
@@ -141,10 +212,14 @@ class StaticDiscovery:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StaticDiscovery):
             return NotImplemented
-        return self.endpoints == other.endpoints
+        return (self.endpoints, self.keys) == (other.endpoints, other.keys)
 
     def __hash__(self) -> int:
         return hash((StaticDiscovery, self.endpoints))
+
+    def with_keys(self, keys: Keys | None) -> StaticDiscovery:
+        """This discovery, reaching its workers with `keys`."""
+        return StaticDiscovery(self.endpoints, poll_interval=self.poll_interval, timeout=self.timeout, keys=keys)
 
     async def publish(self, worker: WorkerInfo) -> None:
         """Nothing to do: the list of endpoints is the configuration."""
@@ -154,7 +229,7 @@ class StaticDiscovery:
 
     async def workers(self) -> list[WorkerInfo]:
         """The workers answering at the endpoints now (one ping each, concurrently)."""
-        probes = [_Probe(e) for e in self.endpoints]
+        probes = [_Probe(e, self.keys) for e in self.endpoints]
         try:
             return sorted(_by_id(await asyncio.gather(*(q.ask(self.timeout) for q in probes))).values(), key=lambda w: w.id)
         finally:
@@ -164,7 +239,7 @@ class StaticDiscovery:
     async def watch(self) -> AsyncGenerator[DiscoveryEvent, None]:
         """Yield "added" for each worker found, then one event per change, asking every
         `poll_interval` seconds. Stops cleanly on `aclose()` or cancellation."""
-        probes = [_Probe(e) for e in self.endpoints]
+        probes = [_Probe(e, self.keys) for e in self.endpoints]
         seen: dict[str, WorkerInfo] = {}
         try:
             while True:

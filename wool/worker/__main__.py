@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._errors import WoolError
+from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, check_liveness
 from ..discovery import WorkerInfo, parse_discovery
 from ..discovery._spec import SPEC_HELP
@@ -77,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
         "them to other workers when they can (default: no limit)",
     )
     parser.add_argument(
+        "--keys",
+        metavar="DIR",
+        help="CURVE key directory (made by `python -m wool.keys generate DIR`): encrypt every "
+        "connection, accept only callers whose public key DIR trusts (DIR/trusted/*.pub, and "
+        "DIR's own), and call only peers it trusts",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback address without --keys: anyone who can reach it "
+        "can run code as this user",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -119,8 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         return _run_spawned(args.spawned)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
+    keys: Keys | None = None
+    if args.keys is not None:
+        if args.insecure:
+            parser.error("--insecure and --keys exclude each other")
+        try:
+            keys = Keys.load(args.keys)
+        except (OSError, ValueError) as e:
+            parser.error(f"--keys: {e}")
     try:
-        discovery = parse_discovery(args.discovery)
+        discovery = parse_discovery(args.discovery, keys)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
     if args.grace < 0:
@@ -131,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
-    config = WorkerConfig(
-        discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
-        liveness=liveness, max_calls=args.max_calls,
-    )
+    try:
+        config = WorkerConfig(
+            discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
+            liveness=liveness, max_calls=args.max_calls, keys=keys, insecure=args.insecure,
+        )
+    except ValueError as e:
+        parser.error(str(e))
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS
 from ..discovery import Discovery
+from ..discovery._lan_record import is_local_only
 from ._server import SETTLE_QUIET
 
 DEFAULT_BIND = "tcp://127.0.0.1:0"
 DEFAULT_GRACE = 5.0
 
 
+def is_private(bind: str) -> bool:
+    """Whether only this machine can reach a worker listening at `bind`: ipc://, or tcp:// on
+    a loopback address (127.0.0.0/8, ::1, localhost). Anything else (a wildcard, an
+    interface's address or name, another transport) may be reached from elsewhere."""
+    if bind.startswith(("ipc://", "inproc://")):
+        return True
+    return bind.startswith("tcp://") and is_local_only(bind)
+
+
+def insecure_bind_refusal(bind: str) -> str:
+    """Why a worker without keys must not listen at `bind`."""
+    return (
+        f"refusing to listen on {bind} without CURVE keys: anyone who can reach that address could "
+        "run code on this machine as this user. Generate keys with `python -m wool.keys generate DIR` "
+        "and start the worker with `--keys DIR` (pools use them with WorkerPool(keys=DIR)), bind a "
+        "loopback or ipc:// endpoint, or pass --insecure if every host on this network is trusted"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
+    """Raises `ValueError` for a worker that would listen beyond this machine (a non-loopback
+    tcp address) without `keys`, unless `insecure`."""
+
     discovery: Discovery | None = None
     bind: str = DEFAULT_BIND
     tags: frozenset[str] = frozenset()
@@ -25,3 +49,11 @@ class WorkerConfig:
     # On stop, keep refusing late calls until none came for this long (see `Server.settle`);
     # 0 for a pool's private namespace, whose only callers are the pool and its workers.
     settle: float = SETTLE_QUIET
+    keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
+    insecure: bool = False  # allow listening beyond loopback without keys
+
+    def __post_init__(self) -> None:
+        if self.keys is not None and not isinstance(self.keys, Keys):
+            raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
+        if self.keys is None and not self.insecure and not is_private(self.bind):
+            raise ValueError(insecure_bind_refusal(self.bind))

@@ -70,12 +70,14 @@ async def serve(
         loop.add_reader(watch_fd, on_readable)
 
     worker_id = uuid.uuid4().hex
-    mesh = Mesh(config.discovery, liveness=config.liveness)
+    keys = config.keys
+    mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys)
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
-    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls)
+    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys)
     info = WorkerInfo(
-        worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION, config.max_calls
+        worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION, config.max_calls,
+        keys.public if keys is not None else None,
     )
     discovery = config.discovery
     published = False

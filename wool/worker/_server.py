@@ -28,8 +28,10 @@ from typing import Any
 
 import zmq
 
+from .. import _curve
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
+from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall, GeneratorCall
@@ -51,7 +53,13 @@ class Server:
     """Serves calls for worker incarnation `worker_id` on a bound ROUTER socket."""
 
     def __init__(
-        self, worker_id: str, bind: str, *, liveness: float = DEFAULT_LIVENESS, max_calls: int | None = None
+        self,
+        worker_id: str,
+        bind: str,
+        *,
+        liveness: float = DEFAULT_LIVENESS,
+        max_calls: int | None = None,
+        keys: Keys | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.accepting = True
@@ -65,10 +73,17 @@ class Server:
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness)
+        # With keys, only callers whose public key `keys` trusts complete the handshake, and
+        # ZeroMQ delivers nothing from the others (see `_curve`).
+        self._zap_domain = _curve.register(keys.allowed) if keys is not None else None
         try:
+            if keys is not None and self._zap_domain is not None:
+                _curve.make_server(sock, keys, self._zap_domain)
             sock.bind(bind)
         except zmq.ZMQError as e:
             sock.close(linger=0)
+            if self._zap_domain is not None:
+                _curve.unregister(self._zap_domain)
             raise OSError(f"cannot bind a worker to {bind}: {e}") from None
         self.endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._driver = SocketDriver(sock, self._on_request, routed=True, on_unreachable=self._on_unreachable)
@@ -226,3 +241,6 @@ class Server:
         for task in self._background:
             task.cancel()
         self._driver.close(linger=200)
+        if self._zap_domain is not None:  # after the socket: never a server without its handler
+            _curve.unregister(self._zap_domain)
+            self._zap_domain = None

@@ -1,0 +1,154 @@
+"""CURVE on wool's sockets: client and server options, and the ZAP handler that decides which
+callers a worker lets in.
+
+Theory of operation. A worker's ROUTER is a CURVE server; for every handshake it receives,
+libzmq asks the ZAP handler of the socket's context (whatever is bound at
+`inproc://zeromq.zap.01`) whether the client's public key may connect, and delivers nothing
+from that client before the answer is "200": an unknown caller's bytes never reach the
+application, let alone `cloudpickle.loads`. wool binds one ROUTER there per process, driven
+by the event loop through a `SocketDriver` like every other socket (no authenticator thread),
+and answers from a table: each secure server registers its allow-list under a ZAP domain of
+its own; a request for an unknown domain, for another mechanism, or from a key outside the
+list is denied ("400"), and the client sees `EVENT_HANDSHAKE_FAILED_AUTH`. The handler opens
+with the first registration and closes with the last. The answer is the authorisation: a
+denied peer never gets a message through, so the server does not check each message's
+`User-Id` property (the handler sets it to the client's key all the same).
+
+Fail closed: without a ZAP handler, libzmq would admit every client key. So a server
+registers before it binds and closes its socket before it unregisters, and sets
+`ZAP_ENFORCE_DOMAIN`, which makes a handshake fail when no handler answers. The handler runs
+on the event loop: while a routine blocks the loop, new callers wait for their handshake (as
+their calls would wait anyway), and past ZeroMQ's handshake interval (30 s) they fail it.
+
+Callers pin the server's key (`CURVE_SERVERKEY`, the worker's published public key): a peer
+that does not hold the matching secret key cannot complete the handshake, whatever discovery
+said about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+import zmq
+from zmq.utils import z85
+
+from ._keys import Keys
+from ._transport import SocketDriver, context
+
+log = logging.getLogger("wool.curve")
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+_WARN_INTERVAL = 10.0
+
+
+def make_client(sock: zmq.Socket[Any], keys: Keys, server_key: str) -> None:
+    """Make `sock` (not yet connected) a CURVE client of the server holding `server_key`."""
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode())
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode())
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode())
+
+
+def make_server(sock: zmq.Socket[Any], keys: Keys, domain: bytes) -> None:
+    """Make `sock` (not yet bound) a CURVE server whose clients the ZAP handler checks
+    against the allow-list registered as `domain`."""
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode())
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode())
+    sock.setsockopt(zmq.ZAP_DOMAIN, domain)
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+
+class _Handler:
+    """The process's ZAP handler: one ROUTER at `ZAP_ENDPOINT`, answering from `domains`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pid = os.getpid()
+        self.domains: dict[bytes, frozenset[bytes]] = {}
+        self._warned: dict[bytes, float] = {}
+        sock = context().socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(ZAP_ENDPOINT)
+        except zmq.ZMQError as e:
+            sock.close(linger=0)
+            raise RuntimeError(f"cannot bind the ZAP handler at {ZAP_ENDPOINT}: {e}") from None
+        self.driver = SocketDriver(sock, self._on_request, routed=True)
+
+    def _on_request(self, frames: list[bytes]) -> None:
+        # [route, b"", version, request id, domain, address, identity, mechanism, credentials...]
+        if len(frames) < 8:
+            log.warning("dropped a malformed ZAP request of %d frames", len(frames))
+            return
+        route, _, version, request_id, domain, address, _, mechanism, *credentials = frames
+        allowed = self.domains.get(domain)
+        user_id = b""
+        if version != b"1.0":
+            status, text = b"500", b"unsupported ZAP version"
+        elif allowed is None:
+            status, text = b"400", b"unknown ZAP domain"
+        elif mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
+            status, text = b"400", b"only CURVE clients are accepted"
+        else:
+            key = z85.encode(credentials[0])
+            if key in allowed:
+                status, text, user_id = b"200", b"OK", key
+            else:
+                status, text = b"400", b"public key not trusted"
+                self._warn_denied(key, address)
+        self.driver.send([route, b"", b"1.0", request_id, status, text, user_id, b""])
+
+    def _warn_denied(self, key: bytes, address: bytes) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
+            if len(self._warned) > 1024:
+                self._warned.clear()
+            self._warned[key] = now
+            log.warning(
+                "refused a caller at %s: its public key %s is not trusted (add it to the trusted "
+                "keys to let it in; further refusals of this key suppressed for %.0f s)",
+                address.decode(errors="replace"), key.decode(), _WARN_INTERVAL,
+            )
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+_handler: _Handler | None = None
+
+
+def register(allowed: frozenset[str]) -> bytes:
+    """Open the ZAP handler if needed and register `allowed` (z85 public keys) under a new
+    ZAP domain, which is returned: set it on the server socket (`make_server`) before it
+    binds. Must run on the loop that serves the socket."""
+    global _handler
+    loop = asyncio.get_running_loop()
+    if _handler is not None and _handler.pid != os.getpid():
+        _handler = None  # inherited through fork: its socket belongs to the parent's context
+    if _handler is not None and _handler.loop is not loop:
+        if _handler.domains:
+            raise RuntimeError("the secure workers of one process must share its event loop")
+        _handler.close()
+        _handler = None
+    if _handler is None:
+        _handler = _Handler()
+    domain = b"wool-" + secrets.token_hex(8).encode()
+    _handler.domains[domain] = frozenset(k.encode() for k in allowed)
+    return domain
+
+
+def unregister(domain: bytes) -> None:
+    """Forget `domain`'s allow-list (after closing its server socket); the last one closes
+    the handler."""
+    global _handler
+    if _handler is None or _handler.pid != os.getpid():
+        return
+    _handler.domains.pop(domain, None)
+    if not _handler.domains:
+        _handler.close()
+        _handler = None

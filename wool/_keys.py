@@ -1,0 +1,213 @@
+"""CURVE keys: this process's keypair, and the public keys it trusts.
+
+With keys, every connection is encrypted and both ends are authenticated by ZeroMQ's CURVE
+handshake: a worker accepts only callers whose public key it trusts (its allow-list), and a
+caller connects only to workers whose published public key it trusts. A process always
+trusts its own key, so processes that share one key directory trust each other as they are.
+
+The directory `python -m wool.keys generate DIR` makes:
+
+    DIR/              0700
+      id.key          0600  this process's secret key (z85, one line; never share it)
+      id.pub                its public key: give it to the peers that should trust this one
+      trusted/              public keys this process trusts, one `*.pub` file each
+
+Key files hold one z85 key on a line of its own (lines starting with `#` are comments);
+ZeroMQ certificate files (`public-key = "..."`, as `zmq.auth` and czmq write) are read too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import re
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+import zmq
+
+Z85_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+KEY_LENGTH = 40  # a 32-byte CURVE key in z85
+SECRET_FILE, PUBLIC_FILE, TRUSTED_DIR = "id.key", "id.pub", "trusted"
+_CERT_FIELD = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]*)"\s*$', re.MULTILINE)
+
+PathLike = str | os.PathLike[str]
+
+
+def check_key(key: object, what: str = "a CURVE key") -> str:
+    """`key` (str or bytes) as a z85 string, or `ValueError`/`TypeError` saying what is wrong."""
+    if isinstance(key, (bytes, bytearray)):
+        try:
+            key = bytes(key).decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"{what} must be 40 z85 characters, got non-ASCII bytes") from None
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a str, not {type(key).__name__}")
+    if len(key) != KEY_LENGTH or not Z85_ALPHABET.issuperset(key):
+        shown = key if len(key) <= 60 else key[:57] + "..."
+        raise ValueError(f"{what} must be 40 z85 characters, got {shown!r}")
+    return key
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Keys:
+    """This process's CURVE keypair (`public`, `secret`: z85 strings) and the public keys of
+    the peers it trusts (`trusted`). Its own key is always trusted as well.
+
+    Build one with `Keys.load(DIR)` (a directory made by `python -m wool.keys generate DIR`),
+    `Keys.generate()` (a fresh keypair, in memory), or from strings. Raises `ValueError` if
+    a key is malformed or the secret key does not belong to the public one. Its repr never
+    shows the secret key."""
+
+    public: str
+    secret: str
+    trusted: frozenset[str] = frozenset()
+
+    def __init__(self, public: str | bytes, secret: str | bytes, trusted: Iterable[str | bytes] = ()) -> None:
+        public_key = check_key(public, "the public key")
+        secret_key = check_key(secret, "the secret key")
+        if isinstance(trusted, (str, bytes)):
+            raise TypeError("trusted must be a collection of public keys, not one key")
+        if zmq.curve_public(secret_key.encode()).decode() != public_key:
+            raise ValueError("the secret key does not belong to the public key")
+        object.__setattr__(self, "public", public_key)
+        object.__setattr__(self, "secret", secret_key)
+        object.__setattr__(self, "trusted", frozenset(check_key(k, "a trusted key") for k in trusted))
+
+    def __repr__(self) -> str:
+        return f"Keys(public={self.public!r}, trusted={len(self.trusted)} keys)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Keys, (self.public, self.secret, sorted(self.trusted)))
+
+    @classmethod
+    def generate(cls, trusted: Iterable[str | bytes] = ()) -> Keys:
+        """A fresh keypair, trusting `trusted` (and itself)."""
+        public, secret = zmq.curve_keypair()
+        return cls(public, secret, trusted)
+
+    @classmethod
+    def load(cls, directory: PathLike) -> Keys:
+        """The keys in `directory` (see the module docstring; `~` is expanded). Raises
+        `OSError` if it has no
+        readable `id.key`, `ValueError` if a key file is malformed, if `id.pub` does not
+        match `id.key`, or if `id.key` is readable by anyone but its owner."""
+        root = Path(directory).expanduser()
+        secret_path = root / SECRET_FILE
+        mode = os.stat(secret_path).st_mode
+        if mode & 0o077:
+            raise ValueError(
+                f"{secret_path} is accessible by other users (mode {stat.S_IMODE(mode):04o}): "
+                f"its secret key must be private; run `chmod 600 {secret_path}`"
+            )
+        secret = read_key_file(secret_path, "secret")
+        public = zmq.curve_public(secret.encode()).decode()
+        public_path = root / PUBLIC_FILE
+        if public_path.exists() and read_key_file(public_path, "public") != public:
+            raise ValueError(f"{public_path} does not hold the public key of {secret_path}")
+        return cls(public, secret, load_trusted(root / TRUSTED_DIR))
+
+    def trusts(self, public_key: str) -> bool:
+        """Whether a peer with `public_key` may be talked to (or may call, on a worker)."""
+        return public_key == self.public or public_key in self.trusted
+
+    def trusting(self, *public_keys: str | bytes) -> Keys:
+        """These keys, trusting `public_keys` too."""
+        return Keys(self.public, self.secret, [*self.trusted, *public_keys])
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """Every key this process trusts, its own included."""
+        return self.trusted | {self.public}
+
+
+def as_keys(keys: Keys | PathLike | None) -> Keys | None:
+    """`keys`, loading a directory path given instead; `TypeError` for anything else."""
+    if keys is None or isinstance(keys, Keys):
+        return keys
+    if isinstance(keys, (str, os.PathLike)):
+        return Keys.load(keys)
+    raise TypeError(f"keys must be a wool.Keys or a key directory, not {type(keys).__name__}")
+
+
+def read_key_file(path: PathLike, kind: str) -> str:
+    """The `kind` ("public" or "secret") z85 key in the file at `path`."""
+    text = Path(path).read_text(encoding="ascii", errors="replace")
+    fields = dict((m.group(1), m.group(2)) for m in _CERT_FIELD.finditer(text))
+    if fields:
+        if kind not in fields:
+            raise ValueError(f"{path} is a certificate without a {kind} key")
+        candidate = fields[kind]
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        if len(lines) != 1:
+            raise ValueError(f"{path} must hold exactly one key on a line of its own, found {len(lines)} lines")
+        candidate = lines[0]
+    try:
+        return check_key(candidate, f"the {kind} key in {path}")
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+
+
+def load_trusted(directory: PathLike) -> list[str]:
+    """The public keys of the `*.pub` (and certificate `*.key`) files in `directory`; none if
+    it does not exist."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return [read_key_file(p, "public") for p in sorted(root.iterdir()) if p.suffix in (".pub", ".key") and p.is_file()]
+
+
+def _header(what: str) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"# wool CURVE {what}, generated {stamp} by `python -m wool.keys`\n"
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """Create `path` holding `text` with permissions `mode`, whatever the umask; never
+    replace an existing file (`FileExistsError`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def generate_directory(directory: PathLike, *, force: bool = False) -> Keys:
+    """Make the layout of the module docstring in `directory` with a fresh keypair and return
+    it. Raises `FileExistsError` if `directory` already has keys (unless `force`, which
+    replaces them: peers that trusted the old public key no longer trust this process)."""
+    root = Path(directory)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    (root / TRUSTED_DIR).mkdir(mode=0o755, exist_ok=True)
+    secret_path, public_path = root / SECRET_FILE, root / PUBLIC_FILE
+    if force:
+        for path in (secret_path, public_path):
+            path.unlink(missing_ok=True)
+    elif secret_path.exists() or public_path.exists():
+        raise FileExistsError(f"{root} already holds keys ({SECRET_FILE}); pass --force to replace them")
+    keys = Keys.generate()
+    _write_new(secret_path, _header("secret key: keep this file private") + keys.secret + "\n", 0o600)
+    _write_new(public_path, _header("public key") + keys.public + "\n", 0o644)
+    return Keys(keys.public, keys.secret, load_trusted(root / TRUSTED_DIR))
+
+
+def trust_key(directory: PathLike, public_key: str, name: str) -> Path:
+    """Add `public_key` to `directory`'s trusted keys as `trusted/NAME.pub`; the file's path.
+    Raises `FileExistsError` if a different key already has that name."""
+    key = check_key(public_key, "the public key")
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise ValueError(f"{name!r} cannot name a key file")
+    folder = Path(directory) / TRUSTED_DIR
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = folder / f"{name}.pub"
+    if path.exists():
+        if read_key_file(path, "public") == key:
+            return path
+        raise FileExistsError(f"{path} already holds another key")
+    _write_new(path, _header("trusted public key") + key + "\n", 0o644)
+    return path
