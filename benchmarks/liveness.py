@@ -31,6 +31,7 @@ async def detection(sig: signal.Signals, liveness: float) -> float:
         while [r["calls"] for r in await survey(await namespace.workers(), 5.0)] != [1]:
             pass  # until the call runs on the worker
         pid = pool.processes[0].pid
+        assert pid is not None
         start = time.perf_counter()
         os.kill(pid, sig)
         try:

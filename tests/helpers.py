@@ -5,17 +5,21 @@ happened inside a worker, and how it holds routines at a gate, without sleeping)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
+
 import wool
+from wool import protocol as p
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -195,3 +199,12 @@ class DelegatingDiscovery:
 
     def watch(self) -> AsyncIterator[wool.DiscoveryEvent]:
         return self.inner.watch()
+
+
+def make_call(
+    worker_id: str, call_id: int, fn: Callable[..., Any], *args: Any, generator: bool = False, **kwargs: Any
+) -> p.Call:
+    """A well-formed `call` of `fn(*args, **kwargs)`, as a wool caller would build it."""
+    routine = cloudpickle.dumps(fn, protocol=5)
+    digest = hashlib.blake2b(routine, digest_size=16).digest()
+    return p.Call(call_id, worker_id, digest, fn.__qualname__, generator, routine, p.dumps((args, kwargs)))

@@ -10,12 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import os
 import random
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -30,7 +26,7 @@ import zmq.asyncio
 
 import routines
 import wool
-from helpers import REPO, CliWorker, Observer, read_line
+from helpers import CliWorker, Observer, make_call
 from wool import protocol as p
 from wool._transport import context
 
@@ -47,14 +43,6 @@ SENTINEL = 2**63
 WAIT = 20.0  # bound on every wait for the worker
 
 
-def make_call(
-    worker_id: str, call_id: int, fn: Callable[..., Any], *args: Any, generator: bool = False, **kwargs: Any
-) -> p.Call:
-    routine = cloudpickle.dumps(fn, protocol=5)
-    digest = hashlib.blake2b(routine, digest_size=16).digest()
-    return p.Call(call_id, worker_id, digest, fn.__qualname__, generator, routine, p.dumps((args, kwargs)))
-
-
 def envelope(*items: Any) -> bytes:
     return msgpack.packb(list(items), use_bin_type=True)
 
@@ -69,19 +57,12 @@ class LoggedCliWorker(CliWorker):
         self.discovery = discovery
 
     async def __aenter__(self) -> LoggedCliWorker:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wool.worker", *self.args], stdout=subprocess.PIPE, stderr=log, env=env, cwd=REPO
-            )
-        assert self.proc.stdout is not None
-        line = await read_line(self.proc.stdout)
-        match = re.match(r"wool worker (\w+) listening on (\S+) \(pid (\d+)\)", line)
-        if match is None:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"worker did not start: {line!r}\n{self.log_path.read_text()}")
-        self.id, self.endpoint = match.group(1), match.group(2)
+            self.stderr = log
+            try:
+                await super().__aenter__()
+            finally:
+                self.stderr = None
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import cloudpickle
@@ -18,7 +18,7 @@ import zmq.asyncio
 
 import wool
 from tests import routines
-from tests.helpers import Observer
+from tests.helpers import Observer, make_call
 from wool import protocol as p
 from wool._transport import DEFAULT_LIVENESS
 from wool._transport import context
@@ -26,14 +26,6 @@ from wool._transport import context
 pytestmark = pytest.mark.multiprocess
 
 RECV_TIMEOUT = 10.0
-
-
-def make_call(
-    worker_id: str, call_id: int, fn: Callable[..., Any], *args: Any, generator: bool = False, **kwargs: Any
-) -> p.Call:
-    routine = cloudpickle.dumps(fn, protocol=5)
-    digest = hashlib.blake2b(routine, digest_size=16).digest()
-    return p.Call(call_id, worker_id, digest, fn.__qualname__, generator, routine, p.dumps((args, kwargs)))
 
 
 class RawPeer:
