@@ -17,8 +17,8 @@ from . import protocol as p
 from ._connection import Connection
 from ._errors import WoolError
 from ._keys import Keys
-from .discovery import WorkerInfo, parse_discovery
-from .discovery._spec import SPEC_HELP
+from .discovery import WorkerInfo
+from .discovery._spec import SPEC_HELP, discovery_from_args
 
 
 async def survey(infos: list[WorkerInfo], timeout: float, keys: Keys | None = None) -> list[dict[str, Any]]:
@@ -74,14 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
-    try:
-        keys = Keys.load(args.keys) if args.keys is not None else None
-    except (OSError, ValueError) as e:
-        parser.error(f"--keys: {e}")
-    try:
-        discovery = parse_discovery(args.discovery, keys)
-    except (ValueError, TypeError) as e:
-        parser.error(str(e))
+    discovery, keys = discovery_from_args(parser, args.discovery, args.keys)
 
     async def run() -> list[dict[str, Any]]:
         return await survey(await discovery.workers(), args.timeout, keys)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .._keys import Keys
 from ._interface import Discovery
 from ._lan import LanDiscovery
@@ -38,3 +40,16 @@ def parse_discovery(spec: str, keys: Keys | None = None) -> Discovery:
             raise ValueError(f"no endpoints in {spec!r}: expected static:tcp://HOST:PORT,...")
         return StaticDiscovery(endpoints, keys=keys)
     raise ValueError(f"unknown discovery {spec!r}: expected local:NAME, lan[:NAMESPACE][@ADDRESS,...] or static:ENDPOINT,...")
+
+
+def discovery_from_args(parser: argparse.ArgumentParser, spec: str, keys_dir: str | None) -> tuple[Discovery, Keys | None]:
+    """The `--discovery SPEC` and `--keys DIR` of a command line, or `parser.error` (exit 2)
+    naming what is wrong with them."""
+    try:
+        keys = Keys.load(keys_dir) if keys_dir is not None else None
+    except (OSError, ValueError) as e:
+        parser.error(f"--keys: {e}")
+    try:
+        return parse_discovery(spec, keys), keys
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))

@@ -13,10 +13,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._errors import WoolError
-from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, check_liveness
-from ..discovery import WorkerInfo, parse_discovery
-from ..discovery._spec import SPEC_HELP
+from ..discovery import WorkerInfo
+from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
 from ._runtime import serve
 
@@ -133,18 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run_spawned(args.spawned)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
-    keys: Keys | None = None
-    if args.keys is not None:
-        if args.insecure:
-            parser.error("--insecure and --keys exclude each other")
-        try:
-            keys = Keys.load(args.keys)
-        except (OSError, ValueError) as e:
-            parser.error(f"--keys: {e}")
-    try:
-        discovery = parse_discovery(args.discovery, keys)
-    except (ValueError, TypeError) as e:
-        parser.error(str(e))
+    if args.keys is not None and args.insecure:
+        parser.error("--insecure and --keys exclude each other")
+    discovery, keys = discovery_from_args(parser, args.discovery, args.keys)
     if args.grace < 0:
         parser.error("--grace must not be negative")
     try:
