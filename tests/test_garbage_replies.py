@@ -185,12 +185,12 @@ NAMING_THE_CALL: list[Any] = [
         lambda i: [envelope(p.VERSION, 99, i), *p.dumps(1)], wool.DispatchError, "unknown message kind 99", id="unknown-kind",
     ),
     pytest.param(
-        lambda i: [envelope(p.VERSION, int(p.Kind.RETURN), i)], wool.DispatchError, "return needs at least 1 payload frames",
+        lambda i: [envelope(p.VERSION, int(p.Kind.RETURN), i)], wool.DispatchError, "return needs at least 2 frames after its envelope",
         id="return-without-payload",
     ),
     pytest.param(
         lambda i: [envelope(p.VERSION, int(p.Kind.STOP), i), *([b""] * 10_000)], wool.DispatchError,
-        "stop carries no payload, got 10000 frames", id="ten-thousand-frames",
+        "stop needs 1 frames after its envelope, got 10000", id="ten-thousand-frames",
     ),
     pytest.param(
         lambda i: [envelope(p.VERSION, int(p.Kind.RAISE), i, 1, None), b"x"], wool.DispatchError, "malformed raise envelope",

@@ -20,24 +20,35 @@ MESSAGES = [
     p.Call(1, "worker-a", DIGEST, "mod.add", False, ROUTINE, (b"args",)),
     p.Call(2, "worker-a", DIGEST, "mod.ticks", True, ROUTINE, ARGS),
     p.Call(3, "", b"", "", False, b"", (b"",)),
+    p.Call(3, "w", DIGEST, "mod.f", False, ROUTINE, (b"a",), b"context", ("gpu", "eu"), 2.5, 0.75),
+    p.Call(3, "w", DIGEST, "mod.f", True, ROUTINE, ARGS, b"context", (), None, 0),
     p.Next(4),
+    p.Next(4, b"context"),
     p.Send(5, (b"value",)),
     p.Send(6, ARGS),
     p.Throw(7, (b"exc",)),
     p.Throw(8, ARGS),
     p.Close(9),
+    p.Close(9, b"context"),
     p.Cancel(10),
     p.Ping(11),
     p.Credit(12, 64),
     p.Return(12, (b"result",)),
     p.Return(13, ARGS),
+    p.Return(13, ARGS, b"context"),
     p.Yield(14, (b"item",)),
     p.Yield(15, ARGS),
     p.Raise(16, "tests.routines.Oops", "boom \u2603", "Traceback (most recent call last):\n ...", (b"exc",)),
     p.Raise(17, "KeyError", "", "", ARGS),
     p.Stop(18),
+    p.Stop(18, b"context"),
+    p.Yield(18, (b"item",), b"context"),
+    p.Send(18, (b"value",), b"context"),
+    p.Throw(18, (b"exc",), b"context"),
+    p.Raise(18, "KeyError", "", "", ARGS, b"context"),
     p.Pong(19, "worker-a"),
     p.Pong(20, "worker-b", calls=3, queued=2),
+    p.Pong(20, "worker-c", 1, 0, ("gpu", "eu"), 8),
     *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
     p.Ping(0),
     p.Ping(2**64 - 1),
@@ -65,11 +76,13 @@ def test_round_trip(msg: p.Message) -> None:
 
 @pytest.mark.parametrize("msg", MESSAGES, ids=_id)
 def test_envelope_holds_no_payload(msg: p.Message) -> None:
-    """Payload frames travel as their own frames, never copied into the msgpack envelope."""
+    """Payload and context frames travel as their own frames, never copied into the msgpack
+    envelope."""
     frames = p.encode(msg)
     payload = getattr(msg, "payload", ())
     routine = (msg.routine,) if isinstance(msg, p.Call) else ()
-    assert [bytes(f) for f in frames[1:]] == [bytes(f) for f in (*routine, *payload)]
+    context = (msg.context,) if hasattr(msg, "context") else ()
+    assert [bytes(f) for f in frames[1:]] == [bytes(f) for f in (*routine, *context, *payload)]
     assert len(frames[0]) < 200
 
 
@@ -87,7 +100,7 @@ def env(*items: Any) -> bytes:
 
 V = p.VERSION
 K = p.Kind
-CALL_FIELDS = ("w", DIGEST, "name", False)
+CALL_FIELDS = ("w", DIGEST, "name", False, [], None, None)
 
 # (frames, message pattern, call id expected on the error)
 CORRUPT = [
@@ -143,16 +156,26 @@ CORRUPT = [
         [env(V, True, 6, *CALL_FIELDS), b"r", b"a"], "kind", 6, id="bool-kind",
     ),
     # wrong field types, per kind
-    pytest.param([env(V, K.CALL, 7, 1, DIGEST, "n", False), b"r", b"a"], "malformed call", 7, id="call-int-worker"),
-    pytest.param([env(V, K.CALL, 7, b"w", DIGEST, "n", False), b"r", b"a"], "malformed call", 7, id="call-bin-worker"),
-    pytest.param([env(V, K.CALL, 7, "w", "digest", "n", False), b"r", b"a"], "malformed call", 7, id="call-str-digest"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, None, False), b"r", b"a"], "malformed call", 7, id="call-nil-name"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", 0), b"r", b"a"], "malformed call", 7, id="call-int-generator"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", "yes"), b"r", b"a"], "malformed call", 7, id="call-str-generator"),
+    pytest.param([env(V, K.CALL, 7, 1, DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-worker"),
+    pytest.param([env(V, K.CALL, 7, b"w", DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-bin-worker"),
+    pytest.param([env(V, K.CALL, 7, "w", "digest", "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-digest"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, None, False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-nil-name"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", 0, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-generator"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", "yes", [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-generator"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, "gpu", None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-tags"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [1], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-tag"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, ["t"] * 65, None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-too-many-tags"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], -1.0, None), b"r", b"c", b"a"], "malformed call", 7, id="call-negative-timeout"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], "1", None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-timeout"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("inf")), b"r", b"c", b"a"], "malformed call", 7, id="call-infinite-remaining"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("nan")), b"r", b"c", b"a"], "malformed call", 7, id="call-nan-remaining"),
+    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, True), b"r", b"c", b"a"], "malformed call", 7, id="call-bool-remaining"),
     pytest.param([env(V, K.RAISE, 7, "T", "m", 3), b"e"], "malformed raise", 7, id="raise-int-traceback"),
     pytest.param([env(V, K.RAISE, 7, b"T", "m", "tb"), b"e"], "malformed raise", 7, id="raise-bin-type"),
-    pytest.param([env(V, K.PONG, 7, 42, 0, 0)], "malformed pong", 7, id="pong-int-worker"),
-    pytest.param([env(V, K.PONG, 7, None, 0, 0)], "malformed pong", 7, id="pong-nil-worker"),
+    pytest.param([env(V, K.PONG, 7, 42, 0, 0, [], 0)], "malformed pong", 7, id="pong-int-worker"),
+    pytest.param([env(V, K.PONG, 7, None, 0, 0, [], 0)], "malformed pong", 7, id="pong-nil-worker"),
+    pytest.param([env(V, K.PONG, 7, "w", 0, 0, ["a", 2], 0)], "malformed pong", 7, id="pong-int-tag"),
+    pytest.param([env(V, K.PONG, 7, "w", 0, 0, [], -1)], "malformed pong", 7, id="pong-negative-max-calls"),
     pytest.param([env(V, K.REJECT, 7, 99, "d")], "malformed reject", 7, id="reject-unknown-reason"),
     pytest.param([env(V, K.REJECT, 7, 0, "d")], "malformed reject", 7, id="reject-reason-zero"),
     pytest.param([env(V, K.REJECT, 7, True, "d")], "malformed reject", 7, id="reject-bool-reason"),
@@ -160,31 +183,41 @@ CORRUPT = [
     pytest.param([env(V, K.REJECT, 7, "MALFORMED", "d")], "malformed reject", 7, id="reject-str-reason"),
     pytest.param([env(V, K.REJECT, 7, 3, b"d")], "malformed reject", 7, id="reject-bin-detail"),
     # wrong field counts
-    pytest.param([env(V, K.CALL, 8, "w", DIGEST, "n"), b"r", b"a"], "malformed call", 8, id="call-missing-field"),
-    pytest.param([env(V, K.CALL, 8, *CALL_FIELDS, 0), b"r", b"a"], "malformed call", 8, id="call-extra-field"),
+    pytest.param([env(V, K.CALL, 8, "w", DIGEST, "n", False), b"r", b"c", b"a"], "malformed call", 8, id="call-missing-field"),
+    pytest.param([env(V, K.CALL, 8, *CALL_FIELDS, 0), b"r", b"c", b"a"], "malformed call", 8, id="call-extra-field"),
     pytest.param([env(V, K.NEXT, 8, 0)], "malformed next", 8, id="next-extra-field"),
     pytest.param([env(V, K.CANCEL, 8, "why")], "malformed cancel", 8, id="cancel-extra-field"),
     pytest.param([env(V, K.RAISE, 8, "T", "m"), b"e"], "malformed raise", 8, id="raise-missing-field"),
     pytest.param([env(V, K.PONG, 8)], "malformed pong", 8, id="pong-missing-field"),
-    pytest.param([env(V, K.PONG, 8, "w", 0, 0, 0)], "malformed pong", 8, id="pong-extra-field"),
-    pytest.param([env(V, K.PONG, 8, "w", -1, 0)], "malformed pong", 8, id="pong-negative-count"),
-    pytest.param([env(V, K.PONG, 8, "w", 0, "1")], "malformed pong", 8, id="pong-text-count"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0)], "malformed pong", 8, id="pong-old-fields"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0)], "malformed pong", 8, id="pong-extra-field"),
+    pytest.param([env(V, K.PONG, 8, "w", -1, 0, [], 0)], "malformed pong", 8, id="pong-negative-count"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, "1", [], 0)], "malformed pong", 8, id="pong-text-count"),
     pytest.param([env(V, K.REJECT, 8, 3)], "malformed reject", 8, id="reject-missing-field"),
     # payload frames on a kind that takes none
     *(
         pytest.param([env(V, kind, 9), b"x"], f"{kind.name.lower()} carries no payload, got 1", 9, id=f"{kind.name.lower()}-with-payload")
-        for kind in (K.NEXT, K.CLOSE, K.CANCEL, K.PING, K.STOP)
+        for kind in (K.CANCEL, K.PING)
     ),
-    pytest.param([env(V, K.PONG, 9, "w", 0, 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
+    pytest.param([env(V, K.PONG, 9, "w", 0, 0, [], 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
     pytest.param([env(V, K.REJECT, 9, 1, "d"), b""], "reject carries no payload, got 1", 9, id="reject-with-payload"),
-    # missing payload frames
-    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 2 payload frames, got 0", 10, id="call-no-frames"),
-    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS), b"r"], "call needs at least 2 payload frames, got 1", 10, id="call-no-args"),
+    # a step or end that carries more than its context frame, or not even that
     *(
-        pytest.param([env(V, kind, 10)], f"{kind.name.lower()} needs at least 1 payload frames, got 0", 10, id=f"{kind.name.lower()}-no-payload")
+        pytest.param([env(V, kind, 9), b"c", b"x"], f"{kind.name.lower()} needs 1 frames after its envelope, got 2", 9, id=f"{kind.name.lower()}-with-payload")
+        for kind in (K.NEXT, K.CLOSE, K.STOP)
+    ),
+    *(
+        pytest.param([env(V, kind, 9)], f"{kind.name.lower()} needs 1 frames after its envelope, got 0", 9, id=f"{kind.name.lower()}-no-context")
+        for kind in (K.NEXT, K.CLOSE, K.STOP)
+    ),
+    # missing payload frames
+    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 3 frames after its envelope, got 0", 10, id="call-no-frames"),
+    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS), b"r", b"c"], "call needs at least 3 frames after its envelope, got 2", 10, id="call-no-args"),
+    *(
+        pytest.param([env(V, kind, 10), b"c"], f"{kind.name.lower()} needs at least 2 frames after its envelope, got 1", 10, id=f"{kind.name.lower()}-no-payload")
         for kind in (K.SEND, K.THROW, K.RETURN, K.YIELD)
     ),
-    pytest.param([env(V, K.RAISE, 10, "T", "m", "tb")], "raise needs at least 1", 10, id="raise-no-payload"),
+    pytest.param([env(V, K.RAISE, 10, "T", "m", "tb")], "raise needs at least 2", 10, id="raise-no-payload"),
 ]
 
 

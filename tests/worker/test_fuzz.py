@@ -268,7 +268,7 @@ class Fuzzer:
     # -- garbage whose reply is predicted ----------------------------------------------------
 
     def unknown_version(self) -> list[bytes]:
-        version = self.rng.choice([0, 2, 3, 99, 255, 2**16, 2**63, -1, "1", 1.0, None, True, [1]])
+        version = self.rng.choice([0, 1, 3, 99, 255, 2**16, 2**63, -1, "1", 1.0, None, True, [1]])
         code = self.rng.choice([*list(p.Kind), 77])
         call_id = self.expect(self.fresh_id(), malformed("unsupported protocol version"))
         return [envelope(version, int(code), call_id), *self.frames()]
@@ -287,18 +287,22 @@ class Fuzzer:
     def many_frames(self) -> list[bytes]:
         count = self.rng.randrange(100, 3000)
         kind = self.rng.choice([p.Kind.PING, p.Kind.NEXT, p.Kind.CLOSE, p.Kind.CANCEL, p.Kind.STOP])
-        call_id = self.expect(self.fresh_id(), malformed(f"{kind.name.lower()} carries no payload, got {count} frames"))
+        if kind in (p.Kind.PING, p.Kind.CANCEL):
+            problem = f"{kind.name.lower()} carries no payload, got {count} frames"
+        else:  # a step or an end: its context frame only
+            problem = f"{kind.name.lower()} needs 1 frames after its envelope, got {count}"
+        call_id = self.expect(self.fresh_id(), malformed(problem))
         return [envelope(p.VERSION, int(kind), call_id), *([b""] * count)]
 
     def missing_payload(self) -> list[bytes]:
         kind = self.rng.choice([p.Kind.SEND, p.Kind.THROW, p.Kind.CALL])
         call_id = self.fresh_id()
         if kind is p.Kind.CALL:
-            head = envelope(p.VERSION, int(kind), call_id, self.worker_id, self.good.digest, "fuzz", False)
-            self.expect(call_id, malformed("call needs at least 2 payload frames"))
-            return [head, bytes(self.good.routine)]
-        self.expect(call_id, malformed(f"{kind.name.lower()} needs at least 1 payload frames"))
-        return [envelope(p.VERSION, int(kind), call_id)]
+            head = envelope(p.VERSION, int(kind), call_id, self.worker_id, self.good.digest, "fuzz", False, [], None, None)
+            self.expect(call_id, malformed("call needs at least 3 frames after its envelope"))
+            return [head, bytes(self.good.routine), b""]
+        self.expect(call_id, malformed(f"{kind.name.lower()} needs at least 2 frames after its envelope"))
+        return [envelope(p.VERSION, int(kind), call_id), b""]
 
     def reply_kind(self) -> list[bytes]:
         call_id = self.fresh_id()
@@ -380,7 +384,7 @@ class Fuzzer:
             [envelope(p.VERSION, int(p.Kind.PING), big, "x" * 2**20)],
             [self.rng.randbytes(2**20)],
             [envelope(p.VERSION, int(p.Kind.PING), frames_100k), *([b""] * 100_000)],
-            [envelope(p.VERSION, int(p.Kind.SEND), huge_frame), b"\x00" * 2**24],
+            [envelope(p.VERSION, int(p.Kind.SEND), huge_frame), b"", b"\x00" * 2**24],
         ]
 
 

@@ -13,8 +13,8 @@ one connection per endpoint and asks again every `poll_interval` seconds:
   not dead, and the mesh's own liveness judges the calls it runs.
 A ping is only sent once the connection's handshake has completed, so an endpoint that stays
 down does not pile up queued pings. `publish` and `withdraw` do nothing: the list is the
-configuration. A pong does not say the worker's pid, tags or call limit: they read as 0,
-none and unlimited.
+configuration. A pong says the worker's tags and call limit, so placement by tags works
+as with the other discoveries; it does not say the pid, which reads as 0.
 
 With keys, an endpoint does not say which public key its worker holds either, and a CURVE
 client must name it before the first byte. So each endpoint is tried with every key these
@@ -111,8 +111,8 @@ class _Probe:
             return self.worker
         if self.worker is None or self.worker.id != reply.worker_id:
             self.worker = WorkerInfo(
-                reply.worker_id, self.endpoint, 0, _host(self.endpoint), frozenset(), p.VERSION,
-                public_key=conn.worker.public_key,
+                reply.worker_id, self.endpoint, 0, _host(self.endpoint), frozenset(reply.tags), p.VERSION,
+                reply.max_calls or None, conn.worker.public_key,
             )
         return self.worker
 

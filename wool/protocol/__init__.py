@@ -11,6 +11,7 @@ from ._messages import (
     Frame,
     Kind,
     Message,
+    NO_CONTEXT,
     Next,
     Ping,
     Pong,
@@ -28,7 +29,7 @@ from ._messages import (
 from ._payload import OUT_OF_BAND, describe, dumps, dumps_exception, loads, loads_exception
 
 __all__ = [
-    "ACCEPTS", "MAX_ENVELOPE", "OUT_OF_BAND", "STEPS", "VERSION",
+    "ACCEPTS", "MAX_ENVELOPE", "NO_CONTEXT", "OUT_OF_BAND", "STEPS", "VERSION",
     "Call", "Cancel", "Close", "Credit", "Frame", "Kind", "Message", "Next", "Ping", "Pong",
     "ProtocolError", "Raise", "Reject", "RejectReason", "Reply", "Request", "Return",
     "Send", "Stop", "Throw", "Yield",

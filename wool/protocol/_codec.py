@@ -42,6 +42,7 @@ _MAX_CALL_ID = 2**64 - 1
 MAX_NAME = 256
 MAX_TEXT = 4096
 MAX_TRACEBACK = 8192
+MAX_TAGS = 64
 
 
 class ProtocolError(Exception):
@@ -70,15 +71,19 @@ def encode(msg: Message) -> list[Frame]:
     """The frames of `msg`, envelope first. Over-long text fields (names, messages,
     tracebacks, details) are clipped; any other oversize envelope raises `ProtocolError`."""
     if isinstance(msg, Call):
-        head = _envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator)
-        frames: list[Frame] = [head, msg.routine, *msg.payload]
+        options = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining)
+        head = _envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
+        frames: list[Frame] = [head, msg.routine, msg.context, *msg.payload]
     elif isinstance(msg, Raise):
         fields = (_clip(msg.type_name, MAX_NAME), _clip(msg.message, MAX_TEXT), _clip(msg.traceback, MAX_TRACEBACK, True))
-        frames = [_envelope(msg, *fields), *msg.payload]
+        frames = [_envelope(msg, *fields), msg.context, *msg.payload]
     elif isinstance(msg, (Send, Throw, Return, Yield)):
-        frames = [_envelope(msg), *msg.payload]
+        frames = [_envelope(msg), msg.context, *msg.payload]
+    elif isinstance(msg, (Next, Close, Stop)):
+        frames = [_envelope(msg), msg.context]
     elif isinstance(msg, Pong):
-        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued)]
+        tags = [_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]]
+        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued, tags, msg.max_calls)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
     elif isinstance(msg, Credit):
@@ -130,26 +135,37 @@ def _positive(v: object) -> bool:
     return _is_int(v) and 1 <= v <= _MAX_CALL_ID  # type: ignore[operator]
 
 
+def _tags(v: object) -> bool:
+    return isinstance(v, list) and len(v) <= MAX_TAGS and all(isinstance(t, str) for t in v)
+
+
+def _seconds(v: object) -> bool:
+    """None, or a finite, non-negative number of seconds."""
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"))
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
 
-# kind -> (field checks, payload frames: None = none allowed, int = at least that many)
-_FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int | None]] = {
-    Kind.CALL: ((_str, _bin, _str, _bool), 2),
-    Kind.NEXT: ((), None),
-    Kind.SEND: ((), 1),
-    Kind.THROW: ((), 1),
-    Kind.CLOSE: ((), None),
-    Kind.CANCEL: ((), None),
-    Kind.PING: ((), None),
-    Kind.CREDIT: ((_positive,), None),
-    Kind.RETURN: ((), 1),
-    Kind.YIELD: ((), 1),
-    Kind.RAISE: ((_str, _str, _str), 1),
-    Kind.STOP: ((), None),
-    Kind.PONG: ((_str, _count, _count), None),
-    Kind.REJECT: ((_reason, _str), None),
+# kind -> (field checks, frames after the envelope: at least, at most (None: no limit)).
+# The first frame after a call's routine, or after the envelope of a step or an outcome, is
+# its context frame.
+_FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]] = {
+    Kind.CALL: ((_str, _bin, _str, _bool, _tags, _seconds, _seconds), 3, None),
+    Kind.NEXT: ((), 1, 1),
+    Kind.SEND: ((), 2, None),
+    Kind.THROW: ((), 2, None),
+    Kind.CLOSE: ((), 1, 1),
+    Kind.CANCEL: ((), 0, 0),
+    Kind.PING: ((), 0, 0),
+    Kind.CREDIT: ((_positive,), 0, 0),
+    Kind.RETURN: ((), 2, None),
+    Kind.YIELD: ((), 2, None),
+    Kind.RAISE: ((_str, _str, _str), 2, None),
+    Kind.STOP: ((), 1, 1),
+    Kind.PONG: ((_str, _count, _count, _tags, _count), 0, 0),
+    Kind.REJECT: ((_reason, _str), 0, 0),
 }
 
 
@@ -174,31 +190,32 @@ def decode(frames: Sequence[Frame]) -> Message:
     if not _is_int(kind_code) or kind_code not in Kind._value2member_map_:
         raise ProtocolError(f"unknown message kind {_clip(repr(kind_code), 100)}", call_id)
     kind = Kind(kind_code)
-    checks, min_payload = _FIELDS[kind]
+    checks, least, most = _FIELDS[kind]
     fields = env[3:]
     if len(fields) != len(checks) or not all(check(f) for check, f in zip(checks, fields)):
         raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {_clip(repr(fields), 200)}", call_id)
     rest = tuple(frames[1:])
-    if min_payload is None and rest:
+    if most == 0 and rest:
         raise ProtocolError(f"{kind.name.lower()} carries no payload, got {len(rest)} frames", call_id)
-    if min_payload is not None and len(rest) < min_payload:
-        raise ProtocolError(f"{kind.name.lower()} needs at least {min_payload} payload frames, got {len(rest)}", call_id)
+    if len(rest) < least or (most is not None and len(rest) > most):
+        wanted = f"{least} frames" if least == most else f"at least {least} frames"
+        raise ProtocolError(f"{kind.name.lower()} needs {wanted} after its envelope, got {len(rest)}", call_id)
     return _BUILD[kind](call_id, fields, rest)
 
 
 _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
-    Kind.CALL: lambda i, f, p: Call(i, f[0], f[1], f[2], f[3], p[0], p[1:]),
-    Kind.NEXT: lambda i, f, p: Next(i),
-    Kind.SEND: lambda i, f, p: Send(i, p),
-    Kind.THROW: lambda i, f, p: Throw(i, p),
-    Kind.CLOSE: lambda i, f, p: Close(i),
+    Kind.CALL: lambda i, f, p: Call(i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6]),
+    Kind.NEXT: lambda i, f, p: Next(i, p[0]),
+    Kind.SEND: lambda i, f, p: Send(i, p[1:], p[0]),
+    Kind.THROW: lambda i, f, p: Throw(i, p[1:], p[0]),
+    Kind.CLOSE: lambda i, f, p: Close(i, p[0]),
     Kind.CANCEL: lambda i, f, p: Cancel(i),
     Kind.PING: lambda i, f, p: Ping(i),
     Kind.CREDIT: lambda i, f, p: Credit(i, f[0]),
-    Kind.RETURN: lambda i, f, p: Return(i, p),
-    Kind.YIELD: lambda i, f, p: Yield(i, p),
-    Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p),
-    Kind.STOP: lambda i, f, p: Stop(i),
-    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2]),
+    Kind.RETURN: lambda i, f, p: Return(i, p[1:], p[0]),
+    Kind.YIELD: lambda i, f, p: Yield(i, p[1:], p[0]),
+    Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p[1:], p[0]),
+    Kind.STOP: lambda i, f, p: Stop(i, p[0]),
+    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4]),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
 }

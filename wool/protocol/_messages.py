@@ -11,9 +11,14 @@ import dataclasses
 import enum
 from typing import Union
 
-VERSION = 1
+VERSION = 2
 
 Frame = Union[bytes, memoryview]
+
+# Every message that runs user code, or reports on it, carries one context frame: the
+# `wool.ContextVar` values that travel with it, pickled (see `wool._contextvars`). It is
+# empty when no variable was set (going out) or changed (coming back): the common case.
+NO_CONTEXT = b""
 
 
 class Kind(enum.IntEnum):
@@ -38,7 +43,9 @@ class Kind(enum.IntEnum):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Call:
     """Start a routine. `worker_id` names the incarnation it is meant for; `digest`
-    identifies the pickled routine so a worker unpickles each routine once."""
+    identifies the pickled routine so a worker unpickles each routine once. `tags` and
+    `timeout` are the caller's `wool.options` (in force for the routine's own nested calls);
+    `remaining` is the seconds left before the call's deadline, if it has one."""
 
     call_id: int
     worker_id: str
@@ -47,6 +54,10 @@ class Call:
     generator: bool
     routine: Frame
     payload: tuple[Frame, ...]
+    context: Frame = NO_CONTEXT
+    tags: tuple[str, ...] = ()
+    timeout: float | None = None
+    remaining: float | None = None
     kind = Kind.CALL
 
 
@@ -55,6 +66,7 @@ class Next:
     """Advance a generator call one step (`anext`)."""
 
     call_id: int
+    context: Frame = NO_CONTEXT
     kind = Kind.NEXT
 
 
@@ -64,6 +76,7 @@ class Send:
 
     call_id: int
     payload: tuple[Frame, ...]
+    context: Frame = NO_CONTEXT
     kind = Kind.SEND
 
 
@@ -73,6 +86,7 @@ class Throw:
 
     call_id: int
     payload: tuple[Frame, ...]
+    context: Frame = NO_CONTEXT
     kind = Kind.THROW
 
 
@@ -81,6 +95,7 @@ class Close:
     """Close a generator (`aclose`): its `finally` runs remotely."""
 
     call_id: int
+    context: Frame = NO_CONTEXT
     kind = Kind.CLOSE
 
 
@@ -114,6 +129,7 @@ class Return:
 
     call_id: int
     payload: tuple[Frame, ...]
+    context: Frame = NO_CONTEXT
     kind = Kind.RETURN
 
 
@@ -123,6 +139,7 @@ class Yield:
 
     call_id: int
     payload: tuple[Frame, ...]
+    context: Frame = NO_CONTEXT
     kind = Kind.YIELD
 
 
@@ -136,6 +153,7 @@ class Raise:
     message: str
     traceback: str
     payload: tuple[Frame, ...]
+    context: Frame = NO_CONTEXT
     kind = Kind.RAISE
 
 
@@ -144,19 +162,24 @@ class Stop:
     """A generator call is exhausted (`StopAsyncIteration`), or closed."""
 
     call_id: int
+    context: Frame = NO_CONTEXT
     kind = Kind.STOP
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pong:
     """The answer to a `ping`: which worker incarnation this is, how many calls it has
-    open (running, or suspended between generator steps) and how many wait for a slot.
-    With call id 0 it is the worker's probe of a caller (ignored by callers)."""
+    open (running, or suspended between generator steps) and how many wait for a slot, its
+    tags and its limit of concurrent calls (0: none), so that a caller that found it without
+    discovery (a static list of endpoints) can place calls on it. With call id 0 it is the
+    worker's probe of a caller (ignored by callers)."""
 
     call_id: int
     worker_id: str
     calls: int = 0
     queued: int = 0
+    tags: tuple[str, ...] = ()
+    max_calls: int = 0
     kind = Kind.PONG
 
 

@@ -74,7 +74,9 @@ async def serve(
     mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys)
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
-    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys)
+    server = Server(
+        worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags
+    )
     info = WorkerInfo(
         worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION, config.max_calls,
         keys.public if keys is not None else None,

@@ -60,8 +60,10 @@ class Server:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | None = None,
+        tags: frozenset[str] = frozenset(),
     ) -> None:
         self.worker_id = worker_id
+        self._about = (tuple(sorted(tags)), max_calls or 0)  # told in every pong
         self.accepting = True
         self._probe_interval = liveness / 4
         self._admission = Admission(max_calls)
@@ -151,7 +153,7 @@ class Server:
             self._start(identity, msg)
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
-            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued))
+            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about))
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}"))
         else:
