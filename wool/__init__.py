@@ -20,8 +20,10 @@ from ._errors import (
     WorkerLost,
     WorkerStartError,
 )
+from ._contextvars import ContextVar, Token
 from ._keys import Keys
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
+from ._options import Options, options, remaining
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
 from ._routine import routine
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationError",
     "Candidate",
+    "ContextVar",
     "Discovery",
     "DiscoveryError",
     "DiscoveryEvent",
@@ -51,17 +54,21 @@ __all__ = [
     "LocalDiscovery",
     "NoPoolError",
     "NoWorkersAvailable",
+    "Options",
     "ReadAhead",
     "RemoteBaseException",
     "RemoteError",
     "RoundRobin",
     "SerializationError",
     "StaticDiscovery",
+    "Token",
     "WoolError",
     "WorkerInfo",
     "WorkerLost",
     "WorkerPool",
     "WorkerStartError",
+    "options",
     "readahead",
+    "remaining",
     "routine",
 ]

@@ -62,7 +62,8 @@ class Mesh:
         self._listed: dict[str, WorkerInfo] = {}  # what discovery currently shows
         self._ignored: dict[str, str] = {}  # worker id -> why it is not used (keys)
         self._refused: dict[str, str] = {}  # worker id -> why its handshake failed
-        self._room: deque[asyncio.Future[None]] = deque()  # calls waiting for a window
+        # Calls waiting for room in a window, in order, with the tags their worker needs.
+        self._room: deque[tuple[frozenset[str], asyncio.Future[Connection | None]]] = deque()
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # set, and replaced, whenever the rotation changes
         self.closed = False
@@ -137,25 +138,29 @@ class Mesh:
         self._changed.set()
         self._changed = asyncio.Event()
         while self._room:  # every waiter looks again
-            waiter = self._room.popleft()
+            _, waiter = self._room.popleft()
             if not waiter.done():
                 waiter.set_result(None)
 
     def _on_room(self, conn: Connection | None = None) -> None:
-        while self._room:  # one call ended: one waiter may go
-            waiter = self._room.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        """One call ended on `conn`: the first waiter that may use that worker may go."""
+        room = self._room
+        while room and room[0][1].done():
+            room.popleft()
+        for i, (tags, waiter) in enumerate(room):  # the head, unless tags rule it out
+            if not waiter.done() and (conn is None or tags <= conn.worker.tags):
+                del room[i]
+                waiter.set_result(conn)
                 return
 
-    async def _wait_for_room(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._room.append(waiter)
+    async def _wait_for_room(self, tags: frozenset[str]) -> None:
+        waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+        self._room.append((tags, waiter))
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._on_room()  # pass the wake-up on
+                self._on_room(waiter.result())  # pass the wake-up on
             raise
 
     def _leave_rotation(self, conn: Connection) -> None:
@@ -173,11 +178,12 @@ class Mesh:
         if self.discovery is not None and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.discovery))
 
-    async def choose(self, bounded: bool = True) -> Connection:
-        """A live worker's connection, chosen by the load balancer among those with room in
-        their window (any, if not `bounded`). If all are full, wait for room; if none is
-        live yet but some are connecting, wait (up to `connect_timeout`) for the first."""
-        if self._ready:
+    async def choose(self, bounded: bool = True, tags: frozenset[str] = frozenset()) -> Connection:
+        """A live worker's connection, chosen by the load balancer among those that have
+        every one of `tags` and room in their window (any, if not `bounded`). If all are
+        full, wait for room; if none is live yet but some are connecting, wait (up to
+        `connect_timeout`) for the first. If none could ever do, raise `NoWorkersAvailable`."""
+        if self._ready and not tags:
             conn = self.balancer.choose(self._ready)
             if conn.has_room or not bounded:
                 return conn
@@ -186,16 +192,20 @@ class Mesh:
         while True:
             if self.closed:
                 raise NoWorkersAvailable("the pool is closed")
-            if self._ready:
-                roomy = [c for c in self._ready if c.has_room] if bounded else self._ready
+            ready = [c for c in self._ready if tags <= c.worker.tags] if tags else self._ready
+            if ready:
+                roomy = [c for c in ready if c.has_room] if bounded else ready
                 if roomy:
                     return self.balancer.choose(roomy)
-                await self._wait_for_room()
+                await self._wait_for_room(tags)
                 continue
-            connecting = [c.connected for c in self._connections.values() if not c.connected.done() and not c.refused]
+            connecting = [
+                c.connected for c in self._connections.values()
+                if not c.connected.done() and not c.refused and tags <= c.worker.tags
+            ]
             remaining = deadline - loop.time()
             if not connecting or remaining <= 0:
-                raise NoWorkersAvailable(self._describe_empty())
+                raise NoWorkersAvailable(self._describe_empty(tags))
             changed = asyncio.ensure_future(self._changed.wait())  # also set when one refuses
             waiters: list[asyncio.Future[Any]] = [*connecting, changed]
             try:
@@ -203,8 +213,16 @@ class Mesh:
             finally:
                 changed.cancel()
 
-    def _describe_empty(self) -> str:
+    def _describe_empty(self, tags: frozenset[str] = frozenset()) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
+        if tags and self._ready:
+            seen = sorted({", ".join(sorted(c.worker.tags)) or "no tags" for c in self._ready})
+            return (
+                f"no live worker has the tags {', '.join(sorted(tags))}{where}: "
+                f"{len(self._ready)} live workers have {'; '.join(seen)}"
+            )
+        if tags:
+            where = f" with the tags {', '.join(sorted(tags))}{where}"
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
         refused = [f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()]
         refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""

@@ -14,23 +14,32 @@ and runs the original function there, where nested routine calls dispatch to its
 A generator's proxy is itself a local async generator, so Python enforces the local rules
 (no `asend` of a value before the first step, no concurrent steps, `aclose` of an unstarted
 generator sends nothing); each of its steps is one request and one reply.
+
+Each call (and each generator step) carries the caller's `wool.ContextVar`s and brings back
+the ones the routine changed, which are set in the caller's context before the result or
+exception is seen (see `_contextvars`). `wool.options` and the routine's own tags decide
+which workers may run it; a deadline bounds the wait and travels with the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import inspect
 import logging
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from . import _contextvars as cv
 from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
-from ._errors import DispatchError, SerializationError, WorkerLost
+from ._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
+from ._options import NO_OPTIONS, Options, check_tags, deadline, deadline_var, options_var
 from ._readahead import Inbox, requested_window
 
 P = ParamSpec("P")
@@ -43,39 +52,55 @@ log = logging.getLogger("wool.routine")
 _pickled: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
 
 _NOT_RUN = (p.RejectReason.WRONG_WORKER, p.RejectReason.SHUTTING_DOWN)
+_UNBOUNDED = contextlib.nullcontext()
 MAX_ATTEMPTS = 3  # for calls a worker refused before running them
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 @overload
-def routine(fn: Callable[P, AsyncGenerator[Y, S]]) -> Callable[P, AsyncGenerator[Y, S]]: ...
+def routine(fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenerator[Y, S]]: ...
 @overload
-def routine(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
-def routine(fn: Any) -> Any:
+def routine(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+@overload
+def routine(*, tags: str | Iterable[str]) -> Callable[[F], F]: ...
+def routine(fn: Any = None, /, *, tags: str | Iterable[str] = ()) -> Any:
     """Make `fn` (an `async def` or async generator function) run on a worker of the current
-    `WorkerPool`. Raises `TypeError` at decoration time for anything else."""
+    `WorkerPool`. Raises `TypeError` at decoration time for anything else.
+
+    `@wool.routine(tags={"gpu"})`: run only on workers that have every one of `tags` (a
+    single string is one tag); `wool.NoWorkersAvailable` names them when none is live."""
+    required = check_tags(tags, "routine tags")
+    if fn is None:
+        return lambda f: _decorate(f, required)
+    return _decorate(fn, required)
+
+
+def _decorate(fn: Any, tags: frozenset[str]) -> Any:
     if isinstance(fn, staticmethod):
-        return staticmethod(routine(fn.__func__))
+        return staticmethod(_decorate(fn.__func__, tags))
     if isinstance(fn, classmethod):
-        return classmethod(routine(fn.__func__))
+        return classmethod(_decorate(fn.__func__, tags))
     if inspect.isasyncgenfunction(fn):
-        return _generator_routine(fn)
+        return _generator_routine(fn, tags)
     if inspect.iscoroutinefunction(fn):
-        return _coroutine_routine(fn)
+        return _coroutine_routine(fn, tags)
     raise TypeError(f"@wool.routine needs an `async def` or async generator function, not {fn!r}")
 
 
-def _coroutine_routine(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _coroutine_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await _call(wrapper, args, kwargs)
+        return await _call(wrapper, tags, args, kwargs)
 
     return wrapper
 
 
-def _generator_routine(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _generator_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        stream = _Stream(wrapper, args, kwargs, requested_window())
+        stream = _Stream(wrapper, _Placement.now(wrapper.__qualname__, tags), args, kwargs, requested_window())
         try:
             done, value = await stream.start()
             while not done:
@@ -121,8 +146,16 @@ def _load(what: str, frames: tuple[p.Frame, ...]) -> Any:
         raise SerializationError(f"{what} could not be unpickled: {type(e).__name__}: {e}") from e
 
 
+def _merge_context(name: str, reply: p.Reply) -> None:
+    """Set the context variables the routine changed, as a local call would have."""
+    if isinstance(reply, (p.Return, p.Yield, p.Raise, p.Stop)) and len(reply.context):
+        cv.merge(cv.unpickle(f"the reply of {name}", reply.context).items())
+
+
 def _outcome(name: str, reply: p.Reply) -> Any:
-    """The value of a `Return`/`Yield` reply, or raise what a `Raise`/`Reject` reports."""
+    """The value of a `Return`/`Yield` reply, or raise what a `Raise`/`Reject` reports;
+    either way after setting the context variables it brought back."""
+    _merge_context(name, reply)
     if isinstance(reply, (p.Return, p.Yield)):
         return _load(f"the value returned by {name}", reply.payload)
     if isinstance(reply, p.Raise):
@@ -132,28 +165,63 @@ def _outcome(name: str, reply: p.Reply) -> Any:
     raise DispatchError(f"unexpected {reply.kind.name.lower()} reply for {name}")
 
 
-async def _abandon(conn: Connection, call_id: int) -> None:
+async def _abandon(conn: Connection, call_id: int, name: str) -> None:
     """After the caller was cancelled: cancel the remote call and wait for its last reply, so
-    the remote side has unwound (its `finally` ran) when the caller's cancellation proceeds.
+    the remote side has unwound (its `finally` ran) when the caller's cancellation proceeds,
+    and the context variables it changed are set here, as after a local cancellation.
     The wait is bounded by the liveness period: a worker that stays connected but never
-    answers the cancel must not hold the caller's deadline back for ever."""
+    answers the cancel must not hold the caller's deadline back for ever. A further
+    cancellation meanwhile does not cut it short: in a tree of calls, the parent's cancel
+    reaches a routine that is already unwinding its own child (a deadline passing at every
+    level at once), and the child's cleanup must still finish first."""
     conn.notify(p.Cancel(call_id))
     future = conn.reattach(call_id)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + conn.liveness
     try:
-        await asyncio.wait({future}, timeout=conn.liveness)
-    except BaseException:
-        pass  # cancelled again: stop waiting
+        while not future.done() and (left := until - loop.time()) > 0:
+            try:
+                await asyncio.wait({future}, timeout=left)
+            except asyncio.CancelledError:
+                pass  # cancelled again: the caller re-raises the cancellation once this ends
     finally:
         conn.forget(call_id)
         if not future.done():
             log.warning("worker %s did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness)
             future.cancel()
-        elif not future.cancelled():
-            future.exception()  # retrieved: lost or not, the caller is done waiting
+        elif not future.cancelled() and future.exception() is None:
+            with contextlib.suppress(SerializationError):
+                _merge_context(name, future.result())
+
+
+class _Placement:
+    """What a call takes from the context it is made in: the options in force, the tags a
+    worker needs, the deadline."""
+
+    __slots__ = ("options", "tags", "deadline")
+
+    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None) -> None:
+        self.options, self.tags, self.deadline = options, tags, deadline
+
+    @classmethod
+    def now(cls, name: str, routine_tags: frozenset[str]) -> _Placement:
+        options = options_var.get()
+        if options is NO_OPTIONS and deadline_var.get() is None:
+            return cls(options, routine_tags, None)
+        loop = asyncio.get_running_loop()
+        when = deadline(loop, options.timeout)
+        if when is not None and when <= loop.time():
+            raise TimeoutError(f"{name} was not called: its deadline had passed")
+        return cls(options, routine_tags | options.tags, when)
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
 
 async def _dispatch(
-    wrapper: Callable[..., Any], payload: tuple[p.Frame, ...], generator: bool, nested: bool
+    wrapper: Callable[..., Any], place: _Placement, payload: tuple[p.Frame, ...], generator: bool, nested: bool
 ) -> tuple[Connection, int, p.Reply]:
     """Send a call to a worker and wait for its first reply. A call a worker refused before
     running it (it is another incarnation, or shutting down) goes to another worker.
@@ -162,17 +230,25 @@ async def _dispatch(
     name = wrapper.__qualname__
     mesh = current_mesh(name)
     digest, routine_pickle = _pickled_routine(wrapper)
+    context = _capture(f"{name} was not called")
+    options = place.options
     for _ in range(MAX_ATTEMPTS):
-        conn = await mesh.choose(bounded=not nested)
+        try:
+            conn = await mesh.choose(not nested, place.tags)
+        except NoWorkersAvailable as e:
+            raise NoWorkersAvailable(f"{name} was not called: {e}") from None
         call_id = conn.new_call_id()
-        msg = p.Call(call_id, conn.worker.id, digest, name, generator, routine_pickle, payload)
+        msg = p.Call(
+            call_id, conn.worker.id, digest, name, generator, routine_pickle, payload,
+            context, tuple(options.tags), options.timeout, place.remaining(),
+        )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("call %d %s sent to worker %s by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
         try:
             reply = await future
         except asyncio.CancelledError:
-            await _abandon(conn, call_id)
+            await _abandon(conn, call_id, name)
             raise
         except DispatchError:
             conn.notify(p.Cancel(call_id))  # a bad reply: whatever the worker holds, drop it
@@ -185,11 +261,23 @@ async def _dispatch(
     raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
 
 
-async def _call(wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _capture(what: str) -> bytes:
+    try:
+        return cv.capture()
+    except TypeError as e:
+        raise TypeError(f"{what}: {e}") from None
+
+
+async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = wrapper.__qualname__
+    place = _Placement.now(name, tags)
     payload = _dump(f"the arguments of {name}", (args, kwargs))
     with waiting_on_peer() as nested:
-        _, _, reply = await _dispatch(wrapper, payload, False, nested)
+        if place.deadline is None:
+            _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
+        else:
+            async with asyncio.timeout_at(place.deadline):
+                _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
     return _outcome(name, reply)
 
 
@@ -197,9 +285,15 @@ class _Stream:
     """The caller's end of one remote generator: sends its steps, one at a time."""
 
     def __init__(
-        self, wrapper: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], window: int | None = None
+        self,
+        wrapper: Callable[..., Any],
+        place: _Placement,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        window: int | None = None,
     ) -> None:
         self._wrapper = wrapper
+        self._place = place
         self._name = wrapper.__qualname__
         self._args = (args, kwargs)
         self._conn: Connection | None = None
@@ -212,13 +306,19 @@ class _Stream:
         if p.is_final(True, reply.kind):
             self._ended()
         if isinstance(reply, p.Stop):
+            _merge_context(self._name, reply)
             return True, None
         return False, _outcome(self._name, reply)
+
+    def _bounded(self) -> Any:
+        """The stream's deadline (if any) around a wait for a step."""
+        return _UNBOUNDED if self._place.deadline is None else asyncio.timeout_at(self._place.deadline)
 
     async def start(self) -> tuple[bool, Any]:
         payload = _dump(f"the arguments of {self._name}", self._args)
         with waiting_on_peer() as nested:
-            self._conn, self._call_id, reply = await _dispatch(self._wrapper, payload, True, nested)
+            async with self._bounded():
+                self._conn, self._call_id, reply = await _dispatch(self._wrapper, self._place, payload, True, nested)
         self._open = True
         result = self._settle(reply)
         if self._window is not None and self._open:
@@ -236,30 +336,32 @@ class _Stream:
         if self._inbox is not None:
             return await self._step_ahead(kind, self._inbox)
         msg: p.Request
+        context = _capture(f"the next step of {self._name} was not sent")
         if kind is p.Kind.NEXT:
-            msg = p.Next(call_id)
+            msg = p.Next(call_id, context)
         elif kind is p.Kind.SEND:
-            msg = p.Send(call_id, _dump(f"the value sent to {self._name}", value))
+            msg = p.Send(call_id, _dump(f"the value sent to {self._name}", value), context)
         elif kind is p.Kind.THROW:
-            msg = p.Throw(call_id, p.dumps_exception(value))
+            msg = p.Throw(call_id, p.dumps_exception(value), context)
         else:
-            msg = p.Close(call_id)
+            msg = p.Close(call_id, context)
         try:
             future = conn.request(msg, True)
         except WorkerLost:
             self._ended()
             raise
-        try:
-            with waiting_on_peer():
-                reply = await future
-        except asyncio.CancelledError:
-            self._ended()
-            await _abandon(conn, call_id)
-            raise
-        except BaseException:
-            self._ended()
-            conn.notify(p.Cancel(call_id))  # a bad reply, or lost: drop the remote generator
-            raise
+        async with self._bounded():  # outside: a deadline's cancellation is abandoned as any
+            try:
+                with waiting_on_peer():
+                    reply = await future
+            except asyncio.CancelledError:
+                self._ended()
+                await _abandon(conn, call_id, self._name)
+                raise
+            except BaseException:
+                self._ended()
+                conn.notify(p.Cancel(call_id))  # a bad reply, or lost: drop the remote generator
+                raise
         return self._settle(reply)
 
     async def _step_ahead(self, kind: p.Kind, inbox: Inbox) -> tuple[bool, Any]:
@@ -267,11 +369,12 @@ class _Stream:
             self.abandon()
             what = "asend()" if kind is p.Kind.SEND else "athrow()"
             raise TypeError(f"a read-ahead stream only iterates: {what} cannot reach its generator, which already ran ahead")
-        try:
-            reply = await inbox.next()
-        except BaseException:
-            self.abandon()
-            raise
+        async with self._bounded():
+            try:
+                reply = await inbox.next()
+            except BaseException:
+                self.abandon()
+                raise
         return self._settle(reply)
 
     async def close(self) -> None:

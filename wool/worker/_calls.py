@@ -4,7 +4,9 @@ A call is built when it arrives and started when the worker admits it (see `_adm
 call cancelled while it waits is answered at once. Each step runs as its own asyncio task;
 its outcome, whatever it is, becomes exactly one reply in the task's done-callback (so even a
 task cancelled before it started is answered). Every task of a call sees the call's slot as
-`current_slot_var`, so nested routine calls can lend it while they wait.
+`current_slot_var`, so nested routine calls can lend it while they wait, and the caller's
+options, deadline and `wool.ContextVar`s; each outcome carries back the variables the routine
+changed (see `wool._contextvars`).
 Generators are pull-based: a step runs only when the caller asks for it, and the generator is
 suspended at its `yield` in between. A `BaseException` that is not an `Exception` (such as
 `KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
@@ -15,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from .. import _contextvars as cv
 from .. import protocol as p
 from .._context import current_slot_var
 from .._errors import RemoteBaseException, SerializationError
+from .._options import Options, deadline_var, options_var
 from ._admission import CallSlot
 
 log = logging.getLogger("wool.worker")
@@ -52,23 +57,64 @@ def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return value[0], value[1]
 
 
-def _raise_reply(call_id: int, exc: BaseException) -> p.Raise:
-    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc))
+def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT) -> p.Raise:
+    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
 
 
-def _value_reply(call_id: int, kind: type[p.Return] | type[p.Yield], name: str, value: object) -> p.Reply:
+def _value_reply(
+    call_id: int, kind: type[p.Return] | type[p.Yield], name: str, value: object, context: p.Frame = p.NO_CONTEXT
+) -> p.Reply:
     try:
-        return kind(call_id, p.dumps(value))
+        return kind(call_id, p.dumps(value), context)
     except Exception as e:
         what = "result" if kind is p.Return else "yielded value"
         err = SerializationError(f"the {what} of {name} could not be pickled: {type(e).__name__}: {e}")
-        return _raise_reply(call_id, err)
+        return _raise_reply(call_id, err, context)
 
 
-def _context(slot: CallSlot) -> contextvars.Context:
+def _context(slot: CallSlot, msg: p.Call) -> contextvars.Context:
+    """A call's context: a copy of the worker's, with the call's slot, and the caller's
+    options and deadline (on this process's clock)."""
     context = contextvars.copy_context()
     context.run(current_slot_var.set, slot)
+    if msg.tags or msg.timeout is not None:
+        context.run(options_var.set, Options(frozenset(msg.tags), msg.timeout))
+    if msg.remaining is not None:
+        context.run(deadline_var.set, asyncio.get_running_loop().time() + msg.remaining)
     return context
+
+
+class _Carried:
+    """The `wool.ContextVar`s of one call's context: set from what each request brings,
+    compared with it for what each reply takes back."""
+
+    __slots__ = ("name", "context", "baseline")
+
+    def __init__(self, name: str, context: contextvars.Context) -> None:
+        self.name = name
+        self.context = context
+        self.baseline: cv.Snapshot | None = None  # None until the caller's values are in
+
+    def enter(self, frame: p.Frame) -> None:
+        """Inside the call's context: make its variables exactly the caller's."""
+        self.baseline = cv.apply(cv.unpickle(self.name, frame), unset_others=True)
+
+    def back(self) -> p.Frame:
+        """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
+        a variable whose value cannot be pickled."""
+        if self.baseline is None:
+            return p.NO_CONTEXT
+        return cv.send_back(self.context, self.baseline)
+
+    def reply(self, reply: p.Reply) -> p.Reply:
+        """`reply` carrying the changes; a change that cannot travel fails the call."""
+        try:
+            frame = self.back()
+        except TypeError as e:
+            return _raise_reply(reply.call_id, e)
+        if not len(frame):
+            return reply
+        return dataclasses.replace(reply, context=frame)  # type: ignore[arg-type]
 
 
 class CoroutineCall:
@@ -82,12 +128,16 @@ class CoroutineCall:
         self.slot = slot
         self._reason: BaseException | None = None
         self._task: asyncio.Task[Any] | None = None
+        self._carried: _Carried | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), context=_context(self.slot))
+        context = _context(self.slot, self._msg)
+        self._carried = _Carried(self._msg.name, context)
+        self._task = asyncio.get_running_loop().create_task(self._run(self._carried), context=context)
         self._task.add_done_callback(self._done)
 
-    async def _run(self) -> Any:
+    async def _run(self, carried: _Carried) -> Any:
+        carried.enter(self._msg.context)
         fn = self._host.load_routine(self._msg)
         args, kwargs = _arguments(self._msg)
         return await _guarded(fn(*args, **kwargs))
@@ -117,6 +167,8 @@ class CoroutineCall:
             reply = _raise_reply(call_id, exc)
         else:
             reply = _value_reply(call_id, p.Return, self._msg.name, task.result())
+        if self._carried is not None:
+            reply = self._carried.reply(reply)
         self._host.reply(self._identity, reply)
 
 
@@ -144,8 +196,10 @@ class GeneratorCall:
         self._ahead = False
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
-        # One context for all steps, as for a generator iterated by one local task.
-        self._context = _context(slot)
+        # One context for all steps, as for a generator iterated by one local task; each
+        # step first takes the caller's variables as they are at that step.
+        self._context = _context(slot, msg)
+        self._carried = _Carried(msg.name, self._context)
 
     def start(self) -> None:
         self._started = True
@@ -156,6 +210,7 @@ class GeneratorCall:
         return "running" if self._step_task is not None else "suspended" if self._started else "waiting"
 
     async def _start(self) -> Any:
+        self._carried.enter(self._call.context)
         fn = self._host.load_routine(self._call)
         args, kwargs = _arguments(self._call)
         agen = fn(*args, **kwargs)
@@ -197,13 +252,13 @@ class GeneratorCall:
         agen = self._agen
         assert agen is not None
         if isinstance(msg, p.Next):
-            self._step(self._advance(agen.asend(None)))
+            self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
         elif isinstance(msg, p.Send):
-            self._step(self._advance_with(lambda: agen.asend(p.loads(msg.payload))))
+            self._step(self._advance_with(msg.context, lambda: agen.asend(p.loads(msg.payload))))
         elif isinstance(msg, p.Throw):
-            self._step(self._advance_with(lambda: agen.athrow(self._thrown(msg))))
+            self._step(self._advance_with(msg.context, lambda: agen.athrow(self._thrown(msg))))
         elif isinstance(msg, p.Close):
-            self._step(self._close(agen))
+            self._step(self._close(msg.context, agen))
 
     def _pump(self) -> None:
         if self._credit > 0 and self._agen is not None and not self._abandoned:
@@ -219,14 +274,15 @@ class GeneratorCall:
                 payload = p.dumps(value)
             except Exception as e:
                 raise SerializationError(f"the yielded value of {self._call.name} could not be pickled: {type(e).__name__}: {e}") from None
-            self._host.reply(self._identity, p.Yield(call_id, payload))
+            self._host.reply(self._identity, p.Yield(call_id, payload, self._carried.back()))
             produced += 1
             if produced % _AHEAD_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         return _PAUSED
 
-    async def _advance_with(self, make: Callable[[], Awaitable[Any]]) -> Any:
-        # Unpickling the value inside the step makes a bad payload fail this step only.
+    async def _advance_with(self, context: p.Frame, make: Callable[[], Awaitable[Any]]) -> Any:
+        # Unpickling inside the step makes a bad payload fail this step only.
+        self._carried.enter(context)
         return await self._advance(make())
 
     @staticmethod
@@ -236,7 +292,8 @@ class GeneratorCall:
             raise TypeError(f"athrow() needs an exception, got {type(exc).__name__}")
         return exc
 
-    async def _close(self, agen: AsyncGenerator[Any, Any]) -> Any:
+    async def _close(self, context: p.Frame, agen: AsyncGenerator[Any, Any]) -> Any:
+        self._carried.enter(context)
         await _guarded(agen.aclose())
         raise _Exhausted
 
@@ -276,6 +333,7 @@ class GeneratorCall:
             return
         else:
             reply = _value_reply(call_id, p.Yield, self._call.name, task.result())
+        reply = self._carried.reply(reply)
         if self._abandoned or p.is_final(True, reply.kind):
             self._finish()
         self._host.reply(self._identity, reply)

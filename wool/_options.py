@@ -1,0 +1,100 @@
+"""Per-call options, block-scoped: `with wool.options(tags=..., timeout=...):`.
+
+Options are read when a routine is called (captured at call time, like any context
+variable) and travel with the call, so the routine's own nested calls honour them too. A
+timeout becomes a deadline; the deadline travels as the seconds remaining (clocks of two
+machines need not agree) and bounds every call below it: a nested call can shorten it, never
+extend it. `wool.remaining()` reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+_KEEP: Any = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """The options in force: tags a worker must have (in addition to the routine's own),
+    and seconds each routine call may take."""
+
+    tags: frozenset[str] = frozenset()
+    timeout: float | None = None
+
+
+NO_OPTIONS = Options()
+options_var: ContextVar[Options] = ContextVar("wool_options", default=NO_OPTIONS)
+# The current call's deadline on this process's loop clock (`loop.time()`), if it has one.
+deadline_var: ContextVar[float | None] = ContextVar("wool_deadline", default=None)
+
+
+def check_tags(tags: str | Iterable[str], what: str = "tags") -> frozenset[str]:
+    """`tags` as a frozenset; a single string is one tag. `TypeError` names a bad one."""
+    if isinstance(tags, str):
+        tags = (tags,)
+    try:
+        found = frozenset(tags)
+    except TypeError:
+        raise TypeError(f"{what} must be a string or an iterable of strings, not {type(tags).__name__}") from None
+    for tag in found:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"{what} must be non-empty strings, got {tag!r}")
+    return found
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout >= 0 or math.isinf(timeout):
+        raise ValueError(f"timeout must be a finite, non-negative number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+@contextlib.contextmanager
+def options(*, tags: str | Iterable[str] = _KEEP, timeout: float | None = _KEEP) -> Iterator[Options]:
+    """Options for the routine calls made in this block, and for the nested calls those
+    routines make on workers. An option not given keeps its enclosing value.
+
+    `tags`: a worker must have all of them (as well as the tags of the routine called); the
+    block's set replaces the enclosing block's. `timeout`: seconds each call may take before
+    it is cancelled, with its whole tree of nested calls, and raises `TimeoutError`; `None`
+    for no limit. Within a call that has a deadline, no nested call outlives it.
+    """
+    current = options_var.get()
+    new = Options(
+        current.tags if tags is _KEEP else check_tags(tags),
+        current.timeout if timeout is _KEEP else check_timeout(timeout),
+    )
+    token = options_var.set(new)
+    try:
+        yield new
+    finally:
+        options_var.reset(token)
+
+
+def deadline(loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
+    """The deadline of a call made now: the current one, shortened by `timeout`."""
+    current = deadline_var.get()
+    if timeout is None:
+        return current
+    mine = loop.time() + timeout
+    return mine if current is None else min(current, mine)
+
+
+def remaining() -> float | None:
+    """Inside a routine on a worker: the seconds left (never negative) before the deadline
+    its caller set with `wool.options(timeout=...)`, directly or higher up the tree of calls.
+    `None` when the call has no deadline, and outside routines."""
+    current = deadline_var.get()
+    if current is None:
+        return None
+    return max(0.0, current - asyncio.get_running_loop().time())
