@@ -38,11 +38,15 @@ async def main() -> None:
     here = wool.LocalDiscovery("placement-example")
     async with wool.WorkerPool("gpu", size=1, discovery=here), wool.WorkerPool(size=2, discovery=here) as pool:
         await pool.wait_for_workers(lambda workers: len(workers) == 3, timeout=30)
-        tags = {w.pid: sorted(w.tags) for w in pool.workers}
-        print("render ran on workers tagged", {str(tags[await render(i)]) for i in range(4)})
-        print("untagged calls ran on", sorted({str(tags[await pid()]) for _ in range(9)}))
+        label = {w.pid: "+".join(sorted(w.tags)) or "untagged" for w in pool.workers}
+
+        def ran_on(pids: list[int]) -> str:
+            return ", ".join(sorted({label[p] for p in pids}))
+
+        print("render ran on:", ran_on([await render(i) for i in range(4)]))
+        print("untagged calls ran on:", ran_on([await pid() for _ in range(9)]))
         with wool.options(tags="gpu"):
-            print("nested calls under options(tags='gpu') ran on", {str(tags[p]) for p in await pipeline(4)})
+            print("nested calls under options(tags='gpu') ran on:", ran_on(await pipeline(4)))
         try:
             await train()
         except wool.NoWorkersAvailable as e:

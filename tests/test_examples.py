@@ -38,6 +38,41 @@ def test_fanout() -> None:
     assert done.stdout == f"{sum(i * i for i in range(1_000_000))}\n"
 
 
+def test_context_variables_follow_calls() -> None:
+    done = run("context.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[req-42] apple: 7.50",
+        "[req-42] fig: 4.50",
+        "hops: quote -> price(apple) -> price(fig)",
+        "[req-1] kiwi: 6.00",
+        "[req-2] kiwi: 6.00",
+        "still req-42",
+    ]
+
+
+def test_deadlines_reach_the_whole_tree() -> None:
+    done = run("deadlines.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "three levels down, the deadline is still there: True",
+        "timed out: the deepest call was cancelled and cleaned up",
+    ]
+    assert "WARNING" not in done.stderr
+
+
+def test_placement_by_tags() -> None:
+    done = run("placement.py")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [
+        "render ran on: gpu",
+        "untagged calls ran on: gpu, untagged",
+        "nested calls under options(tags='gpu') ran on: gpu",
+    ]
+    assert lines[3].startswith("train: train was not called: no live worker has the tags tpu")
+
+
 async def test_durable_pool_over_workers_started_by_hand() -> None:
     async with helpers.CliWorker("--discovery", "local:desk") as a, helpers.CliWorker("--discovery", "local:desk") as b:
         done = run("durable_pool.py")
