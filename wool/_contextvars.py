@@ -151,9 +151,6 @@ class ContextVar(Generic[T]):
         default = "" if self._default is _MISSING else f" default={self._default!r}"
         return f"<wool.ContextVar name={_label(self._key)!r}{default} at {id(self):#x}>"
 
-    def __class_getitem__(cls, item: Any) -> Any:
-        return super().__class_getitem__(item)  # type: ignore[misc]
-
 
 def _restore(key: Key, default: Any) -> ContextVar[Any]:
     var = ContextVar.__new__(ContextVar)
