@@ -47,6 +47,15 @@ RECONNECT_IVL_MAX_MS = 1000
 
 Frames = Sequence[Any]
 
+# Frame by frame through the backend's `send`, with plain int flags: pyzmq's `send_multipart`
+# type-checks every frame and computes `SNDMORE | flags` as enum values, which for a small
+# three-frame message costs 19 µs against 3 µs for the sends themselves (measured on a 2-vCPU
+# EPYC, pyzmq 27.3). libzmq checks the high-water mark on a message's first frame only, so once
+# that is accepted, so are the rest, exactly as with `send_multipart`.
+_send_frame = zmq.backend.Socket.send
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_LAST = int(zmq.NOBLOCK)
+
 
 def context() -> zmq.Context[Any]:
     """This process's zmq context (one per process; a forked child makes its own)."""
@@ -144,8 +153,11 @@ class SocketDriver:
 
     def _try_send(self, frames: Frames) -> bool:
         """True when the message left (or can never leave: it is dropped and reported)."""
+        sock = self._sock
         try:
-            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            for frame in frames[:-1]:
+                _send_frame(sock, frame, _MORE, False)
+            _send_frame(sock, frames[-1], _LAST, False)
             return True
         except zmq.Again:
             return False
