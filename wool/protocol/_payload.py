@@ -56,21 +56,31 @@ def _lift(value: Any, depth: int = 3) -> Any:
     return value
 
 
-_ATOMS = frozenset({int, float, str, bool, type(None), bytes, complex})
+_ATOMS = frozenset({int, float, str, bool, type(None), complex})  # and small bytes
 
 
 def _plain(value: Any, depth: int = 3) -> bool:
     """Whether `value` is small builtin data (atoms in tuples, lists and str-keyed dicts a
-    few levels down): plain pickle writes it exactly as cloudpickle does, ten times faster."""
+    few levels down): plain pickle writes it exactly as cloudpickle does, ten times faster.
+    Loops rather than `all(<generator>)`: this runs on every call's arguments and result,
+    where a generator per container cost more than the pickling itself."""
     kind = type(value)
     if kind in _ATOMS:
-        return kind is not bytes or len(value) < OUT_OF_BAND
+        return True
+    if kind is bytes:
+        return len(value) < OUT_OF_BAND
     if depth == 0:
         return False
     if kind is tuple or kind is list:
-        return all(_plain(v, depth - 1) for v in value)
+        for v in value:
+            if type(v) not in _ATOMS and not _plain(v, depth - 1):
+                return False
+        return True
     if kind is dict:
-        return all(type(k) is str and _plain(v, depth - 1) for k, v in value.items())
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _ATOMS and not _plain(v, depth - 1)):
+                return False
+        return True
     return False
 
 
