@@ -2,8 +2,9 @@
 
 A call is built when it arrives and started when the worker admits it (see `_admission`); a
 call cancelled while it waits is answered at once. Each step runs as its own asyncio task;
-its outcome, whatever it is, becomes exactly one reply in the task's done-callback (so even a
-task cancelled before it started is answered). Every task of a call sees the call's slot as
+its outcome, whatever it is, becomes exactly one reply: a coroutine call's task sends it
+itself as the routine returns (a call cancelled before its task's first step is answered by
+`cancel`), a generator step's in the task's done-callback. Every task of a call sees the call's slot as
 `current_slot_var`, so nested routine calls can lend it while they wait, and the caller's
 options, deadline and `wool.ContextVar`s; each outcome carries back the variables the routine
 changed (see `wool._contextvars`).
@@ -127,20 +128,35 @@ class CoroutineCall:
         self.call_id = msg.call_id
         self.slot = slot
         self._reason: BaseException | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._carried: _Carried | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running = False  # its task's first step has begun: the task answers
 
     def start(self) -> None:
         context = _context(self.slot, self._msg)
-        self._carried = _Carried(self._msg.name, context)
-        self._task = asyncio.get_running_loop().create_task(self._run(self._carried), context=context)
-        self._task.add_done_callback(self._done)
+        carried = _Carried(self._msg.name, context)
+        self._task = asyncio.get_running_loop().create_task(self._run(carried), context=context)
 
-    async def _run(self, carried: _Carried) -> Any:
-        carried.enter(self._msg.context)
-        fn = self._host.load_routine(self._msg)
-        args, kwargs = _arguments(self._msg)
-        return await _guarded(fn(*args, **kwargs))
+    async def _run(self, carried: _Carried) -> None:
+        # The reply leaves from inside the task, as the routine returns: a done-callback
+        # would cost the reply one more loop iteration on every call.
+        self._running = True
+        call_id = self.call_id
+        try:
+            carried.enter(self._msg.context)
+            fn = self._host.load_routine(self._msg)
+            args, kwargs = _arguments(self._msg)
+            result = await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
+        except Exception as e:
+            reply = _raise_reply(call_id, e)
+        except BaseException as e:  # caught here, asyncio would re-raise it out of the loop
+            reply = _raise_reply(call_id, RemoteBaseException(*p.describe(e)))
+        else:
+            reply = _value_reply(call_id, p.Return, self._msg.name, result)
+        reply = carried.reply(reply)
+        self._host.finished((self._identity, call_id))
+        self._host.reply(self._identity, reply)
 
     def handle(self, msg: p.Request) -> None:
         if isinstance(msg, p.Cancel):
@@ -154,22 +170,9 @@ class CoroutineCall:
         self._reason = reason
         if self._task is not None:
             self._task.cancel()
-        else:  # still waiting for a slot: it never ran
-            self._host.finished((self._identity, self._msg.call_id))
-            self._host.reply(self._identity, _raise_reply(self._msg.call_id, reason or asyncio.CancelledError()))
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        call_id = self._msg.call_id
-        self._host.finished((self._identity, call_id))
-        if task.cancelled():
-            reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
-        elif (exc := task.exception()) is not None:
-            reply = _raise_reply(call_id, exc)
-        else:
-            reply = _value_reply(call_id, p.Return, self._msg.name, task.result())
-        if self._carried is not None:
-            reply = self._carried.reply(reply)
-        self._host.reply(self._identity, reply)
+        if not self._running:  # waiting for a slot, or for its task's first step: it never ran
+            self._host.finished((self._identity, self.call_id))
+            self._host.reply(self._identity, _raise_reply(self.call_id, reason or asyncio.CancelledError()))
 
 
 class _Exhausted(Exception):
