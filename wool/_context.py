@@ -7,8 +7,6 @@ slots while their children queued for one would deadlock."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,19 +28,25 @@ class Slot(Protocol):
 current_slot_var: ContextVar[Slot | None] = ContextVar("wool_current_slot", default=None)
 
 
-@contextlib.contextmanager
-def waiting_on_peer() -> Iterator[bool]:
-    """Around a wait for a nested call: lends the running call's slot meanwhile. Yields
-    whether this is such a nested call (inside a worker's call)."""
-    slot = current_slot_var.get()
-    if slot is None:
-        yield False
-        return
-    slot.lend()
-    try:
-        yield True
-    finally:
-        slot.reclaim()
+class waiting_on_peer:
+    """Around a wait for a nested call: lends the running call's slot meanwhile. Entering
+    gives whether this is such a nested call (inside a worker's call).
+
+    A class rather than a `contextlib.contextmanager`: every routine call enters one, and a
+    generator-based context manager costs two more objects and about 2 µs per call."""
+
+    __slots__ = ("_slot",)
+
+    def __enter__(self) -> bool:
+        slot = self._slot = current_slot_var.get()
+        if slot is None:
+            return False
+        slot.lend()
+        return True
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._slot is not None:
+            self._slot.reclaim()
 
 
 def current_mesh(routine_name: str) -> Mesh:
