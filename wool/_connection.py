@@ -92,7 +92,9 @@ class Connection:
         # Read-ahead streams: every reply for the call goes to its sink, in order.
         self._sinks: dict[int, Callable[[p.Reply | BaseException], None]] = {}
         self.window = min(worker.max_calls or WINDOW, WINDOW)
-        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Looked up once: on Python 3.11, asyncio.get_running_loop() makes a getpid() system call.
+        self._loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future[None] = self._loop.create_future()
         # Why the connection is over: `WorkerLost`, or `AuthenticationError` for a handshake
         # that failed.
         self.lost: WoolError | None = None
@@ -141,7 +143,7 @@ class Connection:
         is sent)."""
         if self.lost is not None:
             raise type(self.lost)(str(self.lost))
-        future: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[p.Reply] = self._loop.create_future()
         self._pending[msg.call_id] = (future, generator, msg.kind)
         if msg.kind is p.Kind.CALL:
             self._open.add(msg.call_id)
@@ -151,7 +153,7 @@ class Connection:
     def reattach(self, call_id: int) -> asyncio.Future[p.Reply]:
         """A fresh future for the reply still pending on `call_id` (after the caller's own
         future was cancelled): how a cancelled caller waits for the worker to finish."""
-        future: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[p.Reply] = self._loop.create_future()
         entry = self._pending.get(call_id)
         if entry is None or self.lost is not None:
             future.set_exception(self.lost or WorkerLost("no reply pending"))
