@@ -129,13 +129,19 @@ class SocketDriver:
 
     def send(self, frames: Frames) -> None:
         """Send now if the socket takes it, else queue it behind earlier messages to the
-        same destination."""
+        same destination. Sends made while a drain is already scheduled (after an earlier
+        send in this loop iteration) are corked: they leave together when that drain runs,
+        at the start of the next iteration. Sent one at a time between stretches of Python
+        work, each message wakes ZeroMQ's I/O thread on its own (a system call, and a
+        thread switch on a busy machine); a lone message still leaves at once."""
         if self.closed:
             return
         key = frames[0] if self._routed else None
         queue = self._outbox.get(key)
         if queue is not None:
             queue.append(frames)
+        elif self._scheduled:
+            self._outbox[key] = deque([frames])
         elif not self._try_send(frames):
             self._outbox[key] = deque([frames])
             self._arm_retry()
@@ -144,6 +150,8 @@ class SocketDriver:
     def close(self, linger: int = 0) -> None:
         if self.closed:
             return
+        if self._outbox:
+            self._flush()  # corked messages (a last burst of cancels, say) get their chance
         self.closed = True
         if self._retry is not None:
             self._retry.cancel()
@@ -204,6 +212,8 @@ class SocketDriver:
 
     def _drain(self) -> None:
         self._scheduled = False
+        if self._outbox:
+            self._flush()  # first: a corked burst leaves before anything else is handled
         sock = self._sock
         # A receive that finds nothing has processed every command pending on the socket, so
         # its descriptor is re-armed: only then may the EVENTS check below (2 µs) be skipped.
@@ -232,8 +242,5 @@ class SocketDriver:
             self._schedule()  # more may be ready: continue after other callbacks ran
         if self.closed:
             return
-        if self._outbox:
-            self._flush()
-            exhausted = False  # its sends may have consumed the edge of a message since
         if not exhausted and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator,arg-type]
             self._schedule()
