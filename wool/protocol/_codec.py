@@ -8,6 +8,7 @@ Envelope: a msgpack array `[VERSION, kind, call_id, *fields]`, whose fields are 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -169,6 +170,9 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
 }
 
 
+_KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}  # a lookup: Kind(code) costs 0.5 µs
+
+
 def decode(frames: Sequence[Frame]) -> Message:
     """Parse one multipart message; raise `ProtocolError` naming what is wrong."""
     if not frames:
@@ -183,16 +187,18 @@ def decode(frames: Sequence[Frame]) -> Message:
     if not isinstance(env, list) or len(env) < 3:
         raise ProtocolError("envelope is not an array of [version, kind, call_id, ...]")
     version, kind_code, call_id = env[0], env[1], env[2]
-    if not _is_int(call_id) or not 0 <= call_id <= _MAX_CALL_ID:
+    # msgpack gives exact ints (or bools, which these `type` checks reject): `type(v) is int`
+    # tells the same as `_is_int`, without two calls per field on every message.
+    if type(call_id) is not int or not 0 <= call_id <= _MAX_CALL_ID:
         raise ProtocolError(f"call id must be an unsigned 64-bit integer, not {_clip(repr(call_id), 100)}")
-    if not _is_int(version) or version != VERSION:
+    if type(version) is not int or version != VERSION:
         raise ProtocolError(f"unsupported protocol version {_clip(repr(version), 100)} (this peer speaks {VERSION})", call_id)
-    if not _is_int(kind_code) or kind_code not in Kind._value2member_map_:
+    kind = _KINDS.get(kind_code) if type(kind_code) is int else None
+    if kind is None:
         raise ProtocolError(f"unknown message kind {_clip(repr(kind_code), 100)}", call_id)
-    kind = Kind(kind_code)
     checks, least, most = _FIELDS[kind]
     fields = env[3:]
-    if len(fields) != len(checks) or not all(check(f) for check, f in zip(checks, fields)):
+    if len(fields) != len(checks) or not all(map(operator.call, checks, fields)):
         raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {_clip(repr(fields), 200)}", call_id)
     rest = tuple(frames[1:])
     if most == 0 and rest:
