@@ -58,6 +58,12 @@ def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return value[0], value[1]
 
 
+def _unloaded(msg: p.Call) -> p.Call:
+    """`msg` without its frames, once unpickled: a received frame is ZeroMQ's buffer, which
+    would otherwise stay alive beside the arguments for as long as the call runs."""
+    return dataclasses.replace(msg, routine=b"", payload=(), context=p.NO_CONTEXT)
+
+
 def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT) -> p.Raise:
     return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
 
@@ -145,6 +151,7 @@ class CoroutineCall:
             carried.enter(self._msg.context)
             fn = self._host.load_routine(self._msg)
             args, kwargs = _arguments(self._msg)
+            self._msg = _unloaded(self._msg)
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
@@ -216,6 +223,7 @@ class GeneratorCall:
         self._carried.enter(self._call.context)
         fn = self._host.load_routine(self._call)
         args, kwargs = _arguments(self._call)
+        self._call = _unloaded(self._call)
         agen = fn(*args, **kwargs)
         if not isinstance(agen, AsyncGenerator):
             raise TypeError(f"{self._call.name} did not return an async generator")
