@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 from typing import Any, AsyncIterator
 
 import wool
@@ -37,6 +38,16 @@ class Oops(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message, code)
         self.code = code
+
+
+class PickledByBuffer(bytearray):
+    """A bytearray that pickles through `PickleBuffer`, as numpy arrays do: when large, it
+    travels out of band and is rebuilt from the received buffer."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if protocol >= 5:
+            return type(self), (pickle.PickleBuffer(self),)
+        return type(self), (bytearray(self),)
 
 
 @wool.routine

@@ -146,6 +146,22 @@ async def test_calls_spread_over_the_workers() -> None:
 
 
 
+async def test_large_values_round_trip_intact_and_of_their_own_type() -> None:
+    # Large enough that every one of them travels in frames of its own, not copied by ZeroMQ.
+    big = bytes(range(256)) * 4096 * 3
+    text = big.decode("latin-1")
+    async with wool.WorkerPool(size=1):
+        for value in (big, bytearray(big), routines.PickledByBuffer(big), text):
+            out = await routines.echo(value)
+            assert type(out) is type(value) and out == value
+        out = await routines.echo({"a": [big, (bytearray(big), text)], "b": big[::-1]})
+        assert out == {"a": [big, (bytearray(big), text)], "b": big[::-1]}
+        assert [type(out["a"][0]), type(out["a"][1][0]), type(out["b"])] == [bytes, bytearray, bytes]
+        received = await routines.echo(bytearray(big))
+        received[0] ^= 0xFF  # a writable value of its own, not a view of a receive buffer
+        assert received[1:] == big[1:] and received[0] == big[0] ^ 0xFF
+
+
 async def test_a_routine_is_pickled_once_per_process_and_unpickled_once_per_worker() -> None:
     counted = routines.routine_capturing_a_marker()
     before = routines.PICKLED

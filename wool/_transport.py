@@ -8,6 +8,9 @@ NOBLOCK and hands each to a synchronous callback, then flushes what it could not
 After a send made from outside a drain it schedules one more drain (coalesced per loop
 iteration), so a message whose edge the send consumed is never stranded.
 
+Large frames are received without copying (`receive`): the payload layer makes the one copy
+a value needs, when its owner unpickles it.
+
 Nothing here awaits a socket operation. Callers wait on futures they own, so deadlines and
 cancellation never touch zmq (pyzmq's socket futures have a history of hangs and lost messages
 around cancellation). Sends never block: a message the socket refuses (high-water mark, or a
@@ -46,6 +49,9 @@ HWM = 10_000
 RECONNECT_IVL_MAX_MS = 1000
 
 Frames = Sequence[Any]
+# Received frames of at least this size stay in ZeroMQ's buffer (see `receive`); the same
+# threshold (64 KiB) above which pyzmq sends without copying.
+ZERO_COPY = zmq.COPY_THRESHOLD
 
 # Frame by frame through the backend's `send`, with plain int flags: pyzmq's `send_multipart`
 # type-checks every frame and computes `SNDMORE | flags` as enum values, which for a small
@@ -93,10 +99,29 @@ def new_socket(kind: int, *options: tuple[int, int], liveness: float = DEFAULT_L
     return sock
 
 
+def receive(sock: zmq.Socket[Any]) -> list[Any]:
+    """One multipart message, without blocking (`zmq.Again` if none is ready). Frames under
+    `ZERO_COPY` bytes come as `bytes`; larger ones as writable memoryviews of ZeroMQ's own
+    buffer, which they keep alive. A copying receive would copy every large frame here, and
+    rebuilding a `bytearray` from it would copy it again; this way a large payload is copied
+    at most once, by whatever turns it into a value (not at all for a value that can be a
+    view of it, such as a numpy array), and never for a message that is dropped."""
+    frames: list[Any] = []
+    while True:
+        # Frame by frame rather than recv_multipart(copy=False), which asks the socket for
+        # RCVMORE once more per frame: that made small messages slower to receive than with
+        # copying, this is as fast. Later parts are there: ZeroMQ delivers messages whole.
+        frame = sock.recv(zmq.NOBLOCK, copy=False)
+        frames.append(frame.bytes if len(frame) < ZERO_COPY else frame.buffer)
+        if not frame.more:
+            return frames
+
+
 class SocketDriver:
-    """Owns one zmq socket: delivers received messages to `on_message` and sends without
-    blocking. On a ROUTER, pass `routed=True`: the first frame of each outgoing message is
-    the destination, and `on_unreachable(identity)` hears of destinations that are gone."""
+    """Owns one zmq socket: delivers received messages to `on_message` (as `receive` gives
+    them) and sends without blocking. On a ROUTER, pass `routed=True`: the first frame of
+    each outgoing message is the destination, and `on_unreachable(identity)` hears of
+    destinations that are gone."""
 
     RETRY_DELAY = 0.005  # first back-off for an outbox the socket keeps refusing
     MAX_BATCH = 1000  # messages per wake-up before yielding to other callbacks
@@ -104,7 +129,7 @@ class SocketDriver:
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: Callable[[list[bytes]], None],
+        on_message: Callable[[list[Any]], None],
         *,
         routed: bool = False,
         on_unreachable: Callable[[bytes], None] | None = None,
@@ -227,7 +252,7 @@ class SocketDriver:
                 exhausted = True
                 break
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = receive(sock)
             except zmq.Again:
                 exhausted = True
                 break

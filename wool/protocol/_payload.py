@@ -22,7 +22,8 @@ OUT_OF_BAND = 64 * 1024
 
 
 def _bytes(buffer: Any) -> bytes:
-    # Out of band, `buffer` is the received frame: already bytes, so no copy is made.
+    # Out of band, `buffer` is the received frame: a view of the transport's buffer, copied
+    # here once into the `bytes` the value must be (already bytes when given bytes frames).
     return buffer if type(buffer) is bytes else bytes(buffer)
 
 
