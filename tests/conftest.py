@@ -30,6 +30,11 @@ def no_leaks(runtime_dir: Path) -> Iterator[None]:
     for child in children:
         child.kill()
     psutil.wait_procs(children, timeout=5)
+    for thread in set(threading.enumerate()) - threads_before:
+        if thread.name.startswith("asyncio-waitpid"):
+            # asyncio's child watcher thread ends just after handing over the exit status the
+            # test already awaited: join it rather than race its exit.
+            thread.join(timeout=5)
     # pyzmq starts one GarbageCollectorThread per process, at its first zero-copy send (a frame
     # of 64 KiB or more), and keeps it for the life of the process: not a leak.
     leaked_threads = [
