@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import wool
-from tests.helpers import make_call
+from helpers import make_call
 from wool import protocol as p
 from wool.worker._admission import Admission, CallSlot
 from wool.worker._calls import CoroutineCall
