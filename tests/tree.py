@@ -41,15 +41,6 @@ async def remaining_with(timeout: float) -> list[float | None]:
         return [wool.remaining(), *(await remaining_down(0))]
 
 
-@wool.routine
-async def sleep_then_report(seconds: float, address: str) -> None:
-    try:
-        await asyncio.sleep(seconds)
-    except asyncio.CancelledError:
-        await report(address, "sleeper cancelled")
-        raise
-
-
 @wool.routine(tags="gpu")
 async def on_gpu() -> int:
     return os.getpid()

@@ -41,17 +41,18 @@ def start(fn: Callable[..., Any], *args: Any) -> tuple[Host, CoroutineCall]:
     return host, call
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+async def ended(call: CoroutineCall) -> None:
+    """Wait until the call's task has ended (it sends its reply before it ends)."""
+    assert call._task is not None
+    await asyncio.wait({call._task})
 
 
 async def test_return_is_one_reply_sent_by_the_task() -> None:
     async def add(x: int, y: int) -> int:
         return x + y
 
-    host, _ = start(add, 1, 2)
-    await settle()
+    host, call = start(add, 1, 2)
+    await ended(call)
     assert host.finished_keys == [(b"caller", 7)]
     (reply,) = host.replies
     assert isinstance(reply, p.Return) and p.loads(reply.payload) == 3
@@ -61,8 +62,8 @@ async def test_exception_is_one_raise_reply() -> None:
     async def fail() -> None:
         raise ValueError("no")
 
-    host, _ = start(fail)
-    await settle()
+    host, call = start(fail)
+    await ended(call)
     (reply,) = host.replies
     assert isinstance(reply, p.Raise) and reply.type_name == "ValueError" and reply.message == "no"
 
@@ -71,8 +72,8 @@ async def test_base_exception_is_reported_and_does_not_reach_the_loop() -> None:
     async def interrupt() -> None:
         raise KeyboardInterrupt
 
-    host, _ = start(interrupt)
-    await settle()
+    host, call = start(interrupt)
+    await ended(call)
     (reply,) = host.replies
     assert isinstance(reply, p.Raise)
     assert isinstance(p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload), wool.RemoteBaseException)
@@ -89,7 +90,7 @@ async def test_cancel_before_the_task_ran_answers_at_once_and_it_never_runs() ->
     assert host.finished_keys == [(b"caller", 7)]
     (reply,) = host.replies
     assert isinstance(reply, p.Raise) and reply.type_name == "asyncio.exceptions.CancelledError"
-    await settle()
+    await ended(call)
     assert ran == [] and len(host.replies) == 1 and len(host.finished_keys) == 1
 
 
@@ -103,7 +104,7 @@ async def test_cancel_while_running_is_one_reply_with_the_reason() -> None:
     host, call = start(wait)
     await started.wait()
     call.cancel(wool.WorkerLost("stopping"))
-    await settle()
+    await ended(call)
     assert host.finished_keys == [(b"caller", 7)]
     (reply,) = host.replies
     assert isinstance(reply, p.Raise) and reply.type_name.endswith("WorkerLost") and reply.message == "stopping"
@@ -123,6 +124,6 @@ async def test_routine_that_swallows_its_cancellation_returns_its_value() -> Non
     host, call = start(stubborn)
     await started.wait()
     call.cancel()
-    await settle()
+    await ended(call)
     (reply,) = host.replies
     assert isinstance(reply, p.Return) and p.loads(reply.payload) == "kept going"
