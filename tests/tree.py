@@ -52,12 +52,6 @@ async def on_big_gpu() -> int:
 
 
 @wool.routine
-async def nested_where() -> tuple[int, int]:
-    """This worker's pid and the pid of an untagged nested call's worker."""
-    return os.getpid(), await plain_pid()
-
-
-@wool.routine
 async def plain_pid() -> int:
     return os.getpid()
 

@@ -202,18 +202,14 @@ def unpickle(what: str, frame: Any) -> Snapshot:
     return values
 
 
-def apply(values: Snapshot, unset_others: bool = False) -> Snapshot:
-    """Set `values` in the current context; with `unset_others`, unset every other variable
-    (a generator's step sees exactly its caller's variables). Returns what is now set, the
-    baseline `changes` compares against."""
-    for key, value in values.items():
-        var = _slot(key)
-        if var.get() is not value:
-            var.set(value)
-    if unset_others:
-        for key, var in tuple(_storage.items()):
-            if key not in values and var.get() is not _UNSET:
-                var.set(_UNSET)
+def apply(values: Snapshot) -> Snapshot:
+    """Make the current context's variables exactly `values` (every other one unset): a
+    call, or a generator's step, sees its caller's variables. Returns the baseline `changes`
+    compares against."""
+    merge(values.items())
+    for key, var in tuple(_storage.items()):
+        if key not in values and var.get() is not _UNSET:
+            var.set(_UNSET)
     return dict(values)
 
 

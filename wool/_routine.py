@@ -132,18 +132,22 @@ def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
     return cached
 
 
-def _dump(what: str, value: object) -> tuple[p.Frame, ...]:
+# `what` below is a format string with the routine's name as `{}`: formatted only on failure,
+# not on every call.
+
+
+def _dump(what: str, name: str, value: object) -> tuple[p.Frame, ...]:
     try:
         return p.dumps(value)
     except Exception as e:
-        raise SerializationError(f"{what} could not be pickled: {type(e).__name__}: {e}") from e
+        raise SerializationError(f"{what.format(name)} could not be pickled: {type(e).__name__}: {e}") from e
 
 
-def _load(what: str, frames: tuple[p.Frame, ...]) -> Any:
+def _load(what: str, name: str, frames: tuple[p.Frame, ...]) -> Any:
     try:
         return p.loads(frames)
     except Exception as e:
-        raise SerializationError(f"{what} could not be unpickled: {type(e).__name__}: {e}") from e
+        raise SerializationError(f"{what.format(name)} could not be unpickled: {type(e).__name__}: {e}") from e
 
 
 def _merge_context(name: str, reply: p.Reply) -> None:
@@ -157,7 +161,7 @@ def _outcome(name: str, reply: p.Reply) -> Any:
     either way after setting the context variables it brought back."""
     _merge_context(name, reply)
     if isinstance(reply, (p.Return, p.Yield)):
-        return _load(f"the value returned by {name}", reply.payload)
+        return _load("the value returned by {}", name, reply.payload)
     if isinstance(reply, p.Raise):
         raise p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
     if isinstance(reply, p.Reject):
@@ -230,7 +234,7 @@ async def _dispatch(
     name = wrapper.__qualname__
     mesh = current_mesh(name)
     digest, routine_pickle = _pickled_routine(wrapper)
-    context = _capture(f"{name} was not called")
+    context = _capture("{} was not called", name)
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
@@ -261,17 +265,17 @@ async def _dispatch(
     raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
 
 
-def _capture(what: str) -> bytes:
+def _capture(what: str, name: str) -> bytes:
     try:
         return cv.capture()
     except TypeError as e:
-        raise TypeError(f"{what}: {e}") from None
+        raise TypeError(f"{what.format(name)}: {e}") from None
 
 
 async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
-    payload = _dump(f"the arguments of {name}", (args, kwargs))
+    payload = _dump("the arguments of {}", name, (args, kwargs))
     with waiting_on_peer() as nested:
         if place.deadline is None:
             _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
@@ -315,7 +319,7 @@ class _Stream:
         return _UNBOUNDED if self._place.deadline is None else asyncio.timeout_at(self._place.deadline)
 
     async def start(self) -> tuple[bool, Any]:
-        payload = _dump(f"the arguments of {self._name}", self._args)
+        payload = _dump("the arguments of {}", self._name, self._args)
         with waiting_on_peer() as nested:
             async with self._bounded():
                 self._conn, self._call_id, reply = await _dispatch(self._wrapper, self._place, payload, True, nested)
@@ -336,11 +340,11 @@ class _Stream:
         if self._inbox is not None:
             return await self._step_ahead(kind, self._inbox)
         msg: p.Request
-        context = _capture(f"the next step of {self._name} was not sent")
+        context = _capture("the next step of {} was not sent", self._name)
         if kind is p.Kind.NEXT:
             msg = p.Next(call_id, context)
         elif kind is p.Kind.SEND:
-            msg = p.Send(call_id, _dump(f"the value sent to {self._name}", value), context)
+            msg = p.Send(call_id, _dump("the value sent to {}", self._name, value), context)
         elif kind is p.Kind.THROW:
             msg = p.Throw(call_id, p.dumps_exception(value), context)
         else:

@@ -104,7 +104,7 @@ class _Carried:
 
     def enter(self, frame: p.Frame) -> None:
         """Inside the call's context: make its variables exactly the caller's."""
-        self.baseline = cv.apply(cv.unpickle(self.name, frame), unset_others=True)
+        self.baseline = cv.apply(cv.unpickle(self.name, frame))
 
     def back(self) -> p.Frame:
         """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
