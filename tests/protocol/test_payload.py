@@ -14,7 +14,6 @@ import pytest
 import wool
 from tests.routines import Oops
 from wool import protocol as p
-from wool.protocol import _copy
 
 MiB = 1 << 20
 
@@ -118,31 +117,6 @@ def test_large_bytearray_round_trips() -> None:
     data = bytearray(b"\x02" * MiB)
     out = p.loads(_wire(p.dumps(data)))
     assert type(out) is bytearray and out == data
-
-
-@pytest.fixture(params=["huge pages", "plain"])
-def copying(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both ways a large received buffer is copied: advised into huge pages where the
-    platform allows, plainly where it does not."""
-    if request.param == "plain":
-        monkeypatch.setattr(_copy, "_native", None)
-    elif _copy._native is None:
-        pytest.skip("no madvise(MADV_HUGEPAGE) or CPython C API here")
-
-
-@pytest.mark.parametrize("kind", [bytes, bytearray])
-def test_huge_values_arrive_as_their_own_copy(copying: None, kind: type) -> None:
-    size = _copy.HUGE + 4097  # neither page- nor huge-page-aligned
-    data = kind(bytes(range(256)) * (size // 256) + b"\xee" * (size % 256))
-    frames = [bytearray(f) for f in p.dumps(data)]  # writable frames, as received without a copy
-    out = p.loads(frames)
-    assert type(out) is kind and len(out) == size and out == data
-    frames[1][:] = bytes(len(frames[1]))  # the transport reuses its buffer: the value keeps its bytes
-    assert out == data and hash(bytes(out)) == hash(bytes(data))
-    if kind is bytearray:
-        out[0] ^= 0xFF
-        out.extend(b"more")  # writable and resizable: it owns its memory
-        assert out[0] == data[0] ^ 0xFF and out[-4:] == b"more"
 
 
 # -- exceptions ---------------------------------------------------------------------------------

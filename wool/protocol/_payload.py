@@ -16,10 +16,15 @@ import cloudpickle
 from tblib import pickling_support
 
 from .._errors import RemoteError
-from ._copy import to_bytearray, to_bytes
 from ._messages import Frame
 
 OUT_OF_BAND = 64 * 1024
+
+
+def _bytes(buffer: Any) -> bytes:
+    # Out of band, `buffer` is the received frame: a view of the transport's buffer, copied
+    # here once into the `bytes` the value must be (already bytes when given bytes frames).
+    return buffer if type(buffer) is bytes else bytes(buffer)
 
 
 class _OutOfBand:
@@ -32,9 +37,7 @@ class _OutOfBand:
         self.data = data
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        # Unpickled from the received frame (a view of the transport's buffer), copied once
-        # into the value's own memory (see `_copy`).
-        return (to_bytes if type(self.data) is bytes else to_bytearray), (pickle.PickleBuffer(self.data),)
+        return (_bytes if type(self.data) is bytes else bytearray), (pickle.PickleBuffer(self.data),)
 
 
 def _lift(value: Any, depth: int = 3) -> Any:
