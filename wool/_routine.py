@@ -132,11 +132,9 @@ def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
     return cached
 
 
-# `what` below is a format string with the routine's name as `{}`: formatted only on failure,
-# not on every call.
-
-
 def _dump(what: str, name: str, value: object) -> tuple[p.Frame, ...]:
+    """`what` (here and in `_load`, `_capture`) is a format string taking the routine's name:
+    the error text is built only on failure, not on every call."""
     try:
         return p.dumps(value)
     except Exception as e:

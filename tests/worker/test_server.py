@@ -18,7 +18,7 @@ import zmq.asyncio
 
 import wool
 from tests import routines
-from tests.helpers import Observer, make_call
+from helpers import Observer, make_call
 from wool import protocol as p
 from wool._transport import DEFAULT_LIVENESS
 from wool._transport import context
