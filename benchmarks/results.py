@@ -133,6 +133,32 @@ async def interleave(reps: int, sides: Mapping[str, Measure]) -> dict[str, dict[
     return {name: dict(metrics) for name, metrics in samples.items()}
 
 
+Step = Callable[[int], Awaitable[None]]
+
+
+async def alternate(blocks: int, steps: Mapping[str, Step]) -> None:
+    """Call every side's `step(block)` once per block, alternating sides and rotating which
+    goes first. Used inside one repetition where a side's measurement is long (a 100,000-item
+    stream takes about a minute): in blocks a fraction of a second long, every side sees the
+    same spells of load from the rest of the machine, instead of one side a quiet minute and
+    the other a busy one."""
+    names = list(steps)
+    for block in range(blocks):
+        k = block % len(names)
+        for name in names[k:] + names[:k]:
+            await steps[name](block)
+
+
+async def repeat(reps: int, measure: Callable[[], Awaitable[Mapping[str, Mapping[str, float]]]]) -> dict[str, dict[str, list[float]]]:
+    """`reps` repetitions of a measurement that covers every side at once (see `alternate`)."""
+    samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for _ in range(reps):
+        for name, metrics in (await measure()).items():
+            for metric, value in metrics.items():
+                samples[name][metric].append(value)
+    return {name: dict(metrics) for name, metrics in samples.items()}
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     rank = max(1, -(-len(sorted_values) * q // 100))

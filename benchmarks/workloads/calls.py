@@ -10,10 +10,11 @@ from typing import Any
 
 from .. import functions, routines
 from ..config import Config
-from ..results import Metric, Target, WorkloadResult, interleave, percentile
+from ..results import Metric, Step, Target, WorkloadResult, alternate, interleave, percentile, repeat
 from ..sides import Sides
 
 Call = Callable[[int], Awaitable[Any]]
+LATENCY_BLOCK = 50  # sequential calls per side before the next side's turn
 
 
 async def _warm(call: Call, n: int = 50) -> None:
@@ -30,28 +31,41 @@ async def latency(cfg: Config, sides: Sides) -> WorkloadResult:
         "ppe": lambda i: sides.ppe_call(functions.add_sync, i, 1),
     }
 
-    def timed(call: Call) -> Callable[[], Awaitable[dict[str, float]]]:
-        async def measure() -> dict[str, float]:
-            samples = []
-            for i in range(n):
-                t = time.perf_counter()
-                await call(i)
-                samples.append((time.perf_counter() - t) * 1e6)
-            samples.sort()
-            return {"median_us": statistics.median(samples), "p99_us": percentile(samples, 99)}
+    blocks = max(1, n // LATENCY_BLOCK)
 
-        return measure
+    async def measure() -> dict[str, dict[str, float]]:
+        samples: dict[str, list[float]] = {side: [] for side in calls}
+
+        def step(side: str) -> Step:
+            call, out = calls[side], samples[side]
+
+            async def run(block: int) -> None:
+                for i in range(block * LATENCY_BLOCK, (block + 1) * LATENCY_BLOCK):
+                    t = time.perf_counter()
+                    await call(i)
+                    out.append((time.perf_counter() - t) * 1e6)
+
+            return run
+
+        await alternate(blocks, {side: step(side) for side in calls})
+        return {
+            side: {"median_us": statistics.median(s), "p99_us": percentile(sorted(s), 99)}
+            for side, s in samples.items()
+        }
 
     for call in calls.values():
         await _warm(call)
     return WorkloadResult(
         "latency",
-        f"sequential await add(x, 1): median and p99 of {n:,} calls per repetition",
+        f"sequential await add(x, 1): median and p99 of {blocks * LATENCY_BLOCK:,} calls per repetition",
         metrics=[Metric("median_us", "µs", False), Metric("p99_us", "µs", False)],
         params={"calls": n, "reps": cfg.latency_reps},
-        samples=await interleave(cfg.latency_reps, {side: timed(call) for side, call in calls.items()}),
+        samples=await repeat(cfg.latency_reps, measure),
         targets=[Target("median_us", "<=", 1.1, "loop"), Target("median_us", "<", 1.0, "ppe")],
-        notes=["loop: the direct client (send, then await the reply on the socket: no reader task)"],
+        notes=[
+            f"sides alternate every {LATENCY_BLOCK} calls within a repetition",
+            "loop: the direct client (send, then await the reply on the socket: no reader task)",
+        ],
     )
 
 
