@@ -64,6 +64,11 @@ def _unloaded(msg: p.Call) -> p.Call:
     return dataclasses.replace(msg, routine=b"", payload=(), context=p.NO_CONTEXT)
 
 
+# What a coroutine call keeps of its request once the arguments are unpickled: building a
+# frameless copy with `dataclasses.replace` cost 4 µs per call, a tenth of the worker's share.
+_UNLOADED = p.Call(0, "", b"", "", False, b"", ())
+
+
 def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT) -> p.Raise:
     return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
 
@@ -146,12 +151,13 @@ class CoroutineCall:
         # The reply leaves from inside the task, as the routine returns: a done-callback
         # would cost the reply one more loop iteration on every call.
         self._running = True
-        call_id = self.call_id
+        call_id, msg, name = self.call_id, self._msg, self._msg.name
         try:
-            carried.enter(self._msg.context)
-            fn = self._host.load_routine(self._msg)
-            args, kwargs = _arguments(self._msg)
-            self._msg = _unloaded(self._msg)
+            carried.enter(msg.context)
+            fn = self._host.load_routine(msg)
+            args, kwargs = _arguments(msg)
+            # Drop the frames while the routine runs (see `_unloaded`); nothing else reads them.
+            msg = self._msg = _UNLOADED
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
@@ -160,7 +166,7 @@ class CoroutineCall:
         except BaseException as e:  # caught here, asyncio would re-raise it out of the loop
             reply = _raise_reply(call_id, RemoteBaseException(*p.describe(e)))
         else:
-            reply = _value_reply(call_id, p.Return, self._msg.name, result)
+            reply = _value_reply(call_id, p.Return, name, result)
         reply = carried.reply(reply)
         self._host.finished((self._identity, call_id))
         self._host.reply(self._identity, reply)
