@@ -229,13 +229,13 @@ class SocketDriver:
     def _schedule(self) -> None:
         if not self._scheduled and not self.closed:
             self._scheduled = True
-            self._loop.call_soon(self._drain)
+            self._loop.call_soon(self._drain, True)
 
     def drain(self) -> None:
         """Deliver every message already received (used before declaring a peer lost)."""
         self._drain()
 
-    def _drain(self) -> None:
+    def _drain(self, scheduled: bool = False) -> None:
         self._scheduled = False
         if self._outbox:
             self._flush()  # first: a corked burst leaves before anything else is handled
@@ -243,12 +243,15 @@ class SocketDriver:
         # A receive that finds nothing has processed every command pending on the socket, so
         # its descriptor is re-armed: only then may the EVENTS check below (2 µs) be skipped.
         # Asking EVENTS re-arms it just the same and costs less than a receive that fails
-        # (pyzmq raises): after the first message, which is often the only one, ask first.
+        # (pyzmq raises, 4.6 µs): so ask first after the first message, which is often the
+        # only one, and before it in a drain scheduled after a send rather than woken by the
+        # descriptor, which mostly finds nothing (once per call on each side).
         exhausted = False
+        first = 0 if scheduled else 1
         for n in range(self.MAX_BATCH):
             if self.closed:
                 return
-            if n == 1 and not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator,arg-type]
+            if first <= n <= 1 and not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator,arg-type]
                 exhausted = True
                 break
             try:
