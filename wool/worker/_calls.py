@@ -65,7 +65,7 @@ def _unloaded(msg: p.Call) -> p.Call:
 
 
 # What a coroutine call keeps of its request once the arguments are unpickled: building a
-# frameless copy with `dataclasses.replace` cost 4 µs per call, a tenth of the worker's share.
+# frameless copy with `dataclasses.replace` cost about 7 of the worker's 31 µs of Python per call.
 _UNLOADED = p.Call(0, "", b"", "", False, b"", ())
 
 
