@@ -58,17 +58,6 @@ def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return value[0], value[1]
 
 
-def _unloaded(msg: p.Call) -> p.Call:
-    """`msg` without its frames, once unpickled: a received frame is ZeroMQ's buffer, which
-    would otherwise stay alive beside the arguments for as long as the call runs."""
-    return dataclasses.replace(msg, routine=b"", payload=(), context=p.NO_CONTEXT)
-
-
-# What a coroutine call keeps of its request once the arguments are unpickled: building a
-# frameless copy with `dataclasses.replace` cost about 7 of the worker's 31 µs of Python per call.
-_UNLOADED = p.Call(0, "", b"", "", False, b"", ())
-
-
 def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT) -> p.Raise:
     return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
 
@@ -129,35 +118,46 @@ class _Carried:
         return dataclasses.replace(reply, context=frame)  # type: ignore[arg-type]
 
 
+def _unpack(host: Host, carried: _Carried, request: p.Call) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """A call's routine and arguments, with the caller's variables set in its context. The
+    call keeps no reference to `request` past this: its frames are ZeroMQ's buffers, which
+    would otherwise stay alive beside the arguments for as long as the call runs. (Keeping a
+    frameless copy instead, made with `dataclasses.replace`, cost about 7 of the worker's
+    31 µs of Python per call.)"""
+    carried.enter(request.context)
+    fn = host.load_routine(request)
+    args, kwargs = _arguments(request)
+    return fn, args, kwargs
+
+
 class CoroutineCall:
     """A coroutine routine running on this worker."""
 
     def __init__(self, host: Host, identity: bytes, msg: p.Call, slot: CallSlot) -> None:
         self._host = host
         self._identity = self.identity = identity
-        self._msg = msg
-        self.call_id = msg.call_id
+        self._request: p.Call | None = msg  # until its task unpacks it (`_unpack`)
+        self.call_id, self._name = msg.call_id, msg.name
         self.slot = slot
         self._reason: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False  # its task's first step has begun: the task answers
 
     def start(self) -> None:
-        context = _context(self.slot, self._msg)
-        carried = _Carried(self._msg.name, context)
+        assert self._request is not None
+        context = _context(self.slot, self._request)
+        carried = _Carried(self._name, context)
         self._task = asyncio.get_running_loop().create_task(self._run(carried), context=context)
 
     async def _run(self, carried: _Carried) -> None:
         # The reply leaves from inside the task, as the routine returns: a done-callback
         # would cost the reply one more loop iteration on every call.
         self._running = True
-        call_id, msg, name = self.call_id, self._msg, self._msg.name
+        call_id, request, self._request = self.call_id, self._request, None
+        assert request is not None
         try:
-            carried.enter(msg.context)
-            fn = self._host.load_routine(msg)
-            args, kwargs = _arguments(msg)
-            # Drop the frames while the routine runs (see `_unloaded`); nothing else reads them.
-            msg = self._msg = _UNLOADED
+            fn, args, kwargs = _unpack(self._host, carried, request)
+            del request
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
@@ -166,7 +166,7 @@ class CoroutineCall:
         except BaseException as e:  # caught here, asyncio would re-raise it out of the loop
             reply = _raise_reply(call_id, RemoteBaseException(*p.describe(e)))
         else:
-            reply = _value_reply(call_id, p.Return, name, result)
+            reply = _value_reply(call_id, p.Return, self._name, result)
         reply = carried.reply(reply)
         self._host.finished((self._identity, call_id))
         self._host.reply(self._identity, reply)
@@ -202,8 +202,8 @@ class GeneratorCall:
     def __init__(self, host: Host, identity: bytes, msg: p.Call, slot: CallSlot) -> None:
         self._host = host
         self._identity = self.identity = identity
-        self._call = msg
-        self.call_id = msg.call_id
+        self._request: p.Call | None = msg  # until its first step unpacks it (`_unpack`)
+        self.call_id, self._name = msg.call_id, msg.name
         self.slot = slot
         self._agen: AsyncGenerator[Any, Any] | None = None
         self._abandoned = False
@@ -226,13 +226,13 @@ class GeneratorCall:
         return "running" if self._step_task is not None else "suspended" if self._started else "waiting"
 
     async def _start(self) -> Any:
-        self._carried.enter(self._call.context)
-        fn = self._host.load_routine(self._call)
-        args, kwargs = _arguments(self._call)
-        self._call = _unloaded(self._call)
+        request, self._request = self._request, None
+        assert request is not None
+        fn, args, kwargs = _unpack(self._host, self._carried, request)
+        del request
         agen = fn(*args, **kwargs)
         if not isinstance(agen, AsyncGenerator):
-            raise TypeError(f"{self._call.name} did not return an async generator")
+            raise TypeError(f"{self._name} did not return an async generator")
         self._agen = agen
         return await self._advance(agen.asend(None))
 
@@ -283,14 +283,14 @@ class GeneratorCall:
 
     async def _run_ahead(self, agen: AsyncGenerator[Any, Any]) -> Any:
         """Produce items while credit lasts, each sent as a `yield` unasked, in one task."""
-        call_id, produced = self._call.call_id, 0
+        call_id, produced = self.call_id, 0
         while self._credit > 0:
             self._credit -= 1
             value = await self._advance(agen.asend(None))
             try:
                 payload = p.dumps(value)
             except Exception as e:
-                raise SerializationError(f"the yielded value of {self._call.name} could not be pickled: {type(e).__name__}: {e}") from None
+                raise SerializationError(f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}") from None
             self._host.reply(self._identity, p.Yield(call_id, payload, self._carried.back()))
             produced += 1
             if produced % _AHEAD_YIELD_EVERY == 0:
@@ -323,19 +323,19 @@ class GeneratorCall:
             self._step_task.cancel()
         elif not self._started:  # still waiting for a slot: it never ran
             self._finish()
-            self._host.reply(self._identity, _raise_reply(self._call.call_id, reason or asyncio.CancelledError()))
+            self._host.reply(self._identity, _raise_reply(self.call_id, reason or asyncio.CancelledError()))
         else:
             self._finish()
 
     def _finish(self) -> None:
-        self._host.finished((self._identity, self._call.call_id))
+        self._host.finished((self._identity, self.call_id))
         agen, self._agen = self._agen, None
         if agen is not None:
             self._host.background(agen.aclose())  # runs its finally; a no-op once exhausted
 
     def _step_done(self, task: asyncio.Task[Any]) -> None:
         self._step_task = None
-        call_id = self._call.call_id
+        call_id = self.call_id
         if task.cancelled():
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
         elif isinstance(exc := task.exception(), _Exhausted):
@@ -349,7 +349,7 @@ class GeneratorCall:
                 self._pump()  # credit that arrived as the run ended
             return
         else:
-            reply = _value_reply(call_id, p.Yield, self._call.name, task.result())
+            reply = _value_reply(call_id, p.Yield, self._name, task.result())
         reply = self._carried.reply(reply)
         if self._abandoned or p.is_final(True, reply.kind):
             self._finish()
