@@ -55,7 +55,11 @@ async def _run_one(workload: Workload, cfg: Config, sides: Sides | None) -> Work
         traceback.print_exc()
         result = WorkloadResult(workload.name, "", error=f"{type(e).__name__}: {e}")
     result.seconds = time.perf_counter() - t
-    print(f"{'skipped' if result.skipped else 'failed' if result.error else 'done'} in {result.seconds:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"{'skipped' if result.skipped else 'failed' if result.error else 'done'} in {result.seconds:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 

@@ -77,6 +77,5 @@ def headline(m: dict[str, Any]) -> str:
     return (
         f"{m['cpus_usable']} of {m['cpu_count']} CPUs ({m['cpu_model']}), load {load}; "
         f"{m['python']}; pyzmq {m['pyzmq']} / libzmq {m['libzmq']}; servers on {m['server_event_loop']}; "
-        f"wool {m['wool']} at {m['wool_commit'][:12]}"
-        + (" (dirty)" if m["wool_commit"].endswith("+dirty") else "")
+        f"wool {m['wool']} at {m['wool_commit'][:12]}" + (" (dirty)" if m["wool_commit"].endswith("+dirty") else "")
     )

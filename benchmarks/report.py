@@ -25,8 +25,8 @@ def _ratio(x: float | None) -> str:
 
 
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    left = "  ".join(f"{c:<{w}}" for c, w in zip(cells[:2], widths[:2]))
-    return (left + "  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells[2:], widths[2:]))).rstrip()
+    left = "  ".join(f"{c:<{w}}" for c, w in zip(cells[:2], widths[:2], strict=False))
+    return (left + "  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells[2:], widths[2:], strict=False))).rstrip()
 
 
 def render(results: Sequence[WorkloadResult], cfg: Config, machine: dict[str, Any], wall: float) -> str:
@@ -41,7 +41,16 @@ def render(results: Sequence[WorkloadResult], cfg: Config, machine: dict[str, An
     for r in done:
         for m in r.metrics:
             if m.ratio:
-                out.append(_row([r.name, f"{m.name} ({'higher' if m.higher_is_better else 'lower'})", *(_ratio(r.ratio(b, m.name)) for b in baselines)], widths))
+                out.append(
+                    _row(
+                        [
+                            r.name,
+                            f"{m.name} ({'higher' if m.higher_is_better else 'lower'})",
+                            *(_ratio(r.ratio(b, m.name)) for b in baselines),
+                        ],
+                        widths,
+                    )
+                )
 
     out += ["", "TARGETS"]
     for r in results:

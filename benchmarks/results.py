@@ -91,21 +91,24 @@ class WorkloadResult:
         if self.error or self.skipped:
             out["reason"] = self.error or self.skipped
         out["params"] = self.params
-        out["metrics"] = {
-            m.name: {"unit": m.unit, "better": "higher" if m.higher_is_better else "lower"} for m in self.metrics
-        }
+        out["metrics"] = {m.name: {"unit": m.unit, "better": "higher" if m.higher_is_better else "lower"} for m in self.metrics}
         out["results"] = {side: {m.name: self.value(side, m.name) for m in self.metrics} for side in self.sides}
         out["ratios"] = {
-            side: {m.name: self.ratio(side, m.name) for m in self.metrics if m.ratio}
-            for side in self.sides
-            if side != WOOL
+            side: {m.name: self.ratio(side, m.name) for m in self.metrics if m.ratio} for side in self.sides if side != WOOL
         }
         out["targets"] = []
         for t in self.targets:
             value, holds = self.check(t)
             out["targets"].append(
-                {"text": t.text(self.metric(t.metric).unit), "metric": t.metric, "baseline": t.baseline,
-                 "op": t.op, "limit": t.limit, "value": value, "holds": holds}
+                {
+                    "text": t.text(self.metric(t.metric).unit),
+                    "metric": t.metric,
+                    "baseline": t.baseline,
+                    "op": t.op,
+                    "limit": t.limit,
+                    "value": value,
+                    "holds": holds,
+                }
             )
         out["samples"] = self.samples
         if self.detail:
@@ -149,7 +152,9 @@ async def alternate(blocks: int, steps: Mapping[str, Step]) -> None:
             await steps[name](block)
 
 
-async def repeat(reps: int, measure: Callable[[], Awaitable[Mapping[str, Mapping[str, float]]]]) -> dict[str, dict[str, list[float]]]:
+async def repeat(
+    reps: int, measure: Callable[[], Awaitable[Mapping[str, Mapping[str, float]]]]
+) -> dict[str, dict[str, list[float]]]:
     """`reps` repetitions of a measurement that covers every side at once (see `alternate`)."""
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for _ in range(reps):

@@ -36,4 +36,3 @@ def reset_peak(pids: Iterable[int]) -> bool:
         except OSError:
             ok = False
     return ok
-

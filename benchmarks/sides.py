@@ -72,9 +72,7 @@ class Sides:
             raise
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._stack.aclose()
 
     # -- calls, spread round-robin over the two workers of each side, as wool spreads them --

@@ -201,9 +201,7 @@ class DelegatingDiscovery:
         return self.inner.watch()
 
 
-def make_call(
-    worker_id: str, call_id: int, fn: Callable[..., Any], *args: Any, generator: bool = False, **kwargs: Any
-) -> p.Call:
+def make_call(worker_id: str, call_id: int, fn: Callable[..., Any], *args: Any, generator: bool = False, **kwargs: Any) -> p.Call:
     """A well-formed `call` of `fn(*args, **kwargs)`, as a wool caller would build it."""
     routine = cloudpickle.dumps(fn, protocol=5)
     digest = hashlib.blake2b(routine, digest_size=16).digest()

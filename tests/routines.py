@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import wool
 

@@ -28,12 +28,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import routines
-import wool
 from helpers import CliWorker, wait_exit
+
+import wool
 
 pytestmark = pytest.mark.multiprocess
 
@@ -188,9 +188,7 @@ async def test_every_call_ends_exactly_once_while_workers_die(tmp_path: Path) ->
             args = [NAME, str(log_dir), str(index), str(CALLS), str(WIDTH), str(tmp_path / f"caller{index}.json")]
             with open(tmp_path / f"caller{index}.err", "wb") as err:
                 callers.append(
-                    subprocess.Popen(
-                        [sys.executable, "-c", CALLER, *args, str(CALLER_DEADLINE)], env=env, stdout=err, stderr=err
-                    )
+                    subprocess.Popen([sys.executable, "-c", CALLER, *args, str(CALLER_DEADLINE)], env=env, stdout=err, stderr=err)
                 )
 
         last = 0
@@ -199,7 +197,7 @@ async def test_every_call_ends_exactly_once_while_workers_die(tmp_path: Path) ->
             # victim, each caller still has at least two live workers in rotation.
             for worker in await asyncio.gather(*starting):
                 await serving_every_caller(worker)
-            await logs.wait_until(lambda: logs.total >= last + GAP or not running(), f"{GAP} more calls ran")
+            await logs.wait_until(lambda last=last: logs.total >= last + GAP or not running(), f"{GAP} more calls ran")
             last = logs.total
             victim = live.pop(0)
             faults.append(
@@ -270,7 +268,7 @@ async def test_every_call_ends_exactly_once_while_workers_die(tmp_path: Path) ->
     print(
         f"\nat-most-once: {len(outcomes)} calls issued by {CALLERS} callers, {len(ok)} ok, "
         f"{failures['WorkerLost']} WorkerLost ({len(lost_but_ran)} of them had run), "
-        f"other failures {({k: n for k, n in failures.items() if k != 'WorkerLost'})}; "
+        f"other failures { ({k: n for k, n in failures.items() if k != 'WorkerLost'}) }; "
         f"{sum(executed.values())} executions of {len(executed)} tokens; "
         f"calls took {max(seconds):.1f} s per caller, {calls_done - began:.1f} s in all"
     )

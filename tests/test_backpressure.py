@@ -8,10 +8,10 @@ import asyncio
 from typing import Any
 
 import pytest
-
 import routines
-import wool
 from helpers import CliWorker, Observer
+
+import wool
 from wool.workers import survey
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]

@@ -7,9 +7,8 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 import helpers
+import pytest
 
 pytestmark = pytest.mark.multiprocess
 

@@ -8,12 +8,12 @@ import threading
 import traceback
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import routines
-import wool
 from routines import Calculator, Oops
+
+import wool
 
 pytestmark = pytest.mark.multiprocess
 
@@ -81,7 +81,7 @@ async def test_remote_traceback_is_visible() -> None:
             await routines.fail("nope")
     text = "".join(traceback.format_exception(info.value))
     assert "routines.py" in text and "in fail" in text
-    assert 'raise Oops(message, code) from e' in text
+    assert "raise Oops(message, code) from e" in text
     assert "KeyError: 'inner'" in text
 
 
@@ -142,8 +142,6 @@ async def test_calls_spread_over_the_workers() -> None:
     async with wool.WorkerPool(size=2) as pool:
         pids = [await routines.pid() for _ in range(4)]
         assert sorted(pids) == sorted(2 * [w.pid for w in pool.workers])
-
-
 
 
 async def test_large_values_round_trip_intact_and_of_their_own_type() -> None:

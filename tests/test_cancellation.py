@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 import helpers
+import pytest
 import routines
+
 import wool
 
 pytestmark = pytest.mark.multiprocess

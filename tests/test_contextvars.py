@@ -13,12 +13,12 @@ import threading
 from typing import Any
 
 import cloudpickle
-import pytest
-
 import context_scenarios
 import late_context
-import wool
+import pytest
 from helpers import Observer
+
+import wool
 from wool import _contextvars as cv
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,7 +160,9 @@ async def test_parity_holds_on_read_ahead_streams() -> None:
 
     expected = await run_in_fresh_context(lambda v, r: scenario(v, r, identity), context_scenarios.LOCAL, local)
     async with wool.WorkerPool(size=1):
-        got = await run_in_fresh_context(lambda v, r: scenario(v, r, lambda g: wool.readahead(g, 2)), context_scenarios.REMOTE, remote)
+        got = await run_in_fresh_context(
+            lambda v, r: scenario(v, r, lambda g: wool.readahead(g, 2)), context_scenarios.REMOTE, remote
+        )
     # Read ahead, the generator runs on without the caller's later values: it sees its own.
     assert [item for item, _ in got] == ["before", "gen0", "gen1", "gen2", "gen3"]
     assert [after for _, after in got] == [after for _, after in expected]

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 import routines
-import wool
 from helpers import CliWorker
+
+import wool
 from wool import protocol as p
 from wool._connection import Connection
 from wool._keys import generate_directory
@@ -93,7 +93,15 @@ async def test_nothing_a_refused_caller_sent_reaches_the_worker(key_dir: Path) -
             (info,) = await pool.wait_for_workers(timeout=10)
             conn = Connection(info, keys=stranger)
             try:
-                call = p.Call(conn.new_call_id(), info.id, digest, "marker", False, routine_pickle, _dump("the arguments of {}", "marker", ((), {})))
+                call = p.Call(
+                    conn.new_call_id(),
+                    info.id,
+                    digest,
+                    "marker",
+                    False,
+                    routine_pickle,
+                    _dump("the arguments of {}", "marker", ((), {})),
+                )
                 with pytest.raises(wool.AuthenticationError, match="refused this process: authentication failed"):
                     await asyncio.wait_for(conn.request(call, False), 10)
             finally:

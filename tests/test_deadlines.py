@@ -8,10 +8,10 @@ import asyncio
 import re
 
 import pytest
-
 import tree
-import wool
 from helpers import Observer
+
+import wool
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 

@@ -8,13 +8,13 @@ import asyncio
 import signal
 from collections import Counter
 
+import helpers
 import psutil
 import pytest
-
 import routines
-import wool
-import helpers
 from helpers import CliWorker
+
+import wool
 
 pytestmark = pytest.mark.multiprocess
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import msgpack
 import pytest
+import routines
 import zmq
 import zmq.asyncio
 
-import routines
 import wool
 from wool import protocol as p
 from wool._transport import context
@@ -157,47 +157,78 @@ async def echo_round_trip(fake: FakeWorker, value: Any) -> None:
 
 
 NAMING_THE_CALL: list[Any] = [
-    pytest.param(lambda i: frames_of(p.Yield(i, p.dumps(1))), wool.DispatchError, "answered call with yield", id="yield-for-a-coroutine"),
+    pytest.param(
+        lambda i: frames_of(p.Yield(i, p.dumps(1))), wool.DispatchError, "answered call with yield", id="yield-for-a-coroutine"
+    ),
     pytest.param(lambda i: frames_of(p.Stop(i)), wool.DispatchError, "answered call with stop", id="stop-for-a-coroutine"),
     pytest.param(lambda i: frames_of(p.Pong(i, "someone")), wool.DispatchError, "answered call with pong", id="pong-for-a-call"),
-    pytest.param(lambda i: frames_of(p.Return(i, (b"\x00\x01garbage",))), wool.SerializationError, "could not be unpickled: UnpicklingError", id="return-unpicklable"),
+    pytest.param(
+        lambda i: frames_of(p.Return(i, (b"\x00\x01garbage",))),
+        wool.SerializationError,
+        "could not be unpickled: UnpicklingError",
+        id="return-unpicklable",
+    ),
     pytest.param(
         lambda i: frames_of(p.Return(i, (b"cno_such_module_for_wool\nThing\n.",))),
-        wool.SerializationError, "No module named 'no_such_module_for_wool'", id="return-of-an-unknown-class",
+        wool.SerializationError,
+        "No module named 'no_such_module_for_wool'",
+        id="return-of-an-unknown-class",
     ),
-    pytest.param(lambda i: frames_of(p.Return(i, (b"",))), wool.SerializationError, "could not be unpickled", id="return-empty-pickle"),
+    pytest.param(
+        lambda i: frames_of(p.Return(i, (b"",))), wool.SerializationError, "could not be unpickled", id="return-empty-pickle"
+    ),
     pytest.param(
         lambda i: frames_of(p.Raise(i, "mod.Boom", "it broke", "Traceback: ...", (b"\x00garbage",))),
-        wool.RemoteError, "mod.Boom: it broke", id="raise-unpicklable",
+        wool.RemoteError,
+        "mod.Boom: it broke",
+        id="raise-unpicklable",
     ),
     pytest.param(
-        lambda i: frames_of(p.Reject(i, p.RejectReason.MALFORMED, "no idea")), wool.DispatchError, "rejected .* no idea", id="reject",
+        lambda i: frames_of(p.Reject(i, p.RejectReason.MALFORMED, "no idea")),
+        wool.DispatchError,
+        "rejected .* no idea",
+        id="reject",
     ),
     pytest.param(
         lambda i: [envelope(p.VERSION, int(p.Kind.RETURN), i, "x" * (p.MAX_ENVELOPE + 1)), *p.dumps(1)],
-        wool.DispatchError, "malformed reply: envelope of 65[0-9]+ bytes exceeds 65536", id="oversize-envelope",
+        wool.DispatchError,
+        "malformed reply: envelope of 65[0-9]+ bytes exceeds 65536",
+        id="oversize-envelope",
     ),
     pytest.param(
         lambda i: [envelope(p.VERSION + 1, int(p.Kind.RETURN), i), *p.dumps(1)],
-        wool.DispatchError, f"unsupported protocol version {p.VERSION + 1}", id="unknown-version",
+        wool.DispatchError,
+        f"unsupported protocol version {p.VERSION + 1}",
+        id="unknown-version",
     ),
     pytest.param(
-        lambda i: [envelope(p.VERSION, 99, i), *p.dumps(1)], wool.DispatchError, "unknown message kind 99", id="unknown-kind",
+        lambda i: [envelope(p.VERSION, 99, i), *p.dumps(1)],
+        wool.DispatchError,
+        "unknown message kind 99",
+        id="unknown-kind",
     ),
     pytest.param(
-        lambda i: [envelope(p.VERSION, int(p.Kind.RETURN), i)], wool.DispatchError, "return needs at least 2 frames after its envelope",
+        lambda i: [envelope(p.VERSION, int(p.Kind.RETURN), i)],
+        wool.DispatchError,
+        "return needs at least 2 frames after its envelope",
         id="return-without-payload",
     ),
     pytest.param(
-        lambda i: [envelope(p.VERSION, int(p.Kind.STOP), i), *([b""] * 10_000)], wool.DispatchError,
-        "stop needs 1 frames after its envelope, got 10000", id="ten-thousand-frames",
+        lambda i: [envelope(p.VERSION, int(p.Kind.STOP), i), *([b""] * 10_000)],
+        wool.DispatchError,
+        "stop needs 1 frames after its envelope, got 10000",
+        id="ten-thousand-frames",
     ),
     pytest.param(
-        lambda i: [envelope(p.VERSION, int(p.Kind.RAISE), i, 1, None), b"x"], wool.DispatchError, "malformed raise envelope",
+        lambda i: [envelope(p.VERSION, int(p.Kind.RAISE), i, 1, None), b"x"],
+        wool.DispatchError,
+        "malformed raise envelope",
         id="raise-with-bad-fields",
     ),
     pytest.param(
-        lambda i: [envelope(p.VERSION, int(p.Kind.REJECT), i, 99, "why"), b"x"], wool.DispatchError, "malformed reject envelope",
+        lambda i: [envelope(p.VERSION, int(p.Kind.REJECT), i, 99, "why"), b"x"],
+        wool.DispatchError,
+        "malformed reject envelope",
         id="reject-with-unknown-reason",
     ),
 ]
@@ -242,7 +273,8 @@ NAMING_NO_CALL: list[Any] = [
     pytest.param(lambda i: [random.Random(3).randbytes(p.MAX_ENVELOPE + 100)], id="oversize-random"),
     pytest.param(
         # Too large to decode, and the call id comes too late in it to be read.
-        lambda i: [envelope("v" * 40, int(p.Kind.RETURN), i, "x" * p.MAX_ENVELOPE), *p.dumps(1)], id="oversize-id-unreadable",
+        lambda i: [envelope("v" * 40, int(p.Kind.RETURN), i, "x" * p.MAX_ENVELOPE), *p.dumps(1)],
+        id="oversize-id-unreadable",
     ),
     pytest.param(lambda i: frames_of(p.Return(NEVER_SENT, p.dumps("not yours"))), id="return-for-a-call-never-made"),
     pytest.param(lambda i: frames_of(p.Raise(NEVER_SENT + 1, "T", "m", "tb", (b"x",))), id="raise-for-a-call-never-made"),
@@ -365,11 +397,24 @@ class GarbageReplies:
     def piece(self, target: int) -> tuple[list[bytes], Ends | None]:
         rng = self.rng
         while True:
-            kind = rng.choice([
-                "random", "truncated", "flipped", "oversize-random", "never-sent", "probe", "wrong-kind",
-                "unpicklable-return", "unpicklable-raise", "reject", "oversize-named", "unknown-version",
-                "unknown-kind", "wrong-frames",
-            ])
+            kind = rng.choice(
+                [
+                    "random",
+                    "truncated",
+                    "flipped",
+                    "oversize-random",
+                    "never-sent",
+                    "probe",
+                    "wrong-kind",
+                    "unpicklable-return",
+                    "unpicklable-raise",
+                    "reject",
+                    "oversize-named",
+                    "unknown-version",
+                    "unknown-kind",
+                    "wrong-frames",
+                ]
+            )
             good = frames_of(p.Return(target, p.dumps("good")))
             effect: Ends | None | bool
             if kind == "random":
@@ -387,7 +432,9 @@ class GarbageReplies:
                 frames = [rng.randbytes(p.MAX_ENVELOPE + rng.randrange(1, 4096))]
                 effect = self._unnamed_or_target(frames, target)
             elif kind == "never-sent":
-                msg = rng.choice([p.Return(NEVER_SENT + rng.randrange(2**32), p.dumps(1)), p.Stop(NEVER_SENT), p.Yield(NEVER_SENT, (b"x",))])
+                msg = rng.choice(
+                    [p.Return(NEVER_SENT + rng.randrange(2**32), p.dumps(1)), p.Stop(NEVER_SENT), p.Yield(NEVER_SENT, (b"x",))]
+                )
                 frames, effect = frames_of(msg), None
             elif kind == "probe":
                 frames, effect = frames_of(p.Pong(0, "probe")), None
@@ -404,7 +451,10 @@ class GarbageReplies:
                 reason = rng.choice([p.RejectReason.MALFORMED, p.RejectReason.UNKNOWN_CALL, p.RejectReason.BAD_STATE])
                 frames, effect = frames_of(p.Reject(target, reason, "nope")), Ends(wool.DispatchError, "rejected")
             elif kind == "oversize-named":
-                frames = [envelope(p.VERSION, int(p.Kind.RETURN), target, "x" * (p.MAX_ENVELOPE + rng.randrange(1, 4096))), *good[1:]]
+                frames = [
+                    envelope(p.VERSION, int(p.Kind.RETURN), target, "x" * (p.MAX_ENVELOPE + rng.randrange(1, 4096))),
+                    *good[1:],
+                ]
                 effect = Ends(wool.DispatchError, "exceeds")
             elif kind == "unknown-version":
                 version = rng.choice([0, p.VERSION + 1, 255, -1, "1", None])
@@ -471,7 +521,9 @@ async def test_seeded_garbage_interleaved_with_good_replies(caplog: pytest.LogCa
             await echo_round_trip(fake, "after")
         assert errors == []
     elapsed = time.monotonic() - started
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR][:5]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    ][:5]
     garbage_count = sent - WAVES * CALLS_PER_WAVE
     print(f"\n{garbage_count} garbage replies among {WAVES * CALLS_PER_WAVE} calls in {elapsed:.2f} s; {garbage.counts}")
     assert garbage_count >= 3000

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 import helpers
+import pytest
 import routines
-import wool
 from routines import Oops
+
+import wool
 
 pytestmark = pytest.mark.multiprocess
 
@@ -125,6 +125,7 @@ async def test_unpicklable_yield_fails_the_step_and_closes_the_generator() -> No
 
 async def test_concurrent_generators_do_not_interfere() -> None:
     async with wool.WorkerPool(size=2):
+
         async def drain(n: int) -> list[int]:
             return [i async for i in routines.countdown(n)]
 

@@ -16,9 +16,9 @@ import cloudpickle
 import pytest
 import zmq
 import zmq.auth
+from helpers import REPO
 
 import wool
-from helpers import REPO
 from wool._keys import generate_directory, read_key_file, trust_key
 
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-
 import routines
-import wool
 from helpers import Observer
+
+import wool
 from wool._transport import DEFAULT_LIVENESS
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(90)]

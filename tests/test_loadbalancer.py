@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncio
-
 import pytest
-
 import routines
-import wool
 from helpers import Observer
+
+import wool
 
 
 @dataclass

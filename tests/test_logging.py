@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-
 import routines
-import wool
 from helpers import CliWorker
+
+import wool
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -27,9 +27,7 @@ async def serve_one_call(log: Path, *args: str) -> CliWorker:
     return worker
 
 
-async def test_one_call_can_be_followed_from_caller_to_worker_at_debug(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_one_call_can_be_followed_from_caller_to_worker_at_debug(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="wool")
     worker = await serve_one_call(tmp_path / "worker.log", "--log-level", "debug")
     sent = [m for r in caplog.records if (m := re.fullmatch(r"call (\d+) add sent to worker (\w+) by (\S+)", r.getMessage()))]

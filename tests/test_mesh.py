@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 import routines
+
 import wool
 
 pytestmark = pytest.mark.multiprocess

@@ -26,12 +26,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import netns
+import pytest
 import routines
-import wool
 from helpers import Observer
+
+import wool
 from wool._context import current_mesh_var
 from wool._keys import generate_directory, trust_key
 
@@ -65,7 +65,9 @@ def caller(host: netns.Host, scenario: str, *args: str) -> netns.Process:
     return host.python(code, *args)
 
 
-async def next_matching(process: netns.Process, predicate: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]], timeout: float = 20.0) -> dict[str, Any]:
+async def next_matching(
+    process: netns.Process, predicate: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]], timeout: float = 20.0
+) -> dict[str, Any]:
     """The next message satisfying `predicate`; every message read is appended to `seen`."""
     async with asyncio.timeout(timeout):
         while True:
@@ -242,8 +244,10 @@ async def test_zeroconf_discovery_across_hosts(hosts: tuple[netns.Host, netns.Ho
     assert await first.wait() == 0
 
     assert not any(m.get("ns") == "default" and m["id"] == other.id for m in seen)
-    print(f"\nLAN discovery across hosts: join seen {join * 1000:.0f} ms after the worker was ready, "
-          f"leave seen {leave * 1000:.0f} ms after SIGTERM")
+    print(
+        f"\nLAN discovery across hosts: join seen {join * 1000:.0f} ms after the worker was ready, "
+        f"leave seen {leave * 1000:.0f} ms after SIGTERM"
+    )
     assert join < 5 and leave < 5
 
 

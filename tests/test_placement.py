@@ -10,10 +10,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-
 import tree
-import wool
 from helpers import CliWorker
+
+import wool
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -77,7 +77,9 @@ async def test_no_worker_with_the_tags_raises_promptly_naming_them() -> None:
         raise AssertionError("never runs")
 
     async with tagged_workers():
-        with pytest.raises(wool.NoWorkersAvailable, match=r"needs_tpu was not called: no live worker has the tags gpu, tpu") as info:
+        with pytest.raises(
+            wool.NoWorkersAvailable, match=r"needs_tpu was not called: no live worker has the tags gpu, tpu"
+        ) as info:
             await needs_tpu()
         assert "big, gpu" in str(info.value) and "no tags" in str(info.value)  # what the live workers have
         with wool.options(tags="tpu"), pytest.raises(wool.NoWorkersAvailable, match="tags tpu"):

@@ -11,13 +11,13 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import helpers
 import psutil
 import pytest
-
-import helpers
 import routines
-import wool
 from helpers import Observer
+
+import wool
 
 pytestmark = pytest.mark.multiprocess
 

@@ -8,10 +8,10 @@ import os
 import signal
 
 import pytest
-
 import routines
-import wool
 from helpers import Observer
+
+import wool
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 

@@ -22,12 +22,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import routines
-import wool
 from helpers import CliWorker
+
+import wool
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -196,6 +196,7 @@ async def test_an_endpoint_that_refuses_connections_is_skipped_at_once_with_a_wa
 
 
 # ---- clobbered registry files
+
 
 def clobber(path: Path, kind: str) -> None:
     """Rewrite the registry in place, as a crashed or careless writer would."""

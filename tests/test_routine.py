@@ -6,9 +6,9 @@ import inspect
 import pydoc
 
 import pytest
+from routines import Calculator, add, countdown
 
 import wool
-from routines import Calculator, add, countdown
 
 
 def test_keeps_name_docstring_and_signature() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import routines
-import wool
 from helpers import REPO, CliWorker, Observer
+
+import wool
 from wool._keys import generate_directory
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
@@ -22,8 +22,13 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
 async def workers_cli(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wool.workers", *args,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        sys.executable,
+        "-m",
+        "wool.workers",
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -47,8 +52,13 @@ async def test_lists_each_worker_with_its_calls_and_marks_unreachable_entries() 
                 assert code == 0
                 rows: dict[str, dict[str, Any]] = {r["id"]: r for r in json.loads(out)}
                 expected = {
-                    "endpoint": worker.endpoint, "pid": worker.pid, "tags": ["gpu"],
-                    "reachable": True, "calls": 1, "queued": 0, "max_calls": 3,
+                    "endpoint": worker.endpoint,
+                    "pid": worker.pid,
+                    "tags": ["gpu"],
+                    "reachable": True,
+                    "calls": 1,
+                    "queued": 0,
+                    "max_calls": 3,
                 }
                 assert {key: rows[worker.id][key] for key in expected} == expected
                 assert rows["ghost"]["reachable"] is False

@@ -7,8 +7,9 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
-import wool
 from routines import report
+
+import wool
 
 
 @wool.routine

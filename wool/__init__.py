@@ -1,13 +1,14 @@
 """wool: async routines that run on a ZeroMQ peer mesh with the semantics of local asyncio.
 
-    @wool.routine
-    async def add(x: int, y: int) -> int:
-        return x + y
+@wool.routine
+async def add(x: int, y: int) -> int:
+    return x + y
 
-    async with wool.WorkerPool(size=4):
-        await add(1, 2)
+async with wool.WorkerPool(size=4):
+    await add(1, 2)
 """
 
+from ._contextvars import ContextVar, Token
 from ._errors import (
     AuthenticationError,
     DispatchError,
@@ -20,7 +21,6 @@ from ._errors import (
     WorkerLost,
     WorkerStartError,
 )
-from ._contextvars import ContextVar, Token
 from ._keys import Keys
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
 from ._options import Options, options, remaining

@@ -35,7 +35,6 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -49,9 +48,7 @@ from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
 
-_HANDSHAKE_FAILED = (
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
+_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED
 _WARN_INTERVAL = 10.0  # at most one malformed-reply warning per connection this often
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
@@ -266,7 +263,9 @@ class Connection:
             self._warned_at = now
             log.warning(
                 "malformed reply from worker %s: %s (further such messages suppressed for %.0f s)",
-                self.worker.id, e, _WARN_INTERVAL,
+                self.worker.id,
+                e,
+                _WARN_INTERVAL,
             )
         else:
             log.debug("malformed reply from worker %s: %s", self.worker.id, e)
@@ -286,7 +285,9 @@ class Connection:
                 self.refused = True
                 (log.debug if self._quiet else log.warning)(
                     "worker %s (pid %d) at %s refuses connections; skipping it until it accepts one",
-                    self.worker.id, self.worker.pid, self.worker.endpoint,
+                    self.worker.id,
+                    self.worker.pid,
+                    self.worker.endpoint,
                 )
                 if self._on_refused is not None:
                     self._on_refused(self)
@@ -309,7 +310,9 @@ class Connection:
                 f"does not hold the secret key of the public key {self.worker.public_key} that discovery published for it, "
                 f"or does not use CURVE"
             )
-        return f"the handshake with {where} failed: it requires CURVE keys, which this process has not got, or it is no wool worker"
+        return (
+            f"the handshake with {where} failed: it requires CURVE keys, which this process has not got, or it is no wool worker"
+        )
 
     def _declare_lost(self, reason: str, error: type[WoolError] = WorkerLost) -> None:
         if self.lost is not None:

@@ -53,7 +53,6 @@ def current_mesh(routine_name: str) -> Mesh:
     mesh = current_mesh_var.get()
     if mesh is None:
         raise NoPoolError(
-            f"routine {routine_name} was called outside any worker pool: "
-            "call it inside `async with wool.WorkerPool(...):`"
+            f"routine {routine_name} was called outside any worker pool: call it inside `async with wool.WorkerPool(...):`"
         )
     return mesh

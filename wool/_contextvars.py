@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import pickle
 from collections.abc import Iterable
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, overload
 
 import cloudpickle
 

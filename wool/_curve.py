@@ -112,7 +112,9 @@ class _Handler:
             log.warning(
                 "refused a caller at %s: its public key %s is not trusted (add it to the trusted "
                 "keys to let it in; further refusals of this key suppressed for %.0f s)",
-                address.decode(errors="replace"), key.decode(), _WARN_INTERVAL,
+                address.decode(errors="replace"),
+                key.decode(),
+                _WARN_INTERVAL,
             )
 
     def close(self) -> None:

@@ -161,7 +161,7 @@ def load_trusted(directory: PathLike) -> list[str]:
 
 
 def _header(what: str) -> str:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"# wool CURVE {what}, generated {stamp} by `python -m wool.keys`\n"
 
 

@@ -84,8 +84,13 @@ class Mesh:
             return None
         try:
             conn = Connection(
-                worker, self._on_connected, self._on_lost, self._on_room, liveness=self.liveness,
-                on_refused=lambda _: self._rotation_changed(), keys=self.keys,
+                worker,
+                self._on_connected,
+                self._on_lost,
+                self._on_room,
+                liveness=self.liveness,
+                on_refused=lambda _: self._rotation_changed(),
+                keys=self.keys,
             )
         except WoolError as e:
             log.warning("skipping worker: %s", e)
@@ -200,7 +205,8 @@ class Mesh:
                 await self._wait_for_room(tags)
                 continue
             connecting = [
-                c.connected for c in self._connections.values()
+                c.connected
+                for c in self._connections.values()
                 if not c.connected.done() and not c.refused and tags <= c.worker.tags
             ]
             remaining = deadline - loop.time()
@@ -224,7 +230,9 @@ class Mesh:
         if tags:
             where = f" with the tags {', '.join(sorted(tags))}{where}"
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
-        refused = [f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()]
+        refused = [
+            f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()
+        ]
         refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""
         failed = f"; {'; '.join(self._refused.values())}" if self._refused else ""
         ignored = f"; {len(self._ignored)} ignored for their keys ({next(iter(self._ignored.values()))})" if self._ignored else ""

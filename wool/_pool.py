@@ -164,9 +164,7 @@ class WorkerPool:
                 self._mesh.add(info)
         self._mesh.start_watching()
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._token is not None:
             try:
                 current_mesh_var.reset(self._token)

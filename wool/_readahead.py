@@ -34,6 +34,7 @@ def requested_window() -> int | None:
     variable, because a proxy pickled by value must not capture a ContextVar)."""
     return window_var.get()
 
+
 _REFUSAL = "a read-ahead stream only iterates: its worker has already produced the next items, so {} cannot reach the generator (iterate it without wool.readahead to {} it)"
 
 

@@ -30,8 +30,7 @@ import hashlib
 import inspect
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Callable, Coroutine
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _contextvars as cv
@@ -189,7 +188,9 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
     finally:
         conn.forget(call_id)
         if not future.done():
-            log.warning("worker %s did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness)
+            log.warning(
+                "worker %s did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness
+            )
             future.cancel()
         elif not future.cancelled() and future.exception() is None:
             with contextlib.suppress(SerializationError):
@@ -241,8 +242,17 @@ async def _dispatch(
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
         call_id = conn.new_call_id()
         msg = p.Call(
-            call_id, conn.worker.id, digest, name, generator, routine_pickle, payload,
-            context, tuple(options.tags), options.timeout, place.remaining(),
+            call_id,
+            conn.worker.id,
+            digest,
+            name,
+            generator,
+            routine_pickle,
+            payload,
+            context,
+            tuple(options.tags),
+            options.timeout,
+            place.remaining(),
         )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):

@@ -1,8 +1,8 @@
 """`python -m wool.keys`: make and manage a CURVE key directory (layout: see `wool._keys`).
 
-    python -m wool.keys generate DIR           # DIR/id.key (0600), DIR/id.pub, DIR/trusted/
-    python -m wool.keys trust DIR KEY|FILE...  # trust a peer's public key (DIR/trusted/*.pub)
-    python -m wool.keys show DIR               # this key and the keys it trusts
+python -m wool.keys generate DIR           # DIR/id.key (0600), DIR/id.pub, DIR/trusted/
+python -m wool.keys trust DIR KEY|FILE...  # trust a peer's public key (DIR/trusted/*.pub)
+python -m wool.keys show DIR               # this key and the keys it trusts
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "connection is encrypted.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    generate = commands.add_parser(
-        "generate", help="make DIR with a fresh keypair: id.key (secret, 0600), id.pub, trusted/"
-    )
+    generate = commands.add_parser("generate", help="make DIR with a fresh keypair: id.key (secret, 0600), id.pub, trusted/")
     generate.add_argument("directory", metavar="DIR")
     generate.add_argument("--force", action="store_true", help="replace the keys DIR already holds")
     generate.set_defaults(run=_generate)

@@ -56,7 +56,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         limit = "-" if r["max_calls"] is None else str(r["max_calls"])
         lines.append((r["id"], r["endpoint"], str(r["pid"]), r["host"], ",".join(r["tags"]) or "-", calls, queued, limit))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         "how many calls each has open and queued (asked over the wire).",
     )
     parser.add_argument("--discovery", required=True, metavar="SPEC", help=f"the namespace to list: {SPEC_HELP}")
-    parser.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="how long to wait for each worker's answer (default: 2)")
+    parser.add_argument(
+        "--timeout", type=float, default=2.0, metavar="SECONDS", help="how long to wait for each worker's answer (default: 2)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
     parser.add_argument(
         "--keys", metavar="DIR", help="CURVE key directory to ask workers that require keys with (those whose key it trusts)"

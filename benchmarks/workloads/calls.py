@@ -48,10 +48,7 @@ async def latency(cfg: Config, sides: Sides) -> WorkloadResult:
             return run
 
         await alternate(blocks, {side: step(side) for side in calls})
-        return {
-            side: {"median_us": statistics.median(s), "p99_us": percentile(sorted(s), 99)}
-            for side, s in samples.items()
-        }
+        return {side: {"median_us": statistics.median(s), "p99_us": percentile(sorted(s), 99)} for side, s in samples.items()}
 
     for call in calls.values():
         await _warm(call)

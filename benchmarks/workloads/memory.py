@@ -43,7 +43,9 @@ async def memory(cfg: Config, sides: Sides) -> WorkloadResult:
         gc.collect()
         return {"caller": rss_mb(me), **{f"worker {pid}": rss_mb(pid) for pid in pids}}
 
-    def measured(side: str, stream: Stream | None, call: Call, far: Callable[[], list[int]]) -> Callable[[], Awaitable[dict[str, float | None]]]:
+    def measured(
+        side: str, stream: Stream | None, call: Call, far: Callable[[], list[int]]
+    ) -> Callable[[], Awaitable[dict[str, float | None]]]:
         async def measure() -> dict[str, float | None]:
             pids = far()
             if stream is not None:

@@ -204,7 +204,9 @@ async def test_namespaces_are_separate(make_discovery: Factory) -> None:
 
 @pytest.mark.usefixtures("publishes")
 @pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)])
-async def test_pickled_copy_sees_same_workers(discovery: Discovery, dumps: Callable[[object], bytes], loads: Callable[[bytes], object]) -> None:
+async def test_pickled_copy_sees_same_workers(
+    discovery: Discovery, dumps: Callable[[object], bytes], loads: Callable[[bytes], object]
+) -> None:
     a = worker("a")
     await discovery.publish(a)
     try:

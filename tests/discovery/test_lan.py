@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 import cloudpickle
 import psutil
 import pytest
+import routines
+from helpers import CliWorker
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-import routines
 import wool
-from helpers import CliWorker
 from wool.discovery import DiscoveryError, DiscoveryEvent, LanDiscovery, WorkerInfo, _lan, parse_discovery
 from wool.discovery import _lan_record as record
 
@@ -161,7 +161,12 @@ def test_spec(spec: str, expected: LanDiscovery) -> None:
 
 @pytest.mark.parametrize(
     "spec, problem",
-    [("lan:", "namespace ''"), ("lan@", "no interface address"), ("lan:x@eth0", "must be IP addresses"), ("lan:a b", "namespace 'a b'")],
+    [
+        ("lan:", "namespace ''"),
+        ("lan@", "no interface address"),
+        ("lan:x@eth0", "must be IP addresses"),
+        ("lan:a b", "namespace 'a b'"),
+    ],
 )
 def test_bad_spec(spec: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
@@ -215,8 +220,12 @@ async def test_foreign_and_malformed_records_are_ignored(caplog: pytest.LogCaptu
     good = info("ipc:///tmp/good.sock", pid=os.getpid())
     bad_name = f"garbage-{uuid.uuid4().hex[:8]}.{record.SERVICE_TYPE}"
     bad = AsyncServiceInfo(
-        record.SERVICE_TYPE, bad_name, port=9, properties={"txtvers": "1", "ns": ns, "id": "x", "pid": "many"},
-        server=record.server_name(bad_name), parsed_addresses=["127.0.0.1"],
+        record.SERVICE_TYPE,
+        bad_name,
+        port=9,
+        properties={"txtvers": "1", "ns": ns, "id": "x", "pid": "many"},
+        server=record.server_name(bad_name),
+        parsed_addresses=["127.0.0.1"],
     )
     async with AsyncZeroconf(interfaces=LOOPBACK) as other:
         await other.async_register_service(bad, cooperating_responders=True)

@@ -23,8 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wool.discovery import DiscoveryError, DiscoveryEvent, LocalDiscovery, WorkerInfo
-from wool.discovery import _local
+from wool.discovery import DiscoveryError, DiscoveryEvent, LocalDiscovery, WorkerInfo, _local
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,8 +108,16 @@ def warned() -> Iterator[asyncio.Event]:
 
 @pytest.mark.parametrize(
     "name, problem",
-    [("", "empty"), ("a/b", "only contain"), ("a b", "only contain"), ("é", "only contain"),
-     ("a\0", "only contain"), (".hidden", "start with"), ("..", "start with"), ("x" * 101, "longer")],
+    [
+        ("", "empty"),
+        ("a/b", "only contain"),
+        ("a b", "only contain"),
+        ("é", "only contain"),
+        ("a\0", "only contain"),
+        (".hidden", "start with"),
+        ("..", "start with"),
+        ("x" * 101, "longer"),
+    ],
 )
 def test_bad_names_are_refused(name: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
@@ -128,7 +135,9 @@ def test_good_names_are_accepted(name: str) -> None:
     assert LocalDiscovery(name).name == name
 
 
-@pytest.mark.parametrize("interval, error", [(0, ValueError), (-1, ValueError), (float("nan"), ValueError), ("1", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "interval, error", [(0, ValueError), (-1, ValueError), (float("nan"), ValueError), ("1", TypeError), (True, TypeError)]
+)
 def test_bad_poll_interval_is_refused(interval: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         LocalDiscovery("desk", poll_interval=interval)
@@ -263,7 +272,10 @@ async def test_watch_reports_a_worker_that_dies(runtime_dir: Path) -> None:
         await d.publish(other)
         it = d.watch()
         try:
-            assert {await next_event(it), await next_event(it)} == {DiscoveryEvent("added", mortal), DiscoveryEvent("added", other)}
+            assert {await next_event(it), await next_event(it)} == {
+                DiscoveryEvent("added", mortal),
+                DiscoveryEvent("added", other),
+            }
             assert proc.stdin is not None
             proc.stdin.close()
             await asyncio.to_thread(proc.wait, 10)
@@ -329,14 +341,19 @@ async def test_publish_replaces_garbage(runtime_dir: Path, raw: bytes, caplog: p
 
 
 def mixed_file() -> bytes:
-    return json.dumps({"version": 1, "workers": {
-        "good": GOOD.to_dict(),
-        "no-pid": {"id": "no-pid", "endpoint": "tcp://h:1"},
-        "bad-pid": {**entry("bad-pid").to_dict(), "pid": "12"},
-        "not-a-dict": 7,
-        "wrong-key": entry("other-id").to_dict(),
-        "bad-public-key": {**entry("bad-public-key").to_dict(), "public_key": "short"},
-    }}).encode()
+    return json.dumps(
+        {
+            "version": 1,
+            "workers": {
+                "good": GOOD.to_dict(),
+                "no-pid": {"id": "no-pid", "endpoint": "tcp://h:1"},
+                "bad-pid": {**entry("bad-pid").to_dict(), "pid": "12"},
+                "not-a-dict": 7,
+                "wrong-key": entry("other-id").to_dict(),
+                "bad-public-key": {**entry("bad-public-key").to_dict(), "public_key": "short"},
+            },
+        }
+    ).encode()
 
 
 async def test_bad_entries_are_skipped(runtime_dir: Path, warned: asyncio.Event) -> None:
@@ -464,8 +481,14 @@ sys.stdin.read()  # stay alive (and listed) until the parent has looked
 @pytest.mark.timeout(60)
 def test_concurrent_writers_lose_nothing(runtime_dir: Path) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, f"c{n}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True, cwd=REPO, env=child_env())
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, f"c{n}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=child_env(),
+        )
         for n in range(8)
     ]
     with reaped(*procs):

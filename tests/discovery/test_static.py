@@ -12,10 +12,10 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-
 import routines
-import wool
 from helpers import CliWorker
+
+import wool
 from wool.discovery import DiscoveryEvent, StaticDiscovery, parse_discovery
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]

@@ -133,10 +133,16 @@ CORRUPT = [
     pytest.param([env("1", K.PING, 5)], "version '1'", 5, id="str-version"),
     pytest.param([env(None, K.PING, 5)], "version None", 5, id="nil-version"),
     pytest.param(
-        [env(True, K.PING, 5)], "version", 5, id="bool-version",
+        [env(True, K.PING, 5)],
+        "version",
+        5,
+        id="bool-version",
     ),
     pytest.param(
-        [env(1.0, K.PING, 5)], "version", 5, id="float-version",
+        [env(1.0, K.PING, 5)],
+        "version",
+        5,
+        id="float-version",
     ),
     pytest.param([env(V, 0, 6)], "unknown message kind 0", 6, id="kind-zero"),
     pytest.param([env(V, 9, 6)], "unknown message kind 9", 6, id="kind-between-ranges"),
@@ -150,26 +156,81 @@ CORRUPT = [
     pytest.param([env(V, {"k": 7}, 6)], "unknown message kind", 6, id="map-kind"),
     pytest.param([env(V, None, 6)], "unknown message kind None", 6, id="nil-kind"),
     pytest.param(
-        [env(V, 16.0, 6), b"x"], "kind", 6, id="float-kind",
+        [env(V, 16.0, 6), b"x"],
+        "kind",
+        6,
+        id="float-kind",
     ),
     pytest.param(
-        [env(V, True, 6, *CALL_FIELDS), b"r", b"a"], "kind", 6, id="bool-kind",
+        [env(V, True, 6, *CALL_FIELDS), b"r", b"a"],
+        "kind",
+        6,
+        id="bool-kind",
     ),
     # wrong field types, per kind
-    pytest.param([env(V, K.CALL, 7, 1, DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-worker"),
-    pytest.param([env(V, K.CALL, 7, b"w", DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-bin-worker"),
-    pytest.param([env(V, K.CALL, 7, "w", "digest", "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-digest"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, None, False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-nil-name"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", 0, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-generator"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", "yes", [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-generator"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, "gpu", None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-tags"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [1], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-tag"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, ["t"] * 65, None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-too-many-tags"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], -1.0, None), b"r", b"c", b"a"], "malformed call", 7, id="call-negative-timeout"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], "1", None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-timeout"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("inf")), b"r", b"c", b"a"], "malformed call", 7, id="call-infinite-remaining"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("nan")), b"r", b"c", b"a"], "malformed call", 7, id="call-nan-remaining"),
-    pytest.param([env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, True), b"r", b"c", b"a"], "malformed call", 7, id="call-bool-remaining"),
+    pytest.param(
+        [env(V, K.CALL, 7, 1, DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-worker"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, b"w", DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-bin-worker"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", "digest", "n", False, [], None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-str-digest",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, None, False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-nil-name"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", 0, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-generator"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", "yes", [], None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-str-generator",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, "gpu", None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-tags"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [1], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-tag"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, ["t"] * 65, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-too-many-tags",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], -1.0, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-negative-timeout",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], "1", None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-timeout"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("inf")), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-infinite-remaining",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("nan")), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-nan-remaining",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, True), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-bool-remaining",
+    ),
     pytest.param([env(V, K.RAISE, 7, "T", "m", 3), b"e"], "malformed raise", 7, id="raise-int-traceback"),
     pytest.param([env(V, K.RAISE, 7, b"T", "m", "tb"), b"e"], "malformed raise", 7, id="raise-bin-type"),
     pytest.param([env(V, K.PONG, 7, 42, 0, 0, [], 0)], "malformed pong", 7, id="pong-int-worker"),
@@ -196,25 +257,49 @@ CORRUPT = [
     pytest.param([env(V, K.REJECT, 8, 3)], "malformed reject", 8, id="reject-missing-field"),
     # payload frames on a kind that takes none
     *(
-        pytest.param([env(V, kind, 9), b"x"], f"{kind.name.lower()} carries no payload, got 1", 9, id=f"{kind.name.lower()}-with-payload")
+        pytest.param(
+            [env(V, kind, 9), b"x"], f"{kind.name.lower()} carries no payload, got 1", 9, id=f"{kind.name.lower()}-with-payload"
+        )
         for kind in (K.CANCEL, K.PING)
     ),
     pytest.param([env(V, K.PONG, 9, "w", 0, 0, [], 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
     pytest.param([env(V, K.REJECT, 9, 1, "d"), b""], "reject carries no payload, got 1", 9, id="reject-with-payload"),
     # a step or end that carries more than its context frame, or not even that
     *(
-        pytest.param([env(V, kind, 9), b"c", b"x"], f"{kind.name.lower()} needs 1 frames after its envelope, got 2", 9, id=f"{kind.name.lower()}-with-payload")
+        pytest.param(
+            [env(V, kind, 9), b"c", b"x"],
+            f"{kind.name.lower()} needs 1 frames after its envelope, got 2",
+            9,
+            id=f"{kind.name.lower()}-with-payload",
+        )
         for kind in (K.NEXT, K.CLOSE, K.STOP)
     ),
     *(
-        pytest.param([env(V, kind, 9)], f"{kind.name.lower()} needs 1 frames after its envelope, got 0", 9, id=f"{kind.name.lower()}-no-context")
+        pytest.param(
+            [env(V, kind, 9)],
+            f"{kind.name.lower()} needs 1 frames after its envelope, got 0",
+            9,
+            id=f"{kind.name.lower()}-no-context",
+        )
         for kind in (K.NEXT, K.CLOSE, K.STOP)
     ),
     # missing payload frames
-    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 3 frames after its envelope, got 0", 10, id="call-no-frames"),
-    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS), b"r", b"c"], "call needs at least 3 frames after its envelope, got 2", 10, id="call-no-args"),
+    pytest.param(
+        [env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 3 frames after its envelope, got 0", 10, id="call-no-frames"
+    ),
+    pytest.param(
+        [env(V, K.CALL, 10, *CALL_FIELDS), b"r", b"c"],
+        "call needs at least 3 frames after its envelope, got 2",
+        10,
+        id="call-no-args",
+    ),
     *(
-        pytest.param([env(V, kind, 10), b"c"], f"{kind.name.lower()} needs at least 2 frames after its envelope, got 1", 10, id=f"{kind.name.lower()}-no-payload")
+        pytest.param(
+            [env(V, kind, 10), b"c"],
+            f"{kind.name.lower()} needs at least 2 frames after its envelope, got 1",
+            10,
+            id=f"{kind.name.lower()}-no-payload",
+        )
         for kind in (K.SEND, K.THROW, K.RETURN, K.YIELD)
     ),
     pytest.param([env(V, K.RAISE, 10, "T", "m", "tb")], "raise needs at least 2", 10, id="raise-no-payload"),
@@ -329,8 +414,25 @@ def _check_decode(frames: list[bytes]) -> None:
         assert e.call_id is None or (type(e.call_id) is int and 0 <= e.call_id < 2**64)
         return
     # Whatever decoded is a real message, and encodes back to itself.
-    assert isinstance(msg, (p.Call, p.Next, p.Send, p.Throw, p.Close, p.Cancel, p.Ping, p.Credit,
-                            p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject))
+    assert isinstance(
+        msg,
+        (
+            p.Call,
+            p.Next,
+            p.Send,
+            p.Throw,
+            p.Close,
+            p.Cancel,
+            p.Ping,
+            p.Credit,
+            p.Return,
+            p.Yield,
+            p.Raise,
+            p.Stop,
+            p.Pong,
+            p.Reject,
+        ),
+    )
     assert p.decode(p.encode(msg)) == msg
 
 

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 import routines
-import wool
 from helpers import REPO, CliWorker, Observer, stop_and_wait_withdrawn
+
+import wool
 from wool.worker._config import WorkerConfig, is_private
 
 pytestmark = pytest.mark.multiprocess

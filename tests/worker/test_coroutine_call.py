@@ -8,8 +8,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import wool
 from helpers import make_call
+
+import wool
 from wool import protocol as p
 from wool.worker._admission import Admission, CallSlot
 from wool.worker._calls import CoroutineCall

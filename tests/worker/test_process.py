@@ -7,10 +7,9 @@ import signal
 import subprocess
 import sys
 
+import helpers
 import psutil
 import pytest
-
-import helpers
 
 pytestmark = pytest.mark.multiprocess
 
@@ -51,6 +50,7 @@ async def test_a_spawned_worker_ignores_sigint_its_pool_decides() -> None:
     """Ctrl-C in a terminal signals the whole process group: the workers a pool spawned keep
     serving, and stop when the pool exits (here, normally)."""
     import routines
+
     import wool
 
     async with wool.WorkerPool(size=1) as pool:

@@ -15,13 +15,12 @@ import msgpack
 import pytest
 import zmq
 import zmq.asyncio
+from helpers import Observer, make_call
 
 import wool
 from tests import routines
-from helpers import Observer, make_call
 from wool import protocol as p
-from wool._transport import DEFAULT_LIVENESS
-from wool._transport import context
+from wool._transport import DEFAULT_LIVENESS, context
 
 pytestmark = pytest.mark.multiprocess
 
@@ -147,8 +146,14 @@ def envelope(*items: Any) -> bytes:
         pytest.param([envelope(p.VERSION + 1, p.Kind.NEXT, 5)], [f"version {p.VERSION + 1}"], id="next-version"),
         pytest.param([envelope(p.VERSION, 77, 5)], ["unknown message kind 77"], id="unknown-kind"),
         pytest.param([envelope(p.VERSION, p.Kind.PING, 5, "extra")], ["malformed ping"], id="extra-field"),
-        pytest.param([envelope(p.VERSION, p.Kind.SEND, 5)], ["send needs at least 2 frames after its envelope"], id="missing-payload"),
-        pytest.param([envelope(p.VERSION, p.Kind.NEXT, 5), b"c", b"x"], ["next needs 1 frames after its envelope, got 2"], id="unexpected-payload"),
+        pytest.param(
+            [envelope(p.VERSION, p.Kind.SEND, 5)], ["send needs at least 2 frames after its envelope"], id="missing-payload"
+        ),
+        pytest.param(
+            [envelope(p.VERSION, p.Kind.NEXT, 5), b"c", b"x"],
+            ["next needs 1 frames after its envelope, got 2"],
+            id="unexpected-payload",
+        ),
         pytest.param(p.encode(p.Return(5, (b"x",))), ["does not take return"], id="a-reply-kind"),
         pytest.param(p.encode(p.Pong(5, "someone")), ["does not take pong"], id="a-pong"),
     ],
@@ -249,7 +254,9 @@ async def test_forged_routine_does_not_poison_the_digest_cache() -> None:
     with that digest run the forged routine."""
     async with raw_worker() as (_, info, peer):
         good = make_call(info.id, 1, routines.add, 1, 2)
-        await peer.send(p.Call(1, info.id, good.digest, good.name, False, cloudpickle.dumps(routines.echo, protocol=5), good.payload))
+        await peer.send(
+            p.Call(1, info.id, good.digest, good.name, False, cloudpickle.dumps(routines.echo, protocol=5), good.payload)
+        )
         assert isinstance(await peer.recv(), p.Raise)
         await peer.send(good)
         assert value_of(await peer.recv()) == 3

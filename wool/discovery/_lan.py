@@ -63,7 +63,9 @@ class _Hub:
         try:
             self.zc = AsyncZeroconf(interfaces=list(key)) if key is not None else AsyncZeroconf()
         except Exception as e:
-            raise DiscoveryError(f"cannot start Zeroconf on {'interfaces ' + ', '.join(key) if key else 'all interfaces'}: {e}") from e
+            raise DiscoveryError(
+                f"cannot start Zeroconf on {'interfaces ' + ', '.join(key) if key else 'all interfaces'}: {e}"
+            ) from e
         self.users = 0
         self.table: dict[str, tuple[str, WorkerInfo]] = {}  # service name -> (namespace, worker)
         self.registered: dict[str, AsyncServiceInfo] = {}  # published by this process
@@ -145,7 +147,11 @@ class _Hub:
         endpoint, addresses, port = record.advertise(worker, interfaces)
         txt = record.encode(worker, namespace, endpoint, self.scope)
         service = AsyncServiceInfo(
-            record.SERVICE_TYPE, name, port=port, properties=dict(txt), server=record.server_name(name),
+            record.SERVICE_TYPE,
+            name,
+            port=port,
+            properties=dict(txt),
+            server=record.server_name(name),
             parsed_addresses=addresses,
         )
         entry = record.decode(service.properties, addresses, self.scope, self.networks)
@@ -233,9 +239,7 @@ class LanDiscovery:
         if not isinstance(namespace, str):
             raise TypeError(f"discovery namespace must be a str, not {type(namespace).__name__}")
         if not namespace or len(namespace) > _MAX_NAME or not _NAME.fullmatch(namespace):
-            raise ValueError(
-                f"discovery namespace {namespace!r} must be 1 to {_MAX_NAME} characters of A-Z a-z 0-9 . _ -"
-            )
+            raise ValueError(f"discovery namespace {namespace!r} must be 1 to {_MAX_NAME} characters of A-Z a-z 0-9 . _ -")
         if interfaces is not None:
             if isinstance(interfaces, str):
                 raise TypeError("interfaces must be a list of IP addresses, not a str")

@@ -92,7 +92,7 @@ def _split_tcp(endpoint: str) -> tuple[str, str] | None:
     """(host, port) of a `tcp://HOST:PORT` endpoint, else None."""
     if not endpoint.startswith("tcp://"):
         return None
-    host, sep, port = endpoint[len("tcp://"):].rpartition(":")
+    host, sep, port = endpoint[len("tcp://") :].rpartition(":")
     return (host.strip("[]"), port) if sep else None
 
 

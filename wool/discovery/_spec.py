@@ -28,7 +28,7 @@ def parse_discovery(spec: str, keys: Keys | None = None) -> Discovery:
     if scheme == "local":
         return LocalDiscovery(rest)
     if scheme == "lan" or spec.startswith("lan@"):
-        body = spec[len("lan"):]  # "", ":NAMESPACE", "@ADDRS" or ":NAMESPACE@ADDRS"
+        body = spec[len("lan") :]  # "", ":NAMESPACE", "@ADDRS" or ":NAMESPACE@ADDRS"
         namespace, at, addresses = body.removeprefix(":").partition("@")
         interfaces = [a for a in addresses.split(",") if a]
         if at and not interfaces:

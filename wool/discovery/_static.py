@@ -64,7 +64,7 @@ def check_endpoint(endpoint: str) -> str:
 def _host(endpoint: str) -> str:
     if not endpoint.startswith("tcp://"):
         return ""
-    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    host = endpoint[len("tcp://") :].rpartition(":")[0].strip("[]")
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -111,8 +111,14 @@ class _Probe:
             return self.worker
         if self.worker is None or self.worker.id != reply.worker_id:
             self.worker = WorkerInfo(
-                reply.worker_id, self.endpoint, 0, _host(self.endpoint), frozenset(reply.tags), p.VERSION,
-                reply.max_calls or None, conn.worker.public_key,
+                reply.worker_id,
+                self.endpoint,
+                0,
+                _host(self.endpoint),
+                frozenset(reply.tags),
+                p.VERSION,
+                reply.max_calls or None,
+                conn.worker.public_key,
             )
         return self.worker
 

@@ -9,8 +9,8 @@ Envelope: a msgpack array `[VERSION, kind, call_id, *fields]`, whose fields are 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgpack
 
@@ -65,7 +65,7 @@ def _envelope(msg: Message, *fields: Any) -> bytes:
 def _clip(text: str, limit: int, keep_tail: bool = False) -> str:
     if len(text) <= limit:
         return text
-    return "..." + text[-(limit - 3):] if keep_tail else text[: limit - 3] + "..."
+    return "..." + text[-(limit - 3) :] if keep_tail else text[: limit - 3] + "..."
 
 
 def encode(msg: Message) -> list[Frame]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Union
 
 VERSION = 2
 
-Frame = Union[bytes, memoryview]
+Frame = bytes | memoryview
 
 # Every message that runs user code, or reports on it, carries one context frame: the
 # `wool.ContextVar` values that travel with it, pickled (see `wool._contextvars`). It is
@@ -201,6 +200,6 @@ class Reject:
     kind = Kind.REJECT
 
 
-Request = Union[Call, Next, Send, Throw, Close, Cancel, Ping, Credit]
-Reply = Union[Return, Yield, Raise, Stop, Pong, Reject]
-Message = Union[Request, Reply]
+Request = Call | Next | Send | Throw | Close | Cancel | Ping | Credit
+Reply = Return | Yield | Raise | Stop | Pong | Reject
+Message = Request | Reply

@@ -50,7 +50,7 @@ def _lift(value: Any, depth: int = 3) -> Any:
         return value
     if kind is tuple or kind is list:
         items = [_lift(v, depth - 1) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else kind(items)
+        return value if all(a is b for a, b in zip(items, value, strict=False)) else kind(items)
     if kind is dict:
         lifted = {k: _lift(v, depth - 1) for k, v in value.items()}
         return value if all(lifted[k] is v for k, v in value.items()) else lifted

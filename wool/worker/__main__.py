@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT",
         help=f"ZeroMQ endpoint to listen on, tcp://HOST:PORT (port 0: any free port) or ipc://PATH (default: {DEFAULT_BIND})",
     )
-    parser.add_argument("--tag", action="append", default=[], metavar="TAG", help="a tag to publish with this worker (repeatable)")
+    parser.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="a tag to publish with this worker (repeatable)"
+    )
     parser.add_argument(
         "--grace",
         type=float,
@@ -86,8 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow listening on a non-loopback address without --keys: anyone who can reach it "
-        "can run code as this user",
+        help="allow listening on a non-loopback address without --keys: anyone who can reach it can run code as this user",
     )
     parser.add_argument(
         "--log-level",
@@ -145,8 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-calls must be at least 1")
     try:
         config = WorkerConfig(
-            discovery, args.bind, frozenset(args.tag), args.grace, args.log_level,
-            liveness=liveness, max_calls=args.max_calls, keys=keys, insecure=args.insecure,
+            discovery,
+            args.bind,
+            frozenset(args.tag),
+            args.grace,
+            args.log_level,
+            liveness=liveness,
+            max_calls=args.max_calls,
+            keys=keys,
+            insecure=args.insecure,
         )
     except ValueError as e:
         parser.error(str(e))

@@ -290,7 +290,9 @@ class GeneratorCall:
             try:
                 payload = p.dumps(value)
             except Exception as e:
-                raise SerializationError(f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}") from None
+                raise SerializationError(
+                    f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}"
+                ) from None
             self._host.reply(self._identity, p.Yield(call_id, payload, self._carried.back()))
             produced += 1
             if produced % _AHEAD_YIELD_EVERY == 0:

@@ -109,11 +109,13 @@ class WorkerProcess:
         try:
             pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
+
             def poll() -> None:
                 if proc.poll() is None:
                     loop.call_later(0.05, poll)
                 elif not exited.done():
                     exited.set_result(proc.returncode)
+
             poll()
             return
 

@@ -59,6 +59,7 @@ async def serve(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     if watch_fd is not None:
+
         def on_readable() -> None:
             try:
                 data = os.read(watch_fd, 4096)
@@ -67,6 +68,7 @@ async def serve(
             if not data:
                 loop.remove_reader(watch_fd)
                 stop.set()
+
         loop.add_reader(watch_fd, on_readable)
 
     worker_id = uuid.uuid4().hex
@@ -74,11 +76,15 @@ async def serve(
     mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys)
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
-    server = Server(
-        worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags
-    )
+    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags)
     info = WorkerInfo(
-        worker_id, server.endpoint, os.getpid(), socket.gethostname(), config.tags, p.VERSION, config.max_calls,
+        worker_id,
+        server.endpoint,
+        os.getpid(),
+        socket.gethostname(),
+        config.tags,
+        p.VERSION,
+        config.max_calls,
         keys.public if keys is not None else None,
     )
     discovery = config.discovery

@@ -155,7 +155,9 @@ class Server:
             queued = self._admission.queued
             self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about))
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
-            self.reply(identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}"))
+            self.reply(
+                identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
+            )
         else:
             call = self._calls.get((identity, msg.call_id))
             if call is not None:
