@@ -36,7 +36,7 @@ def render(results: Sequence[WorkloadResult], cfg: Config, machine: dict[str, An
     out += [f"  {name:<5} {text}" for name, text in BASELINES.items()]
 
     out += ["", "RATIOS  wool / baseline, medians over repetitions (lower is better for times and sizes, higher for rates)"]
-    widths = [16, 28, 7, 7, 7, 7]
+    widths = [16, 28, *(max(7, len(b)) for b in baselines)]
     out.append(_row(["workload", "metric", *baselines], widths))
     for r in done:
         for m in r.metrics:

@@ -14,9 +14,10 @@ import pytest
 import wool
 
 REPO = Path(__file__).resolve().parent.parent
-WORKLOADS = ["startup", "latency", "throughput", "fanout", "stream", "stream_readahead", "payload", "memory"]
+WORKLOADS = ["startup", "tracing", "latency", "throughput", "fanout", "stream", "stream_readahead", "payload", "memory"]
 BASELINES = {
     "startup": {"loop", "ppe"},
+    "tracing": {"untraced"},
     "latency": {"loop", "ppe"},
     "throughput": {"loop", "ppe"},
     "fanout": {"loop", "ppe"},

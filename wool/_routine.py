@@ -34,6 +34,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _contextvars as cv
+from . import _tracing
 from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
@@ -112,6 +113,11 @@ def _generator_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable
                     done, value = await stream.step(p.Kind.THROW, exc)
                 else:
                     done, value = await stream.step(p.Kind.SEND if sent is not None else p.Kind.NEXT, sent)
+        except BaseException as e:
+            stream.end_span(None if isinstance(e, GeneratorExit) else e)
+            raise
+        else:
+            stream.end_span(None)
         finally:
             stream.abandon()
 
@@ -199,23 +205,30 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
 
 class _Placement:
     """What a call takes from the context it is made in: the options in force, the tags a
-    worker needs, the deadline."""
+    worker needs, the deadline, and its CLIENT span (a child of the current one) when
+    tracing is on."""
 
-    __slots__ = ("options", "tags", "deadline")
+    __slots__ = ("options", "tags", "deadline", "span")
 
-    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None) -> None:
-        self.options, self.tags, self.deadline = options, tags, deadline
+    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None, span: _tracing.ClientSpan | None) -> None:
+        self.options, self.tags, self.deadline, self.span = options, tags, deadline, span
 
     @classmethod
     def now(cls, name: str, routine_tags: frozenset[str]) -> _Placement:
         options = options_var.get()
         if options is NO_OPTIONS and deadline_var.get() is None:
-            return cls(options, routine_tags, None)
+            return cls(options, routine_tags, None, _tracing.client_span(name))
         loop = asyncio.get_running_loop()
         when = deadline(loop, options.timeout)
         if when is not None and when <= loop.time():
             raise TimeoutError(f"{name} was not called: its deadline had passed")
-        return cls(options, routine_tags | options.tags, when)
+        return cls(options, routine_tags | options.tags, when, _tracing.client_span(name))
+
+    def end_span(self, exc: BaseException | None) -> None:
+        """End the call's span (once): failed with `exc`, or not."""
+        span, self.span = self.span, None
+        if span is not None:
+            span.end() if exc is None else span.fail(exc)
 
     def remaining(self) -> float | None:
         if self.deadline is None:
@@ -233,13 +246,15 @@ async def _dispatch(
     name = wrapper.__qualname__
     mesh = current_mesh(name)
     digest, routine_pickle = _pickled_routine(wrapper)
-    context = _capture("{} was not called", name)
+    context = _capture("{} was not called", name, place.span)
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
             conn = await mesh.choose(not nested, place.tags)
         except NoWorkersAvailable as e:
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
+        if place.span is not None:
+            place.span.peer(conn.worker)
         call_id = conn.new_call_id()
         msg = p.Call(
             call_id,
@@ -273,9 +288,9 @@ async def _dispatch(
     raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
 
 
-def _capture(what: str, name: str) -> bytes:
+def _capture(what: str, name: str, span: _tracing.ClientSpan | None) -> bytes:
     try:
-        return cv.capture()
+        return cv.capture() if span is None else cv.capture(_tracing.carry(span))
     except TypeError as e:
         raise TypeError(f"{what.format(name)}: {e}") from None
 
@@ -283,14 +298,22 @@ def _capture(what: str, name: str) -> bytes:
 async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
-    payload = _dump("the arguments of {}", name, (args, kwargs))
-    with waiting_on_peer() as nested:
-        if place.deadline is None:
-            _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
-        else:
-            async with asyncio.timeout_at(place.deadline):
+    try:
+        payload = _dump("the arguments of {}", name, (args, kwargs))
+        with waiting_on_peer() as nested:
+            if place.deadline is None:
                 _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
-    return _outcome(name, reply)
+            else:
+                async with asyncio.timeout_at(place.deadline):
+                    _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
+        result = _outcome(name, reply)
+    except BaseException as e:
+        if place.span is not None:
+            place.end_span(e)
+        raise
+    if place.span is not None:
+        place.end_span(None)
+    return result
 
 
 class _Stream:
@@ -348,7 +371,9 @@ class _Stream:
         if self._inbox is not None:
             return await self._step_ahead(kind, self._inbox)
         msg: p.Request
-        context = _capture("the next step of {} was not sent", self._name)
+        if self._place.span is not None:
+            self._place.span.step(kind.name.lower(), True)
+        context = _capture("the next step of {} was not sent", self._name, self._place.span)
         if kind is p.Kind.NEXT:
             msg = p.Next(call_id, context)
         elif kind is p.Kind.SEND:
@@ -399,6 +424,9 @@ class _Stream:
             self.abandon()
         elif self._open:
             await self.step(p.Kind.CLOSE, None)
+
+    def end_span(self, exc: BaseException | None) -> None:
+        self._place.end_span(exc)
 
     def abandon(self) -> None:
         """The proxy ended while the remote generator is still open (the caller's side

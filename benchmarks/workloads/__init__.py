@@ -1,5 +1,5 @@
-"""The workloads, in the order they run. `startup` runs first, alone: it starts and stops its
-own processes, and must not share the machine with the others' idle ones."""
+"""The workloads, in the order they run. `startup` and `tracing` run first, alone: they start
+and stop their own processes, and must not share the machine with the others' idle ones."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .memory import memory
 from .payload import payload
 from .startup import startup
 from .streams import stream, stream_readahead
+from .tracing import tracing
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Workload:
 
 WORKLOADS = [
     Workload("startup", run_alone=startup),
+    Workload("tracing", run_alone=tracing),
     Workload("latency", latency),
     Workload("throughput", throughput),
     Workload("fanout", fanout),

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from .. import _tracing
 from .._errors import WoolError
 from .._transport import DEFAULT_LIVENESS, check_liveness
 from ..discovery import WorkerInfo
@@ -164,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid})", flush=True)
 
     try:
+        _tracing.run_setup()
         _run(serve(config, on_ready))
-    except (OSError, WoolError) as e:
+    except (OSError, WoolError, ValueError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
         return 1
     return 0
@@ -190,6 +192,7 @@ def _run_spawned(ready_fd: int) -> int:
     try:
         config = _read_config()
         _configure_logging(config.log_level)
+        _tracing.run_setup()
         _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))
     except BaseException as e:
         if ready:

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from .. import _contextvars as cv
+from .. import _tracing
 from .. import protocol as p
 from .._context import current_slot_var
 from .._errors import RemoteBaseException, SerializationError
@@ -35,6 +36,8 @@ log = logging.getLogger("wool.worker")
 
 class Host(Protocol):
     """What a call needs from the server that runs it."""
+
+    endpoint: str
 
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
     def reply(self, identity: bytes, msg: p.Reply) -> None: ...
@@ -89,16 +92,27 @@ class _Carried:
     """The `wool.ContextVar`s of one call's context: set from what each request brings,
     compared with it for what each reply takes back."""
 
-    __slots__ = ("name", "context", "baseline")
+    __slots__ = ("name", "context", "baseline", "trace", "span")
 
     def __init__(self, name: str, context: contextvars.Context) -> None:
         self.name = name
         self.context = context
         self.baseline: cv.Snapshot | None = None  # None until the caller's values are in
+        self.trace: dict[str, str] | None = None  # the trace context the last request brought
+        self.span: _tracing.ServerSpan | None = None
 
     def enter(self, frame: p.Frame) -> None:
         """Inside the call's context: make its variables exactly the caller's."""
-        self.baseline = cv.apply(cv.unpickle(self.name, frame))
+        values = cv.unpickle(self.name, frame)
+        if values:
+            self.trace = _tracing.take(values)
+        self.baseline = cv.apply(values)
+
+    def finish(self, reply: p.Reply | None) -> None:
+        """End the call's span with its last reply (None: abandoned between steps)."""
+        span, self.span = self.span, None
+        if span is not None:
+            span.finish(reply)
 
     def back(self) -> p.Frame:
         """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
@@ -125,6 +139,7 @@ def _unpack(host: Host, carried: _Carried, request: p.Call) -> tuple[Callable[..
     frameless copy instead, made with `dataclasses.replace`, cost about 7 of the worker's
     31 µs of Python per call.)"""
     carried.enter(request.context)
+    carried.span = _tracing.server_span(carried.trace, request.name, host)
     fn = host.load_routine(request)
     args, kwargs = _arguments(request)
     return fn, args, kwargs
@@ -168,6 +183,8 @@ class CoroutineCall:
         else:
             reply = _value_reply(call_id, p.Return, self._name, result)
         reply = carried.reply(reply)
+        if carried.span is not None:
+            carried.finish(reply)
         self._host.finished((self._identity, call_id))
         self._host.reply(self._identity, reply)
 
@@ -268,6 +285,8 @@ class GeneratorCall:
             return
         agen = self._agen
         assert agen is not None
+        if self._carried.span is not None:
+            self._carried.span.step(msg.kind.name.lower(), False)
         if isinstance(msg, p.Next):
             self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
         elif isinstance(msg, p.Send):
@@ -329,7 +348,9 @@ class GeneratorCall:
         else:
             self._finish()
 
-    def _finish(self) -> None:
+    def _finish(self, reply: p.Reply | None = None) -> None:
+        if self._carried.span is not None:
+            self._carried.finish(reply)
         self._host.finished((self._identity, self.call_id))
         agen, self._agen = self._agen, None
         if agen is not None:
@@ -354,7 +375,7 @@ class GeneratorCall:
             reply = _value_reply(call_id, p.Yield, self._name, task.result())
         reply = self._carried.reply(reply)
         if self._abandoned or p.is_final(True, reply.kind):
-            self._finish()
+            self._finish(reply)
         self._host.reply(self._identity, reply)
         if self._ahead and reply.kind is p.Kind.YIELD and not self._abandoned:
             self._pump()

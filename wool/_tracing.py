@@ -1,0 +1,259 @@
+"""OpenTelemetry tracing of routine calls: a CLIENT span in the caller, a SERVER span on the
+worker, joined by the W3C trace context that travels with the call.
+
+Theory of operation. Tracing needs only `opentelemetry-api` (`pip install wool[otel]`); without
+it every function here returns None at once. With it, tracing is *on* in a process once a
+real tracer provider is set there (the SDK's, by code or by `opentelemetry-instrument`) or
+once a traced call arrived (a worker without an SDK still passes the trace on to the calls its
+routines make, so one untraced hop does not break the trace). Until then a call costs one
+attribute test (`_on`): the API's no-op tracer is never even asked.
+
+The trace context travels in the call's context frame, the one that carries the
+`wool.ContextVar`s, under a key no `wool.ContextVar` can have (`TRACE_KEY`): a dict holding
+the W3C `traceparent` (and `tracestate`) headers of the caller's CLIENT span. The worker takes
+it out before the variables are set (`take`), starts its SERVER span as a child of it, and
+makes that span current in the call's context, so `opentelemetry.trace.get_current_span()`
+inside the routine is the call's span and the routine's own calls are its children.
+
+Generator steps are span *events*, not child spans: a generator call is one CLIENT and one
+SERVER span from its first step to its last, and each step adds a `message` event (the RPC
+conventions' own: `rpc.message.type` SENT/RECEIVED, `rpc.message.id` the step's number) with
+the step's kind. A stream of ten thousand items stays one span, and what the generator's body
+calls nests under the generator's span. Every step's frame carries the trace context again, so
+a step is attributable on its own (a read-ahead step that the worker sees before any other).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import protocol as p
+from ._errors import WorkerLost
+
+try:
+    from opentelemetry import context as _otel_context
+    from opentelemetry import trace as _trace
+    from opentelemetry.trace import SpanKind, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+except ImportError:  # pragma: no cover - exercised by installs without the extra
+    _trace = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+    from .discovery import WorkerInfo
+
+# Where the trace context travels in a context snapshot: no `wool.ContextVar` has an empty
+# name, so no variable can collide with it.
+TRACE_KEY = ("wool", "")
+_INSTRUMENTATION = "wool"
+
+_tracer: Tracer | None = None  # set once tracing is on in this process; never unset
+_propagator = TraceContextTextMapPropagator() if _trace is not None else None
+
+
+def _provider_is_set() -> bool:
+    """Whether a real tracer provider is set: one attribute test (the public
+    `get_tracer_provider()` costs about 1 µs per call, reading `os.environ`)."""
+    if _trace is None:
+        return False
+    provider = getattr(_trace, "_TRACER_PROVIDER", _MISSING)
+    if provider is _MISSING:  # an API release without the attribute: ask the public way
+        return not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
+    return provider is not None
+
+
+_MISSING = object()
+
+
+def _turn_on() -> Tracer:
+    global _tracer
+    if _tracer is None:
+        assert _trace is not None
+        # A proxy until a provider is set, then the provider's tracer: either way, cached.
+        _tracer = _trace.get_tracer(_INSTRUMENTATION)
+    return _tracer
+
+
+def _on() -> Tracer | None:
+    if _tracer is not None:
+        return _tracer
+    if _provider_is_set():
+        return _turn_on()
+    return None
+
+
+if _trace is not None and os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):
+    _trace.get_tracer_provider()  # loads the provider the environment names, once
+
+
+def _peer_attributes(endpoint: str) -> dict[str, Any]:
+    """`server.address`/`server.port` (tcp) or the socket path (ipc) of a worker endpoint."""
+    transport, _, rest = endpoint.partition("://")
+    if transport == "tcp":
+        host, _, port = rest.rpartition(":")
+        attributes: dict[str, Any] = {"server.address": host.strip("[]"), "network.transport": "tcp"}
+        if port.isdigit():
+            attributes["server.port"] = int(port)
+        return attributes
+    return {"server.address": rest, "network.transport": "unix" if transport == "ipc" else transport}
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _Traced:
+    """One call's span, with the step count of a generator."""
+
+    __slots__ = ("span", "steps")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.steps = 0
+
+    def carrier(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        assert _propagator is not None
+        _propagator.inject(headers, _trace.set_span_in_context(self.span))
+        return headers
+
+    def step(self, kind: str, sent: bool) -> None:
+        """A generator step: a `message` event."""
+        self.steps += 1
+        if self.span.is_recording():
+            self.span.add_event(
+                "message",
+                {"rpc.message.type": "SENT" if sent else "RECEIVED", "rpc.message.id": self.steps, "wool.step": kind},
+            )
+
+    def fail(self, exc: BaseException) -> None:
+        """End the span as failed with `exc` (cancelled, lost, or raised)."""
+        self.failed(_error_type(exc), f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    def failed(self, error_type: str, description: str) -> None:
+        span = self.span
+        if span.is_recording():
+            span.set_attribute("error.type", error_type)
+            span.set_status(StatusCode.ERROR, description)
+        span.end()
+
+    def end(self) -> None:
+        self.span.end()
+
+
+class ClientSpan(_Traced):
+    """The caller's span of one call: started before the call is dispatched, told which
+    worker it went to, ended by its outcome."""
+
+    __slots__ = ()
+
+    def peer(self, worker: WorkerInfo) -> None:
+        if self.span.is_recording():
+            self.span.set_attributes({**_peer_attributes(worker.endpoint), "wool.worker.id": worker.id})
+
+    def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, WorkerLost) and self.span.is_recording():
+            self.span.set_attribute("wool.worker.lost", True)
+        super().fail(exc)
+
+
+def client_span(name: str) -> ClientSpan | None:
+    """A CLIENT span for a call of routine `name`, child of the current span; None (at the
+    cost of one test) when tracing is off."""
+    tracer = _tracer if _tracer is not None else _on()
+    if tracer is None:
+        return None
+    span = tracer.start_span(
+        name, kind=SpanKind.CLIENT, attributes={"rpc.system": "wool", "rpc.method": name}, record_exception=False
+    )
+    return ClientSpan(span)
+
+
+def carry(span: ClientSpan | None) -> dict[Any, Any] | None:
+    """What a request's context frame carries besides the variables: the trace context."""
+    if span is None:
+        return None
+    return {TRACE_KEY: span.carrier()}
+
+
+def take(values: dict[Any, Any]) -> dict[str, str] | None:
+    """Remove and return the trace context from a received context snapshot (None if it
+    carries none, or something that is not a carrier)."""
+    carrier = values.pop(TRACE_KEY, None)
+    if carrier is None or not isinstance(carrier, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()):
+        return None
+    return carrier
+
+
+class ServerSpan(_Traced):
+    """The worker's span of one call, current in the call's context while it runs."""
+
+    __slots__ = ()
+
+    def finish(self, reply: p.Reply | None) -> None:
+        """End with the call's last reply: failed if it is a `raise`, or if there is none
+        (the caller abandoned the generator between steps)."""
+        if reply is None:
+            self.failed("asyncio.CancelledError", "abandoned by its caller")
+        elif isinstance(reply, p.Raise):
+            self.failed(reply.type_name, f"{reply.type_name}: {reply.message}" if reply.message else reply.type_name)
+        else:
+            self.end()
+
+
+class _Served(Protocol):
+    endpoint: str
+
+
+def server_span(carrier: dict[str, str] | None, name: str, host: _Served) -> ServerSpan | None:
+    """Start the SERVER span of a call of `name` that brought `carrier`, and make it current
+    in the running context (the call's own). None when tracing is off here and the call
+    brought no trace. Runs inside the call's context."""
+    if carrier is not None and _tracer is None and _trace is not None:
+        _turn_on()  # a traced call arrived: pass its trace on, even with no SDK here
+    tracer = _tracer if _tracer is not None else _on()
+    if tracer is None:
+        return None
+    assert _propagator is not None
+    parent = _propagator.extract(carrier) if carrier else None
+    span = tracer.start_span(
+        name,
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "wool", "rpc.method": name, **_peer_attributes(host.endpoint)},
+        record_exception=False,
+    )
+    _otel_context.attach(_trace.set_span_in_context(span))  # the call's context is its own: no detach
+    return ServerSpan(span)
+
+
+SETUP_ENV = "WOOL_TRACING_SETUP"
+
+
+def run_setup(environ: Mapping[str, str] = os.environ) -> None:
+    """In a worker process, before it serves: call the function `$WOOL_TRACING_SETUP` names
+    (`module:function`, importable in the worker), which sets this process's tracer provider
+    and exporter. Spawned workers inherit the variable from their pool's process. Raises
+    `ValueError` naming what is wrong with it; whatever the function raises propagates, and
+    the worker does not start."""
+    spec = environ.get(SETUP_ENV)
+    if not spec:
+        return
+    module_name, sep, function_name = spec.partition(":")
+    if not sep or not module_name or not function_name.isidentifier():
+        raise ValueError(f"{SETUP_ENV} must name a function as module:function, not {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"{SETUP_ENV}={spec!r}: cannot import {module_name}: {e}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"{SETUP_ENV}={spec!r}: {module_name} has no function {function_name}")
+    function()
