@@ -55,6 +55,17 @@ _tracer: Tracer | None = None  # set once tracing is on in this process; never u
 _propagator = TraceContextTextMapPropagator() if _trace is not None else None
 
 
+# The API module when it keeps its provider in `_TRACER_PROVIDER` (every release so far): read
+# directly, the test costs one attribute lookup. An API without it has nothing to trace with
+# until `_on` finds a provider the public way.
+# Without the API, a stand-in that never has a provider.
+class _NoAPI:
+    _TRACER_PROVIDER = None
+
+
+_api: Any = _NoAPI if _trace is None else _trace if hasattr(_trace, "_TRACER_PROVIDER") else None
+
+
 def _provider_is_set() -> bool:
     """Whether a real tracer provider is set: one attribute test (the public
     `get_tracer_provider()` costs about 1 µs per call, reading `os.environ`)."""
@@ -165,9 +176,14 @@ class ClientSpan(_Traced):
 def client_span(name: str) -> ClientSpan | None:
     """A CLIENT span for a call of routine `name`, child of the current span; None (at the
     cost of one test) when tracing is off."""
-    tracer = _tracer if _tracer is not None else _on()
+    tracer = _tracer
     if tracer is None:
-        return None
+        if _api is not None:
+            if _api._TRACER_PROVIDER is None:  # the whole cost of a call when tracing is off
+                return None
+            tracer = _turn_on()
+        elif (tracer := _on()) is None:
+            return None
     span = tracer.start_span(
         name, kind=SpanKind.CLIENT, attributes={"rpc.system": "wool", "rpc.method": name}, record_exception=False
     )
