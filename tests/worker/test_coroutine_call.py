@@ -17,6 +17,8 @@ from wool.worker._calls import CoroutineCall
 
 
 class Host:
+    endpoint = "inproc://test"
+
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self.replies: list[p.Reply] = []
