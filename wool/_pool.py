@@ -10,6 +10,7 @@ including when the body raised or was cancelled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from contextvars import Token
 from types import TracebackType
 
+from . import _metrics
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
@@ -26,6 +28,7 @@ from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
 from .worker._server import SETTLE_QUIET
 
 
@@ -52,6 +55,11 @@ class WorkerPool:
     ignored. A worker that refuses the pool's key is dropped; a call with no other worker
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
+
+    `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
+    `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
+    worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
+    (see `pool.workers`). Raises `RuntimeError` if prometheus_client is not installed.
     """
 
     def __init__(
@@ -65,6 +73,8 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        metrics_port: int | None = None,
+        metrics_address: str = DEFAULT_METRICS_ADDRESS,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -85,6 +95,13 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        if metrics_port is not None:
+            check_port(metrics_port)
+            if metrics_port and metrics_port + (size or 0) - 1 > 65535:
+                raise ValueError(f"metrics_port {metrics_port} leaves no port for each of {size} workers")
+            _metrics.require()
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address
         self.keys = as_keys(keys)
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
@@ -148,7 +165,7 @@ class WorkerPool:
             keys=self.keys,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
-        self._processes = [WorkerProcess(config) for _ in range(self.size)]
+        self._processes = [WorkerProcess(self._config_of(config, i)) for i in range(self.size)]
         results = await asyncio.gather(*(w.start(self.start_timeout) for w in self._processes), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -163,6 +180,12 @@ class WorkerPool:
             for info in await self.discovery.workers():
                 self._mesh.add(info)
         self._mesh.start_watching()
+
+    def _config_of(self, config: WorkerConfig, index: int) -> WorkerConfig:
+        if self.metrics_port is None:
+            return config
+        port = self.metrics_port + index if self.metrics_port else 0
+        return dataclasses.replace(config, metrics_port=port, metrics_address=self.metrics_address)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._token is not None:

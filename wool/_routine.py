@@ -34,7 +34,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _contextvars as cv
-from . import _tracing
+from . import _observe
 from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
@@ -114,10 +114,10 @@ def _generator_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable
                 else:
                     done, value = await stream.step(p.Kind.SEND if sent is not None else p.Kind.NEXT, sent)
         except BaseException as e:
-            stream.end_span(None if isinstance(e, GeneratorExit) else e)
+            stream.end_watch(None if isinstance(e, GeneratorExit) else e)
             raise
         else:
-            stream.end_span(None)
+            stream.end_watch(None)
         finally:
             stream.abandon()
 
@@ -205,30 +205,30 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
 
 class _Placement:
     """What a call takes from the context it is made in: the options in force, the tags a
-    worker needs, the deadline, and its CLIENT span (a child of the current one) when
-    tracing is on."""
+    worker needs, the deadline, and what observes it (its span and metrics) when tracing or
+    metrics are on."""
 
-    __slots__ = ("options", "tags", "deadline", "span")
+    __slots__ = ("options", "tags", "deadline", "watch")
 
-    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None, span: _tracing.ClientSpan | None) -> None:
-        self.options, self.tags, self.deadline, self.span = options, tags, deadline, span
+    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None, watch: _observe.CallWatch | None) -> None:
+        self.options, self.tags, self.deadline, self.watch = options, tags, deadline, watch
 
     @classmethod
     def now(cls, name: str, routine_tags: frozenset[str]) -> _Placement:
         options = options_var.get()
         if options is NO_OPTIONS and deadline_var.get() is None:
-            return cls(options, routine_tags, None, _tracing.client_span(name))
+            return cls(options, routine_tags, None, _observe.watch_call(name))
         loop = asyncio.get_running_loop()
         when = deadline(loop, options.timeout)
         if when is not None and when <= loop.time():
             raise TimeoutError(f"{name} was not called: its deadline had passed")
-        return cls(options, routine_tags | options.tags, when, _tracing.client_span(name))
+        return cls(options, routine_tags | options.tags, when, _observe.watch_call(name))
 
-    def end_span(self, exc: BaseException | None) -> None:
-        """End the call's span (once): failed with `exc`, or not."""
-        span, self.span = self.span, None
-        if span is not None:
-            span.end() if exc is None else span.fail(exc)
+    def end_watch(self, exc: BaseException | None) -> None:
+        """The call ended (once): failed with `exc`, or not."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.end(exc)
 
     def remaining(self) -> float | None:
         if self.deadline is None:
@@ -246,15 +246,15 @@ async def _dispatch(
     name = wrapper.__qualname__
     mesh = current_mesh(name)
     digest, routine_pickle = _pickled_routine(wrapper)
-    context = _capture("{} was not called", name, place.span)
+    context = _capture("{} was not called", name, place.watch)
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
             conn = await mesh.choose(not nested, place.tags)
         except NoWorkersAvailable as e:
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
-        if place.span is not None:
-            place.span.peer(conn.worker)
+        if place.watch is not None:
+            place.watch.peer(conn.worker)
         call_id = conn.new_call_id()
         msg = p.Call(
             call_id,
@@ -274,6 +274,8 @@ async def _dispatch(
             log.debug("call %d %s sent to worker %s by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
         try:
             reply = await future
+            if place.watch is not None:
+                place.watch.replied()
         except asyncio.CancelledError:
             await _abandon(conn, call_id, name)
             raise
@@ -288,9 +290,9 @@ async def _dispatch(
     raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
 
 
-def _capture(what: str, name: str, span: _tracing.ClientSpan | None) -> bytes:
+def _capture(what: str, name: str, watch: _observe.CallWatch | None) -> bytes:
     try:
-        return cv.capture() if span is None else cv.capture(_tracing.carry(span))
+        return cv.capture() if watch is None else cv.capture(watch.carry())
     except TypeError as e:
         raise TypeError(f"{what.format(name)}: {e}") from None
 
@@ -308,11 +310,11 @@ async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[A
                     _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
         result = _outcome(name, reply)
     except BaseException as e:
-        if place.span is not None:
-            place.end_span(e)
+        if place.watch is not None:
+            place.end_watch(e)
         raise
-    if place.span is not None:
-        place.end_span(None)
+    if place.watch is not None:
+        place.end_watch(None)
     return result
 
 
@@ -371,9 +373,9 @@ class _Stream:
         if self._inbox is not None:
             return await self._step_ahead(kind, self._inbox)
         msg: p.Request
-        if self._place.span is not None:
-            self._place.span.step(kind.name.lower(), True)
-        context = _capture("the next step of {} was not sent", self._name, self._place.span)
+        if self._place.watch is not None:
+            self._place.watch.step(kind.name.lower())
+        context = _capture("the next step of {} was not sent", self._name, self._place.watch)
         if kind is p.Kind.NEXT:
             msg = p.Next(call_id, context)
         elif kind is p.Kind.SEND:
@@ -425,8 +427,8 @@ class _Stream:
         elif self._open:
             await self.step(p.Kind.CLOSE, None)
 
-    def end_span(self, exc: BaseException | None) -> None:
-        self._place.end_span(exc)
+    def end_watch(self, exc: BaseException | None) -> None:
+        self._place.end_watch(exc)
 
     def abandon(self) -> None:
         """The proxy ended while the remote generator is still open (the caller's side

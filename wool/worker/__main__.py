@@ -12,12 +12,13 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from .. import _tracing
+from .. import _metrics, _tracing
 from .._errors import WoolError
 from .._transport import DEFAULT_LIVENESS, check_liveness
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
+from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -98,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         help="level of the 'wool' logger, written to stderr (default: WARNING)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: any free port, published with the "
+        "worker as the tag metrics=HOST:PORT); needs prometheus_client (pip install 'wool[metrics]')",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default=DEFAULT_METRICS_ADDRESS,
+        metavar="ADDRESS",
+        help=f"the address --metrics-port listens on (default: {DEFAULT_METRICS_ADDRESS}: this machine only)",
+    )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
 
@@ -145,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
+    if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            parser.error("--metrics-port must be between 0 and 65535")
+        if not _metrics.available():
+            parser.error("--metrics-port needs prometheus_client: pip install 'wool[metrics]'")
     try:
         config = WorkerConfig(
             discovery,
@@ -156,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             max_calls=args.max_calls,
             keys=keys,
             insecure=args.insecure,
+            metrics_port=args.metrics_port,
+            metrics_address=args.metrics_address,
         )
     except ValueError as e:
         parser.error(str(e))
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:
-        print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid})", flush=True)
+        metrics = "".join(f"; metrics at http://{t[len(TAG_PREFIX) :]}/metrics" for t in info.tags if t.startswith(TAG_PREFIX))
+        print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
     try:
         _tracing.run_setup()

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from .. import _contextvars as cv
-from .. import _tracing
+from .. import _observe, _tracing
 from .. import protocol as p
 from .._context import current_slot_var
 from .._errors import RemoteBaseException, SerializationError
@@ -92,14 +92,14 @@ class _Carried:
     """The `wool.ContextVar`s of one call's context: set from what each request brings,
     compared with it for what each reply takes back."""
 
-    __slots__ = ("name", "context", "baseline", "trace", "span")
+    __slots__ = ("name", "context", "baseline", "trace", "watch")
 
     def __init__(self, name: str, context: contextvars.Context) -> None:
         self.name = name
         self.context = context
         self.baseline: cv.Snapshot | None = None  # None until the caller's values are in
         self.trace: dict[str, str] | None = None  # the trace context the last request brought
-        self.span: _tracing.ServerSpan | None = None
+        self.watch: _observe.ServerWatch | None = None
 
     def enter(self, frame: p.Frame) -> None:
         """Inside the call's context: make its variables exactly the caller's."""
@@ -109,10 +109,10 @@ class _Carried:
         self.baseline = cv.apply(values)
 
     def finish(self, reply: p.Reply | None) -> None:
-        """End the call's span with its last reply (None: abandoned between steps)."""
-        span, self.span = self.span, None
-        if span is not None:
-            span.finish(reply)
+        """Report the call's end with its last reply (None: abandoned between steps)."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.finish(reply)
 
     def back(self) -> p.Frame:
         """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
@@ -139,7 +139,7 @@ def _unpack(host: Host, carried: _Carried, request: p.Call) -> tuple[Callable[..
     frameless copy instead, made with `dataclasses.replace`, cost about 7 of the worker's
     31 µs of Python per call.)"""
     carried.enter(request.context)
-    carried.span = _tracing.server_span(carried.trace, request.name, host)
+    carried.watch = _observe.watch_served(carried.trace, request.name, host)
     fn = host.load_routine(request)
     args, kwargs = _arguments(request)
     return fn, args, kwargs
@@ -183,7 +183,7 @@ class CoroutineCall:
         else:
             reply = _value_reply(call_id, p.Return, self._name, result)
         reply = carried.reply(reply)
-        if carried.span is not None:
+        if carried.watch is not None:
             carried.finish(reply)
         self._host.finished((self._identity, call_id))
         self._host.reply(self._identity, reply)
@@ -285,8 +285,8 @@ class GeneratorCall:
             return
         agen = self._agen
         assert agen is not None
-        if self._carried.span is not None:
-            self._carried.span.step(msg.kind.name.lower(), False)
+        if self._carried.watch is not None:
+            self._carried.watch.step(msg.kind.name.lower())
         if isinstance(msg, p.Next):
             self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
         elif isinstance(msg, p.Send):
@@ -349,7 +349,7 @@ class GeneratorCall:
             self._finish()
 
     def _finish(self, reply: p.Reply | None = None) -> None:
-        if self._carried.span is not None:
+        if self._carried.watch is not None:
             self._carried.finish(reply)
         self._host.finished((self._identity, self.call_id))
         agen, self._agen = self._agen, None

@@ -51,6 +51,8 @@ class WorkerConfig:
     settle: float = SETTLE_QUIET
     keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
     insecure: bool = False  # allow listening beyond loopback without keys
+    metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one)
+    metrics_address: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):

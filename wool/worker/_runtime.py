@@ -22,6 +22,7 @@ from .._context import current_mesh_var
 from .._mesh import Mesh
 from ..discovery import Discovery, WorkerInfo
 from ._config import WorkerConfig
+from ._metrics_http import Exposition
 from ._server import Server
 
 log = logging.getLogger("wool.worker")
@@ -77,12 +78,22 @@ async def serve(
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
     server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags)
+    exposition: Exposition | None = None
+    tags = config.tags
+    if config.metrics_port is not None:
+        try:
+            exposition = Exposition.start(server, config.metrics_port, config.metrics_address)
+        except BaseException:
+            server.close()
+            await mesh.close()
+            raise
+        tags = tags | {exposition.tag}
     info = WorkerInfo(
         worker_id,
         server.endpoint,
         os.getpid(),
         socket.gethostname(),
-        config.tags,
+        tags,
         p.VERSION,
         config.max_calls,
         keys.public if keys is not None else None,
@@ -119,6 +130,8 @@ async def serve(
         if discovery is not None and published:
             await discovery.withdraw(info)
         await mesh.close()
+        if exposition is not None:
+            exposition.close()
         server.close()
         if watch_fd is not None:
             loop.remove_reader(watch_fd)

@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from .. import _curve
+from .. import _curve, _metrics
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
@@ -96,6 +96,15 @@ class Server:
         """Calls open: running, suspended between generator steps, or waiting for a slot."""
         return len(self._calls)
 
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a slot."""
+        return self._admission.queued
+
+    @property
+    def socket(self) -> zmq.Socket[Any]:
+        return self._driver.socket
+
     # -- Host interface, used by the calls -------------------------------------------------
 
     def load_routine(self, msg: p.Call) -> Callable[..., Any]:
@@ -140,12 +149,16 @@ class Server:
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             self._warn("short", "dropped a message with no envelope")
+            if _metrics.WORKER is not None:
+                _metrics.WORKER.malformed.inc()
             return
         identity = frames[0]
         try:
             msg = p.decode(frames[1:])
         except p.ProtocolError as e:
             self._warn("malformed", f"dropped a malformed request: {e}")
+            if _metrics.WORKER is not None:
+                _metrics.WORKER.malformed.inc()
             if e.call_id is not None:
                 self.reply(identity, p.Reject(e.call_id, p.RejectReason.MALFORMED, str(e)))
             return
