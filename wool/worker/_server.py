@@ -74,6 +74,7 @@ class Server:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
+        self.served = 0  # calls ended since start, told in every pong
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness)
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
@@ -129,6 +130,7 @@ class Server:
     def finished(self, key: tuple[bytes, int]) -> None:
         call = self._calls.pop(key, None)
         if call is not None:
+            self.served += 1
             self._admission.ended(call, call.slot)
         if not self._calls:
             self._idle.set()
@@ -166,7 +168,7 @@ class Server:
             self._start(identity, msg)
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
-            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about))
+            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about, self.served))
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
