@@ -264,7 +264,9 @@ CORRUPT = [
         )
         for kind in (K.CANCEL, K.PING)
     ),
-    pytest.param([env(V, K.PONG, 9, "w", 0, 0, [], 0, 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
+    pytest.param(
+        [env(V, K.PONG, 9, "w", 0, 0, [], 0, 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"
+    ),
     pytest.param([env(V, K.REJECT, 9, 1, "d"), b""], "reject carries no payload, got 1", 9, id="reject-with-payload"),
     # a step or end that carries more than its context frame, or not even that
     *(

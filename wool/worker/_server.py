@@ -168,7 +168,9 @@ class Server:
             self._start(identity, msg)
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
-            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about, self.served))
+            self.reply(
+                identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about, self.served)
+            )
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
