@@ -1,4 +1,4 @@
-"""What the `tracing` workload's traced workers run at start (`WOOL_TRACING_SETUP`): an SDK
+"""What the `tracing` workload's traced workers run at start (`WOOL_WORKER_SETUP`): an SDK
 tracer provider whose batch processor hands spans to an exporter that drops them, so the
 workload measures what tracing costs wool, not what a collector costs."""
 

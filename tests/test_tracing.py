@@ -1,6 +1,6 @@
 """OpenTelemetry tracing: one trace across nested calls on several workers, with the RPC
 conventions' attributes and statuses. The caller records into an in-memory exporter; the
-workers, configured through `WOOL_TRACING_SETUP`, write their spans to files (`tests.traced`)."""
+workers, configured through `WOOL_WORKER_SETUP`, write their spans to files (`tests.traced`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import wool
 from tests import traced
 from tests.helpers import REPO, Observer
-from wool import _tracing
+from wool.worker._setup import SETUP_ENV, run_setup
 
 pytestmark = pytest.mark.multiprocess
 
@@ -58,7 +58,7 @@ def caller_spans() -> Iterator[_Gated]:
 @pytest.fixture
 def span_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Spawned workers inherit these: they trace into files under `tmp_path`."""
-    monkeypatch.setenv(_tracing.SETUP_ENV, "tests.traced:configure")
+    monkeypatch.setenv(SETUP_ENV, "tests.traced:configure")
     monkeypatch.setenv("WOOL_TEST_SPAN_DIR", str(tmp_path))
     return tmp_path
 
@@ -194,11 +194,11 @@ def test_tracing_is_off_without_a_tracer_provider() -> None:
 )
 def test_a_bad_setup_spec_is_named(spec: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        _tracing.run_setup({_tracing.SETUP_ENV: spec})
+        run_setup({SETUP_ENV: spec})
 
 
 async def test_a_worker_whose_setup_fails_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(_tracing.SETUP_ENV, "tests.traced:no_such_function")
+    monkeypatch.setenv(SETUP_ENV, "tests.traced:no_such_function")
     with pytest.raises(wool.WorkerStartError, match="no function no_such_function"):
         async with wool.WorkerPool(size=1):
             pass

@@ -1,6 +1,6 @@
 """Routines and worker set-up for the tracing tests (importable, so workers import them).
 
-`configure` is what the tests name in `WOOL_TRACING_SETUP`: it gives a worker process an
+`configure` is what the tests name in `WOOL_WORKER_SETUP`: it gives a worker process an
 OpenTelemetry SDK tracer provider whose spans are written, one JSON line each, to a file per
 process in the directory `$WOOL_TEST_SPAN_DIR`, which the test reads once the pool is closed
 (a simple span processor exports each span as it ends: nothing waits in a buffer)."""

@@ -1,5 +1,6 @@
 """What a call reports about itself, on each side: its span (`_tracing`) and its metrics
-(`_metrics`), started and ended together through one object.
+(`_metrics`), started and ended together through one object; and the fields of every log
+record about it (`call_fields`).
 
 A call that nobody observes (tracing off, metrics off: the default) gets None here, so each
 hook in the call paths is one `is not None` test.
@@ -16,6 +17,12 @@ from ._errors import WorkerLost
 
 if TYPE_CHECKING:
     from .discovery import WorkerInfo
+
+
+def call_fields(call_id: int | None, routine: str | None, worker_id: str | None, caller: str | None) -> dict[str, Any]:
+    """The `extra` of a log record about a call: tools index records by these attributes
+    (a JSON formatter writes them out; see README "Observing")."""
+    return {"call_id": call_id, "routine": routine, "worker_id": worker_id, "caller": caller}
 
 
 class CallWatch:

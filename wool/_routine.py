@@ -195,7 +195,11 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
         conn.forget(call_id)
         if not future.done():
             log.warning(
-                "worker %s did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness
+                "worker %s did not confirm the cancellation of call %d within %g s",
+                conn.worker.id,
+                call_id,
+                conn.liveness,
+                extra=_observe.call_fields(call_id, name, conn.worker.id, conn.routing_id.decode()),
             )
             future.cancel()
         elif not future.cancelled() and future.exception() is None:
@@ -271,7 +275,15 @@ async def _dispatch(
         )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("call %d %s sent to worker %s by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
+            caller = conn.routing_id.decode()
+            log.debug(
+                "call %d %s sent to worker %s by %s",
+                call_id,
+                name,
+                conn.worker.id,
+                caller,
+                extra=_observe.call_fields(call_id, name, conn.worker.id, caller),
+            )
         try:
             reply = await future
             if place.watch is not None:

@@ -25,9 +25,7 @@ a step is attributable on its own (a read-ahead step that the worker sees before
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import protocol as p
@@ -248,28 +246,3 @@ def server_span(carrier: dict[str, str] | None, name: str, host: _Served) -> Ser
     )
     _otel_context.attach(_trace.set_span_in_context(span))  # the call's context is its own: no detach
     return ServerSpan(span)
-
-
-SETUP_ENV = "WOOL_TRACING_SETUP"
-
-
-def run_setup(environ: Mapping[str, str] = os.environ) -> None:
-    """In a worker process, before it serves: call the function `$WOOL_TRACING_SETUP` names
-    (`module:function`, importable in the worker), which sets this process's tracer provider
-    and exporter. Spawned workers inherit the variable from their pool's process. Raises
-    `ValueError` naming what is wrong with it; whatever the function raises propagates, and
-    the worker does not start."""
-    spec = environ.get(SETUP_ENV)
-    if not spec:
-        return
-    module_name, sep, function_name = spec.partition(":")
-    if not sep or not module_name or not function_name.isidentifier():
-        raise ValueError(f"{SETUP_ENV} must name a function as module:function, not {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"{SETUP_ENV}={spec!r}: cannot import {module_name}: {e}") from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ValueError(f"{SETUP_ENV}={spec!r}: {module_name} has no function {function_name}")
-    function()

@@ -15,6 +15,7 @@ from typing import Any
 
 import wool
 from wool import _tracing
+from wool.worker._setup import SETUP_ENV
 
 from .. import routines
 from ..config import Config
@@ -35,12 +36,12 @@ async def tracing(cfg: Config) -> WorkloadResult:
     n, blocks = cfg.latency_calls, max(1, cfg.latency_calls // LATENCY_BLOCK)
     async with wool.WorkerPool(size=cfg.workers):
         untraced = contextvars.copy_context()
-        os.environ[_tracing.SETUP_ENV] = "benchmarks.tracing_setup:configure"
+        os.environ[SETUP_ENV] = "benchmarks.tracing_setup:configure"
         try:
             traced_pool = wool.WorkerPool(size=cfg.workers)
             await traced_pool.__aenter__()
         finally:
-            del os.environ[_tracing.SETUP_ENV]
+            del os.environ[SETUP_ENV]
         try:
             traced = contextvars.copy_context()
             contexts = {"wool": (traced, tracer), "untraced": (untraced, None)}

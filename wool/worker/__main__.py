@@ -12,7 +12,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from .. import _metrics, _tracing
+from .. import _metrics
 from .._errors import WoolError
 from .._transport import DEFAULT_LIVENESS, check_liveness
 from ..discovery import WorkerInfo
@@ -20,6 +20,7 @@ from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
+from ._setup import run_setup
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
     try:
-        _tracing.run_setup()
+        run_setup()
         _run(serve(config, on_ready))
     except (OSError, WoolError, ValueError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
@@ -214,7 +215,7 @@ def _run_spawned(ready_fd: int) -> int:
     try:
         config = _read_config()
         _configure_logging(config.log_level)
-        _tracing.run_setup()
+        run_setup()
         _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))
     except BaseException as e:
         if ready:

@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from .. import _curve, _metrics
+from .. import _curve, _metrics, _observe
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
@@ -195,7 +195,14 @@ class Server:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
             if log.isEnabledFor(logging.DEBUG):  # on every call: skip the formatting work
-                log.debug("call %d %s from %s", msg.call_id, msg.name, caller_name(identity))
+                caller = caller_name(identity)
+                log.debug(
+                    "call %d %s from %s",
+                    msg.call_id,
+                    msg.name,
+                    caller,
+                    extra=_observe.call_fields(msg.call_id, msg.name, self.worker_id, caller),
+                )
             self._idle.clear()
             slot = CallSlot(self._admission)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
@@ -205,7 +212,10 @@ class Server:
         self.reply(identity, p.Reject(msg.call_id, reason, detail))
 
     def _on_unreachable(self, identity: bytes) -> None:
-        log.info("caller %s is gone; cancelling its calls", caller_name(identity))
+        caller = caller_name(identity)
+        log.info(
+            "caller %s is gone; cancelling its calls", caller, extra=_observe.call_fields(None, None, self.worker_id, caller)
+        )
         for key, call in list(self._calls.items()):
             if key[0] == identity:
                 call.cancel()
