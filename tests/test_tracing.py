@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -202,3 +203,48 @@ async def test_a_worker_whose_setup_fails_does_not_start(monkeypatch: pytest.Mon
     with pytest.raises(wool.WorkerStartError, match="no function no_such_function"):
         async with wool.WorkerPool(size=1):
             pass
+
+
+INSTRUMENTED_APP = """
+import asyncio, sys
+sys.path.insert(0, {repo!r})
+from opentelemetry import trace
+import wool
+from tests import traced
+
+async def main():
+    async with wool.WorkerPool(size=2):
+        with trace.get_tracer("app").start_as_current_span("request"):
+            await traced.root(2)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("opentelemetry-instrument") is None, reason="needs opentelemetry-distro (opentelemetry-instrument)"
+)
+async def test_opentelemetry_instrument_configures_the_workers_a_pool_spawns(tmp_path: Path) -> None:
+    """The environment set-up README documents: the SDK configured from OTEL_* variables by
+    `opentelemetry-instrument`, in the caller and, through the environment they inherit, in
+    its spawned workers (here printing spans to stdout, which the workers share: the SERVER
+    spans can only come from them)."""
+    script = tmp_path / "app.py"
+    script.write_text(INSTRUMENTED_APP.format(repo=str(REPO)))
+    env = dict(os.environ, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    env.pop("WOOL_WORKER_SETUP", None)
+    proc = await asyncio.create_subprocess_exec(
+        "opentelemetry-instrument", sys.executable, str(script), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 50)
+    assert proc.returncode == 0, err.decode()
+    decoder, text, at, spans = json.JSONDecoder(), out.decode(), 0, []
+    while (start := next((i for i in range(at, len(text)) if not text[i].isspace()), None)) is not None:
+        span, at = decoder.raw_decode(text, start)
+        spans.append(span)
+    assert len({s["context"]["trace_id"] for s in spans}) == 1
+    kinds = sorted((s["name"], s["kind"]) for s in spans if s["name"] != "request")
+    counts = {(n, k): sum(1 for s in spans if (s["name"], s["kind"]) == (n, k)) for n, k in kinds}
+    assert counts == {
+        (n, k): times for n, times in (("root", 1), ("branch", 2), ("leaf", 4)) for k in ("SpanKind.CLIENT", "SpanKind.SERVER")
+    }
