@@ -230,11 +230,16 @@ def server_span(carrier: dict[str, str] | None, name: str, host: _Served) -> Ser
     """Start the SERVER span of a call of `name` that brought `carrier`, and make it current
     in the running context (the call's own). None when tracing is off here and the call
     brought no trace. Runs inside the call's context."""
-    if carrier is not None and _tracer is None and _trace is not None:
-        _turn_on()  # a traced call arrived: pass its trace on, even with no SDK here
-    tracer = _tracer if _tracer is not None else _on()
+    tracer = _tracer
     if tracer is None:
-        return None
+        if carrier is not None and _trace is not None:
+            tracer = _turn_on()  # a traced call arrived: pass its trace on, even with no SDK here
+        elif _api is not None:
+            if _api._TRACER_PROVIDER is None:  # the whole cost of a call when tracing is off
+                return None
+            tracer = _turn_on()
+        elif (tracer := _on()) is None:
+            return None
     assert _propagator is not None
     parent = _propagator.extract(carrier) if carrier else None
     span = tracer.start_span(
