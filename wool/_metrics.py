@@ -1,12 +1,13 @@
 """Prometheus metrics of routine calls, on the worker that runs them and the caller that makes
 them (`pip install wool[metrics]`, which brings `prometheus_client`).
 
-Theory of operation. wool's metrics live in their own `CollectorRegistry` (`REGISTRY`), not in
-prometheus_client's default one: importing wool registers nothing in an application's
-registry, two pools in one process never collide on a name, and a process chooses to expose
-them: `wool.metrics.serve(port)`, or `prometheus_client.REGISTRY.register(wool.metrics.REGISTRY)`
-to add them to what the application already serves. Collection is off until then (`WORKER`
-and `CALLER` are None): a call costs one global test per hook, not a labelled update.
+Theory of operation. wool's metrics live in their own `CollectorRegistry` (`registry()`,
+public as `wool.metrics.REGISTRY`), not in prometheus_client's default one: importing wool
+registers nothing in an application's registry (and imports no prometheus_client at all), and
+a process chooses to expose them: `wool.metrics.serve(port)`, or
+`prometheus_client.REGISTRY.register(wool.metrics.REGISTRY)` to add them to what the
+application already serves. Collection is off until then (`WORKER` and `CALLER` are None): a
+call costs one global test per hook, not a labelled update.
 
 Labels are bounded by code, never by traffic: `routine` is a routine's qualified name,
 `outcome` one of `OUTCOMES`, `worker` a worker's incarnation id (how many workers a caller
@@ -16,18 +17,14 @@ are read from the worker's own bookkeeping when scraped, at no cost per call.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import protocol as p
-
-try:
-    import prometheus_client
-    from prometheus_client.core import GaugeMetricFamily
-except ImportError:  # pragma: no cover - installs without the extra
-    prometheus_client = None  # type: ignore[assignment]
 
 # Outcomes of a call: it returned (or a generator finished), raised, was cancelled, or (on the
 # caller) its worker was lost.
@@ -36,17 +33,33 @@ _CANCELLED = ("asyncio.exceptions.CancelledError", "CancelledError")
 # Call durations: from a millisecond to minutes.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-REGISTRY: Any = prometheus_client.CollectorRegistry(auto_describe=True) if prometheus_client is not None else None
+_client: Any = None  # prometheus_client, once metrics are first used
+_registry: Any = None
 
 
 def available() -> bool:
-    return prometheus_client is not None
+    return _client is not None or importlib.util.find_spec("prometheus_client") is not None
 
 
-def require() -> None:
-    """Raise `RuntimeError` saying how to install prometheus_client, if it is missing."""
-    if prometheus_client is None:
-        raise RuntimeError("wool's metrics need prometheus_client: pip install 'wool[metrics]'")
+def require() -> Any:
+    """prometheus_client, imported at first use: importing it costs 20 to 50 ms, which
+    `import wool` (every worker's start) should not pay for metrics nobody asked for. Raises
+    `RuntimeError` saying how to install it, if it is missing."""
+    global _client
+    if _client is None:
+        try:
+            _client = importlib.import_module("prometheus_client")
+        except ImportError:
+            raise RuntimeError("wool's metrics need prometheus_client: pip install 'wool[metrics]'") from None
+    return _client
+
+
+def registry() -> Any:
+    """wool's own `CollectorRegistry` (created at first use)."""
+    global _registry
+    if _registry is None:
+        _registry = require().CollectorRegistry(auto_describe=True)
+    return _registry
 
 
 def outcome_of(reply: p.Reply | None) -> str:
@@ -62,22 +75,22 @@ class WorkerMetrics:
     """What a worker process counts about the calls it runs."""
 
     def __init__(self) -> None:
-        require()
-        self.calls = prometheus_client.Counter(
-            "wool_calls", "Calls this worker finished, by routine and outcome", ("routine", "outcome"), registry=REGISTRY
+        client, registry_ = require(), registry()
+        self.calls = client.Counter(
+            "wool_calls", "Calls this worker finished, by routine and outcome", ("routine", "outcome"), registry=registry_
         )
-        self.duration = prometheus_client.Histogram(
+        self.duration = client.Histogram(
             "wool_call_duration_seconds",
             "Time from a call starting to run on this worker to its last reply, by routine",
             ("routine",),
             buckets=BUCKETS,
-            registry=REGISTRY,
+            registry=registry_,
         )
-        self.malformed = prometheus_client.Counter(
-            "wool_malformed_messages", "Messages this worker dropped because they could not be decoded", registry=REGISTRY
+        self.malformed = client.Counter(
+            "wool_malformed_messages", "Messages this worker dropped because they could not be decoded", registry=registry_
         )
         self._gauges: list[Callable[[], Iterator[Any]]] = []
-        REGISTRY.register(_Gauges(self._gauges))
+        registry_.register(_Gauges(self._gauges))
 
     def finished(self, routine: str, started: float, reply: p.Reply | None) -> None:
         self.calls.labels(routine, outcome_of(reply)).inc()
@@ -86,11 +99,14 @@ class WorkerMetrics:
     def watch(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Report the gauges of a server: `read()` gives (running, queued, open connections)."""
 
+        require()
+        family = importlib.import_module("prometheus_client.core").GaugeMetricFamily
+
         def collect() -> Iterator[Any]:
             running, queued, connections = read()
-            yield GaugeMetricFamily("wool_calls_running", "Calls running on this worker (or suspended generators)", running)
-            yield GaugeMetricFamily("wool_calls_queued", "Calls waiting for a slot on this worker (max_calls)", queued)
-            yield GaugeMetricFamily("wool_connections_open", "Connections open to this worker's socket", connections)
+            yield family("wool_calls_running", "Calls running on this worker (or suspended generators)", running)
+            yield family("wool_calls_queued", "Calls waiting for a slot on this worker (max_calls)", queued)
+            yield family("wool_connections_open", "Connections open to this worker's socket", connections)
 
         self._gauges.append(collect)
 
@@ -108,19 +124,19 @@ class CallerMetrics:
     """What a process counts about the calls it makes."""
 
     def __init__(self) -> None:
-        require()
-        self.dispatch = prometheus_client.Histogram(
+        client, registry_ = require(), registry()
+        self.dispatch = client.Histogram(
             "wool_dispatch_duration_seconds",
             "Time from a routine call to its result (a generator: to its first item), as the caller sees it",
             ("routine",),
             buckets=BUCKETS,
-            registry=REGISTRY,
+            registry=registry_,
         )
-        self.lost = prometheus_client.Counter(
+        self.lost = client.Counter(
             "wool_worker_lost_calls",
             "Calls that failed with WorkerLost, by the worker that was lost",
             ("worker",),
-            registry=REGISTRY,
+            registry=registry_,
         )
 
     def dispatched(self, routine: str, started: float) -> None:
@@ -131,9 +147,8 @@ class CallerMetrics:
 
 
 def start_http(port: int, address: str) -> tuple[Any, threading.Thread]:
-    """Serve `REGISTRY` at http://ADDRESS:PORT/metrics from a daemon thread: (server, thread)."""
-    require()
-    httpd, thread = prometheus_client.start_http_server(port, address, registry=REGISTRY)
+    """Serve `registry()` at http://ADDRESS:PORT/metrics from a daemon thread: (server, thread)."""
+    httpd, thread = require().start_http_server(port, address, registry=registry())
     return httpd, thread
 
 

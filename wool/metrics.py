@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _metrics
 
-REGISTRY: Any = _metrics.REGISTRY
+REGISTRY: Any = _metrics.registry() if _metrics.available() else None
 
 _served: list[tuple[Any, threading.Thread]] = []
 

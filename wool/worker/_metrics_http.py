@@ -2,8 +2,8 @@
 
 Theory of operation. `Exposition.start` turns on the worker's metrics (`wool._metrics`), reads
 the gauges from the server's own bookkeeping when scraped, counts the connections open to the
-server's socket from its ZeroMQ monitor (accepted minus disconnected), and serves `REGISTRY`
-with prometheus_client's HTTP server. That server runs in its own thread, so a scrape is
+server's socket from its ZeroMQ monitor (accepted minus disconnected), and serves wool's registry
+(`wool.metrics.REGISTRY`) with prometheus_client's HTTP server. That server runs in its own thread, so a scrape is
 answered even while a routine holds the event loop (CPU-bound code), which is when one wants
 to look. The port it bound (0: any free port) is published with the worker as the tag
 `metrics=HOST:PORT`, so a pool's spawned workers can be found by whatever scrapes them.
