@@ -53,29 +53,17 @@ _tracer: Tracer | None = None  # set once tracing is on in this process; never u
 _propagator = TraceContextTextMapPropagator() if _trace is not None else None
 
 
-# The API module when it keeps its provider in `_TRACER_PROVIDER` (every release so far): read
-# directly, the test costs one attribute lookup. An API without it has nothing to trace with
-# until `_on` finds a provider the public way.
-# Without the API, a stand-in that never has a provider.
 class _NoAPI:
+    """Stands in for the API when it is not installed: never a provider."""
+
     _TRACER_PROVIDER = None
 
 
+# Whether a real tracer provider is set is `_api._TRACER_PROVIDER is not None`: one attribute
+# lookup per call (the public `get_tracer_provider()` costs about 1 µs, reading `os.environ`).
+# Every API release so far keeps the provider there; with one that does not, `_api` is None
+# and `_on` asks the public way.
 _api: Any = _NoAPI if _trace is None else _trace if hasattr(_trace, "_TRACER_PROVIDER") else None
-
-
-def _provider_is_set() -> bool:
-    """Whether a real tracer provider is set: one attribute test (the public
-    `get_tracer_provider()` costs about 1 µs per call, reading `os.environ`)."""
-    if _trace is None:
-        return False
-    provider = getattr(_trace, "_TRACER_PROVIDER", _MISSING)
-    if provider is _MISSING:  # an API release without the attribute: ask the public way
-        return not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
-    return provider is not None
-
-
-_MISSING = object()
 
 
 def _turn_on() -> Tracer:
@@ -88,11 +76,10 @@ def _turn_on() -> Tracer:
 
 
 def _on() -> Tracer | None:
-    if _tracer is not None:
-        return _tracer
-    if _provider_is_set():
+    """`_tracer`, turned on if a provider is set, asked the public way."""
+    if _tracer is None and _trace is not None and not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider):
         return _turn_on()
-    return None
+    return _tracer
 
 
 if _trace is not None and os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):
