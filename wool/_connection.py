@@ -75,7 +75,9 @@ class Connection:
         quiet: bool = False,
     ) -> None:
         if keys is not None and worker.public_key is None:
-            raise AuthenticationError(f"worker {worker.id} at {worker.endpoint} publishes no CURVE key to authenticate it with")
+            raise AuthenticationError(
+                f"worker {worker.id!r} at {worker.endpoint!r} publishes no CURVE key to authenticate it with"
+            )
         self.worker = worker
         self._on_refused = on_refused
         self._on_connected = on_connected
@@ -116,11 +118,11 @@ class Connection:
             sock.connect(worker.endpoint)
         except zmq.ZMQError as e:
             self.close()
-            raise WorkerLost(f"cannot connect to worker {worker.id} at {worker.endpoint}: {e}") from None
+            raise WorkerLost(f"cannot connect to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "connected" if self.connected.done() else "connecting"
-        return f"<Connection {self.worker.id[:8]} {self.worker.endpoint} {state} pending={len(self._pending)}>"
+        return f"<Connection {self.worker.id[:8]!r} {self.worker.endpoint!r} {state} pending={len(self._pending)}>"
 
     @property
     def in_flight(self) -> int:
@@ -189,7 +191,7 @@ class Connection:
             future.cancel()
         self._pending.clear()
         self._open.clear()
-        self._fail_sinks(self.lost or WorkerLost(f"connection to worker {self.worker.id} was closed"))
+        self._fail_sinks(self.lost or WorkerLost(f"connection to worker {self.worker.id!r} was closed"))
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
@@ -197,14 +199,14 @@ class Connection:
         if self._driver.closed:
             return
         if self.lost is None:
-            self.lost = WorkerLost(f"connection to worker {self.worker.id} was closed")
+            self.lost = WorkerLost(f"connection to worker {self.worker.id!r} was closed")
         had_pending = bool(self._pending or self._open)
         self.cancel_all()
         self._driver.socket.disable_monitor()
         self._monitor.close()
         self._driver.close(linger=200 if had_pending else 0)
         if not self.connected.done():
-            self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id} closed"))
+            self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id!r} closed"))
             self.connected.exception()  # retrieved: nobody may be waiting
 
     def _on_reply(self, frames: list[bytes]) -> None:
@@ -214,19 +216,19 @@ class Connection:
             sink = self._sinks.get(e.call_id) if e.call_id is not None else None
             if sink is not None and e.call_id is not None:
                 self.release(e.call_id)
-                sink(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
+                sink(DispatchError(f"worker {self.worker.id!r} sent a malformed reply: {e}"))
             entry = self._pending.pop(e.call_id, None) if e.call_id is not None else None
             if entry is not None and e.call_id is not None:
                 self.release(e.call_id)
             if entry is not None and not entry[0].done():
-                entry[0].set_exception(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
+                entry[0].set_exception(DispatchError(f"worker {self.worker.id!r} sent a malformed reply: {e}"))
             self._warn_malformed(e)
             return
         sink = self._sinks.get(msg.call_id)
         if sink is not None:
             if not isinstance(msg, (p.Yield, p.Stop, p.Raise, p.Reject)):
                 self.release(msg.call_id)
-                sink(DispatchError(f"worker {self.worker.id} sent {msg.kind.name.lower()} into a stream"))
+                sink(DispatchError(f"worker {self.worker.id!r} sent {msg.kind.name.lower()} into a stream"))
                 return
             if p.is_final(True, msg.kind):
                 self.release(msg.call_id)
@@ -236,7 +238,7 @@ class Connection:
         if entry is None:
             if msg.call_id == 0:
                 return  # the worker probing whether we are still here (call ids start at 1)
-            log.debug("reply for unknown call %d from worker %s", msg.call_id, self.worker.id)
+            log.debug("reply for unknown call %d from worker %r", msg.call_id, self.worker.id)
             return
         future, generator, request = entry
         del self._pending[msg.call_id]
@@ -249,7 +251,7 @@ class Connection:
             future.set_result(msg)  # type: ignore[arg-type]
         else:
             future.set_exception(
-                DispatchError(f"worker {self.worker.id} answered {request.name.lower()} with {msg.kind.name.lower()}")
+                DispatchError(f"worker {self.worker.id!r} answered {request.name.lower()} with {msg.kind.name.lower()}")
             )
 
     def _fail_sinks(self, error: BaseException) -> None:
@@ -262,13 +264,13 @@ class Connection:
         if now - self._warned_at >= _WARN_INTERVAL:
             self._warned_at = now
             log.warning(
-                "malformed reply from worker %s: %s (further such messages suppressed for %.0f s)",
+                "malformed reply from worker %r: %s (further such messages suppressed for %.0f s)",
                 self.worker.id,
                 e,
                 _WARN_INTERVAL,
             )
         else:
-            log.debug("malformed reply from worker %s: %s", self.worker.id, e)
+            log.debug("malformed reply from worker %r: %s", self.worker.id, e)
 
     def _on_event(self, frames: list[bytes]) -> None:
         event = parse_monitor_message(frames)["event"]
@@ -284,7 +286,7 @@ class Connection:
             if not self.connected.done() and not self.refused:
                 self.refused = True
                 (log.debug if self._quiet else log.warning)(
-                    "worker %s (pid %d) at %s refuses connections; skipping it until it accepts one",
+                    "worker %r (pid %d) at %r refuses connections; skipping it until it accepts one",
                     self.worker.id,
                     self.worker.pid,
                     self.worker.endpoint,
@@ -292,7 +294,7 @@ class Connection:
                 if self._on_refused is not None:
                     self._on_refused(self)
         elif event == zmq.EVENT_DISCONNECTED:
-            self._declare_lost(f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint} was lost")
+            self._declare_lost(f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r} was lost")
         elif event & _HANDSHAKE_FAILED:
             self.denied = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
             reason = self._describe_handshake_failure(event)
@@ -300,14 +302,14 @@ class Connection:
             self._declare_lost(reason, AuthenticationError)
 
     def _describe_handshake_failure(self, event: int) -> str:
-        where = f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint}"
+        where = f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r}"
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             key = f" {self._public_key}" if self._public_key else ""
             return f"{where} refused this process: authentication failed (its allow-list does not hold this process's public key{key})"
         if self.worker.public_key is not None:
             return (
                 f"authentication of {where} failed: the handshake broke off, so whoever listens there "
-                f"does not hold the secret key of the public key {self.worker.public_key} that discovery published for it, "
+                f"does not hold the secret key of the public key {self.worker.public_key!r} that discovery published for it, "
                 f"or does not use CURVE"
             )
         return (

@@ -110,7 +110,7 @@ class _Handler:
                 self._warned.clear()
             self._warned[key] = now
             log.warning(
-                "refused a caller at %s: its public key %s is not trusted (add it to the trusted "
+                "refused a caller at %r: its public key %s is not trusted (add it to the trusted "
                 "keys to let it in; further refusals of this key suppressed for %.0f s)",
                 address.decode(errors="replace"),
                 key.decode(),

@@ -101,7 +101,7 @@ class Mesh:
     def _ignore(self, worker: WorkerInfo) -> bool:
         """Whether `worker` is not to be connected to, given this mesh's keys; warns once
         per worker."""
-        where = f"worker {worker.id} at {worker.endpoint}"
+        where = f"worker {worker.id!r} at {worker.endpoint!r}"
         if self.keys is None:
             if worker.public_key is None:
                 return False
@@ -112,7 +112,7 @@ class Mesh:
             return False
         else:
             reason = (
-                f"{where} publishes the public key {worker.public_key}, which this process does not trust; "
+                f"{where} publishes the public key {worker.public_key!r}, which this process does not trust; "
                 "ignoring it (discovery is only a hint: trust its key to use it)"
             )
         if worker.id not in self._ignored:
@@ -222,7 +222,7 @@ class Mesh:
     def _describe_empty(self, tags: frozenset[str] = frozenset()) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
         if tags and self._ready:
-            seen = sorted({", ".join(sorted(c.worker.tags)) or "no tags" for c in self._ready})
+            seen = sorted({", ".join(repr(t) for t in sorted(c.worker.tags)) or "no tags" for c in self._ready})
             return (
                 f"no live worker has the tags {', '.join(sorted(tags))}{where}: "
                 f"{len(self._ready)} live workers have {'; '.join(seen)}"
@@ -231,7 +231,9 @@ class Mesh:
             where = f" with the tags {', '.join(sorted(tags))}{where}"
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
         refused = [
-            f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()
+            f"{c.worker.id!r} at {c.worker.endpoint!r}"
+            for c in self._connections.values()
+            if c.refused and not c.connected.done()
         ]
         refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""
         failed = f"; {'; '.join(self._refused.values())}" if self._refused else ""
@@ -254,7 +256,7 @@ class Mesh:
         if conn.lost is None and self._connections.get(conn.worker.id) is conn:
             self._ready.append(conn)
             self._rotation_changed()
-            log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
+            log.debug("worker %r connected at %r", conn.worker.id, conn.worker.endpoint)
 
     def _on_lost(self, conn: Connection) -> None:
         refused = isinstance(conn.lost, AuthenticationError)
@@ -275,7 +277,7 @@ class Mesh:
     def _revisit(self, worker_id: str) -> None:
         info = self._listed.get(worker_id)
         if info is not None and worker_id in self._lost and not self.closed:
-            log.debug("trying lost worker %s again: discovery still lists it", worker_id)
+            log.debug("trying lost worker %r again: discovery still lists it", worker_id)
             self._lost.discard(worker_id)
             self.add(info)
 

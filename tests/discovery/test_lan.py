@@ -235,7 +235,9 @@ async def test_foreign_and_malformed_records_are_ignored(caplog: pytest.LogCaptu
             assert await asyncio.wait_for(anext(watch), 5) == DiscoveryEvent("added", good)
             assert await discovery.workers() == [good]
             warnings = [r.getMessage() for r in caplog.records if r.name == "wool.discovery"]
-            assert [w for w in warnings if bad_name in w] == [f"ignoring Zeroconf service {bad_name}: no 'ep' in the TXT record"]
+            assert [w for w in warnings if bad_name in w] == [
+                f"ignoring Zeroconf service {bad_name!r}: no 'ep' in the TXT record"
+            ]
         finally:
             await discovery.withdraw(good)
             await watch.aclose()

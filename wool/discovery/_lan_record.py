@@ -145,7 +145,7 @@ def encode(info: WorkerInfo, namespace: str, endpoint: str, scope: str) -> dict[
         txt["scope"] = scope
     for key, value in txt.items():
         if len(key.encode()) + 1 + len(value.encode()) > _MAX_TXT_ENTRY:
-            raise DiscoveryError(f"worker {info.id}: {key!r} is too long for a Zeroconf TXT record")
+            raise DiscoveryError(f"worker {info.id!r}: {key!r} is too long for a Zeroconf TXT record")
     return txt
 
 

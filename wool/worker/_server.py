@@ -170,7 +170,7 @@ class Server:
     def _start(self, identity: bytes, msg: p.Call) -> None:
         key = (identity, msg.call_id)
         if msg.worker_id != self.worker_id:
-            reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id}"
+            reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id!r}"
         elif not self.accepting:
             self._last_refused = asyncio.get_running_loop().time()
             reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"
@@ -178,7 +178,7 @@ class Server:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
             if log.isEnabledFor(logging.DEBUG):  # on every call: skip the formatting work
-                log.debug("call %d %s from %s", msg.call_id, msg.name, caller_name(identity))
+                log.debug("call %d %r from %s", msg.call_id, msg.name, caller_name(identity))
             self._idle.clear()
             slot = CallSlot(self._admission)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
