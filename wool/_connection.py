@@ -43,7 +43,7 @@ from . import _curve
 from . import protocol as p
 from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
 from ._keys import Keys
-from ._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
 from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
@@ -73,6 +73,7 @@ class Connection:
         on_refused: Callable[[Connection], None] | None = None,
         keys: Keys | None = None,
         quiet: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         if keys is not None and worker.public_key is None:
             raise AuthenticationError(
@@ -105,7 +106,11 @@ class Connection:
         self._quiet = quiet  # no warning when the endpoint refuses connections
         self.liveness = liveness
         self._warned_at = -_WARN_INTERVAL
-        sock = new_socket(zmq.DEALER, liveness=liveness)
+        # What this process accepts from the worker, and what the worker accepts from it
+        # (its published limit; else ours, which the workers a pool spawns share).
+        self.max_message_size = max_message_size
+        self.send_limit = worker.max_message_size or max_message_size
+        sock = new_socket(zmq.DEALER, liveness=liveness, max_message_size=max_message_size)
         self.routing_id = _routing_id()
         sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         self._public_key = keys.public if keys is not None else None
@@ -138,16 +143,29 @@ class Connection:
 
     def request(self, msg: p.Request, generator: bool) -> asyncio.Future[p.Reply]:
         """Send `msg` and return the future of its reply. Raises `WorkerLost` if the worker
-        is already known to be gone, `AuthenticationError` if its handshake failed (nothing
-        is sent)."""
+        is already known to be gone, `AuthenticationError` if its handshake failed,
+        `DispatchError` if a part of it is larger than the worker accepts (nothing is
+        sent)."""
         if self.lost is not None:
             raise type(self.lost)(str(self.lost))
+        frames = p.encode(msg)
+        if size := oversized(frames, self.send_limit):
+            # The worker would drop the whole connection, failing every call on it.
+            raise DispatchError(self._too_large(msg, size))
         future: asyncio.Future[p.Reply] = self._loop.create_future()
         self._pending[msg.call_id] = (future, generator, msg.kind)
         if msg.kind is p.Kind.CALL:
             self._open.add(msg.call_id)
-        self._driver.send(p.encode(msg))
+        self._driver.send(frames)
         return future
+
+    def _too_large(self, msg: p.Request, size: int) -> str:
+        what = f"the call of {msg.name}" if isinstance(msg, p.Call) else f"the {msg.kind.name.lower()} step"
+        return (
+            f"{what} was not sent: it has a part of {show_size(size)}, more than the {show_size(self.send_limit)} "
+            f"worker {self.worker.id!r} accepts (its max message size); raise the limit with "
+            "WorkerPool(max_message_size=BYTES), and `python -m wool.worker --max-message-size BYTES` on workers started by hand"
+        )
 
     def reattach(self, call_id: int) -> asyncio.Future[p.Reply]:
         """A fresh future for the reply still pending on `call_id` (after the caller's own
@@ -294,7 +312,13 @@ class Connection:
                 if self._on_refused is not None:
                     self._on_refused(self)
         elif event == zmq.EVENT_DISCONNECTED:
-            self._declare_lost(f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r} was lost")
+            reason = f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r} was lost"
+            if self.send_limit > self.max_message_size:
+                reason += (
+                    f" (if it sent a reply part larger than this process's max message size of {show_size(self.max_message_size)}, "
+                    "this process dropped the connection: raise it with WorkerPool(max_message_size=BYTES))"
+                )
+            self._declare_lost(reason)
         elif event & _HANDSHAKE_FAILED:
             self.denied = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
             reason = self._describe_handshake_failure(event)

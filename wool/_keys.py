@@ -103,10 +103,17 @@ class Keys:
         owner, or if the directory, `trusted/` or a key file is a link, belongs to another
         user, or is writable by group or others."""
         root = Path(directory).expanduser()
-        root_fd = _open_checked(root, str(root), None, directory=True)
+        secret_path = root / SECRET_FILE
+        missing = f"no secret key at {secret_path}: make a key directory with `python -m wool.keys generate {root}`"
         try:
-            secret_path = root / SECRET_FILE
-            text, info = _read_at(root_fd, SECRET_FILE, secret_path)
+            root_fd = _open_checked(root, str(root), None, directory=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, missing, str(secret_path)) from None
+        try:
+            try:
+                text, info = _read_at(root_fd, SECRET_FILE, secret_path)
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, missing, str(secret_path)) from None
             mode = stat.S_IMODE(info.st_mode)
             if mode & 0o077:
                 raise ValueError(

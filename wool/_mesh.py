@@ -31,7 +31,7 @@ from ._connection import Connection
 from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
 from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
-from ._transport import DEFAULT_LIVENESS
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
 from .discovery import Discovery, WorkerInfo
 
 log = logging.getLogger("wool.mesh")
@@ -50,8 +50,10 @@ class Mesh:
         connect_timeout: float = 10.0,
         liveness: float = DEFAULT_LIVENESS,
         keys: Keys | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.discovery = discovery
+        self.max_message_size = max_message_size
         self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()
         self.connect_timeout = connect_timeout
@@ -91,6 +93,7 @@ class Mesh:
                 liveness=self.liveness,
                 on_refused=lambda _: self._rotation_changed(),
                 keys=self.keys,
+                max_message_size=self.max_message_size,
             )
         except WoolError as e:
             log.warning("skipping worker: %s", e)

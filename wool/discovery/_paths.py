@@ -80,7 +80,7 @@ def private_dir(path: Path, *, parents: bool = False) -> Path:
         pass
     except FileNotFoundError:
         if not parents:
-            raise DiscoveryError(f"cannot create wool directory {path}: its parent does not exist") from None
+            raise DiscoveryError(f"cannot create wool runtime directory {path}: its parent does not exist") from None
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.mkdir(path, 0o700)
@@ -88,15 +88,15 @@ def private_dir(path: Path, *, parents: bool = False) -> Path:
         except FileExistsError:
             pass
         except OSError as e:
-            raise DiscoveryError(f"cannot create wool directory {path}: {e}") from e
+            raise DiscoveryError(f"cannot create wool runtime directory {path}: {e}") from e
     except OSError as e:
-        raise DiscoveryError(f"cannot create wool directory {path}: {e}") from e
+        raise DiscoveryError(f"cannot create wool runtime directory {path}: {e}") from e
     try:
         fd = os.open(path, _OPEN_DIR)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             raise _refuse(path, _describe_unopenable(path, e)) from None
-        raise DiscoveryError(f"cannot open wool directory {path}: {e}") from e
+        raise DiscoveryError(f"cannot open wool runtime directory {path}: {e}") from e
     try:
         info = os.fstat(fd)
         if created and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) != 0o700:
