@@ -8,8 +8,9 @@ load balancer decides); only waiting for a first worker to connect, or for room 
 whose window of open calls is full, awaits. Calls waiting for room queue in order, and each
 call that ends wakes one of them.
 
-A lost worker stays out of rotation while discovery still lists it; after one liveness
-period it is tried again (a worker that was frozen, then resumed, comes back; one that is
+Discovery is a hint for removal too: a worker that leaves it stays in rotation while its
+connection is up (see `_unlisted`). A lost worker stays out of rotation while discovery still
+lists it; after one liveness period it is tried again (a worker that was frozen, then resumed, comes back; one that is
 really gone never completes the handshake, so it is never chosen).
 
 Security: discovery is an untrusted hint. A mesh with keys connects only to workers that
@@ -134,6 +135,19 @@ class Mesh:
         if conn.in_flight == 0:
             del self._connections[worker_id]
             conn.close()
+
+    def _unlisted(self, worker_id: str) -> None:
+        """Discovery no longer lists `worker_id`. A hint, for removal as for addition: a
+        Zeroconf goodbye can be spoofed and a registry clobbered, so a worker whose
+        authenticated connection is up stays in rotation until that connection fails
+        (`_on_lost`) or the worker refuses a call (a stopping worker rejects calls as
+        SHUTTING_DOWN, and the caller retires it and sends the call elsewhere). One that is
+        not connected is dropped: nothing vouches for it."""
+        conn = self._connections.get(worker_id)
+        if conn is not None and conn in self._ready and conn.lost is None:
+            log.debug("worker %r left discovery; keeping it while its connection is up", worker_id)
+            return
+        self.retire(worker_id)
 
     async def wait_until(self, predicate: Callable[[list[WorkerInfo]], bool], timeout: float | None) -> list[WorkerInfo]:
         """Wait until the workers in rotation satisfy `predicate`; raise `TimeoutError`."""
@@ -290,7 +304,7 @@ class Mesh:
                 async for event in discovery.watch():
                     if event.kind == "removed":
                         self._listed.pop(event.worker.id, None)
-                        self.retire(event.worker.id)
+                        self._unlisted(event.worker.id)
                         self._lost.discard(event.worker.id)
                         self._refused.pop(event.worker.id, None)
                         self._ignored.pop(event.worker.id, None)
