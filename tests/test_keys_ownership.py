@@ -71,3 +71,13 @@ def test_links_are_not_followed(key_dir: Path, tmp_path: Path) -> None:
     (key_dir / "id.key").unlink()
     os.rename(key_dir / "real.key", key_dir / "id.key")
     assert other.public not in wool.Keys.load(key_dir).allowed  # loads again once the links are gone
+
+
+def test_generating_into_a_shared_directory_is_refused_and_leaves_it_alone(tmp_path: Path) -> None:
+    with shared_tmp() as shared:
+        with pytest.raises(ValueError, match=r"writable by other users \(mode 1777\)"):
+            generate_directory(shared)
+        (tmp_path / "link").symlink_to(shared)
+        with pytest.raises(ValueError, match="is a symbolic link"):
+            generate_directory(tmp_path / "link")
+        assert os.stat(shared).st_mode & 0o7777 == 0o1777 and list(shared.iterdir()) == []

@@ -284,10 +284,21 @@ def _write_new(path: Path, text: str, mode: int) -> None:
 def generate_directory(directory: PathLike, *, force: bool = False) -> Keys:
     """Make the layout of the module docstring in `directory` with a fresh keypair and return
     it. Raises `FileExistsError` if `directory` already has keys (unless `force`, which
-    replaces them: peers that trusted the old public key no longer trust this process)."""
+    replaces them: peers that trusted the old public key no longer trust this process), and
+    `ValueError` if an existing `directory` is a link, another user's, or writable by others."""
     root = Path(directory)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.mkdir(root, 0o700)
+        created = True
+    except FileExistsError:
+        created = False  # used as it is if safe (checked below), never chmodded: it may not be ours
+    fd = _open_checked(root, str(root), None, directory=True)
+    try:
+        if created:
+            os.fchmod(fd, 0o700)  # whatever the umask
+    finally:
+        os.close(fd)
     (root / TRUSTED_DIR).mkdir(mode=0o755, exist_ok=True)
     secret_path, public_path = root / SECRET_FILE, root / PUBLIC_FILE
     if force:
