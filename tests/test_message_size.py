@@ -6,6 +6,7 @@ it; the limit is checked where it is given."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -86,3 +87,16 @@ def test_the_cli_checks_the_limit() -> None:
     )
     assert result.returncode == 2
     assert "--max-message-size: max_message_size must be at least 65536 bytes, got 10" in result.stderr
+
+
+async def test_a_reply_over_the_callers_own_limit_fails_the_call_promptly_naming_the_limit() -> None:
+    """A worker with a larger limit than the caller sends a result the caller's socket
+    refuses: ZeroMQ drops the connection, and the caller's error says why, at once."""
+    discovery = wool.LocalDiscovery("limits")
+    async with CliWorker("--discovery", "local:limits", "--max-message-size", str(4 * MiB)) as cli:
+        async with wool.WorkerPool(discovery=discovery, max_message_size=LIMIT) as pool:
+            await pool.wait_for_workers(timeout=10)
+            with pytest.raises(wool.WorkerLost, match=r"max message size of 1048576 bytes.*max_message_size=BYTES"):
+                await asyncio.wait_for(routines.apply(bytes, 2 * MiB), 10)
+        cli.signal()
+        assert await cli.wait() == 0
