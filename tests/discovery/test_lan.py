@@ -55,6 +55,7 @@ def namespace() -> str:
         info("ipc:///tmp/wool-x/w.sock", host=""),
         info("tcp://127.0.0.1:6000"),
         info(public_key=wool.Keys.generate().public),
+        info(max_message_size=1 << 20),
     ],
 )
 def test_record_round_trip(worker: WorkerInfo) -> None:
@@ -90,6 +91,8 @@ def test_oversized_field_is_refused() -> None:
         ({"max": "0"}, "'max_calls' must be a positive integer"),
         ({"id": None}, "no 'id'"),
         ({"key": "not-a-key"}, "'public_key' must be a z85 CURVE key"),
+        ({"mms": "0"}, "'max_message_size' must be a positive integer"),
+        ({"mms": "x"}, "invalid literal"),
     ],
 )
 def test_malformed_record_raises_value_error(change: dict[str, str | None], problem: str) -> None:
