@@ -37,6 +37,6 @@ async def test_both_ends_of_a_call_log_the_same_fields(
     assert isinstance(fields["call_id"], int) and fields["caller"].startswith(f"{os.getpid()}-")
     # The worker's record of the same call, written by the JSON formatter its set-up installed.
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    received = [r for r in records if r["message"] == f"call {fields['call_id']} add from {fields['caller']}"]
+    received = [r for r in records if r["message"] == f"call {fields['call_id']} 'add' from {fields['caller']}"]
     assert len(received) == 1
     assert {k: received[0][k] for k in fields} == fields

@@ -24,7 +24,7 @@ from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
-from ._transport import DEFAULT_LIVENESS, check_liveness
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
@@ -56,6 +56,13 @@ class WorkerPool:
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
 
+    `max_message_size` (bytes, default 128 MiB) bounds each message part: one pickled
+    argument tuple or result, or one large buffer in it (bytes, bytearray, numpy array),
+    which travel as parts of their own. Every socket of the pool and its workers refuses
+    larger parts before allocating them, so a peer that has not authenticated cannot make
+    them allocate more; a call whose arguments or result exceed it fails with
+    `DispatchError` naming the limit. Raise it for larger values.
+
     `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
     `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
     worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
@@ -73,6 +80,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         metrics_port: int | None = None,
         metrics_address: str = DEFAULT_METRICS_ADDRESS,
     ) -> None:
@@ -106,6 +114,7 @@ class WorkerPool:
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
+        self.max_message_size = check_max_message_size(max_message_size)
         self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
@@ -144,7 +153,9 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys)
+        self._mesh = Mesh(
+            self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys, max_message_size=self.max_message_size
+        )
         try:
             await self._start()
         except BaseException:
@@ -163,6 +174,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            max_message_size=self.max_message_size,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(self._config_of(config, i)) for i in range(self.size)]

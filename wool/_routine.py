@@ -195,7 +195,7 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
         conn.forget(call_id)
         if not future.done():
             log.warning(
-                "worker %s did not confirm the cancellation of call %d within %g s",
+                "worker %r did not confirm the cancellation of call %d within %g s",
                 conn.worker.id,
                 call_id,
                 conn.liveness,
@@ -277,7 +277,7 @@ async def _dispatch(
         if log.isEnabledFor(logging.DEBUG):
             caller = conn.routing_id.decode()
             log.debug(
-                "call %d %s sent to worker %s by %s",
+                "call %d %s sent to worker %r by %s",
                 call_id,
                 name,
                 conn.worker.id,
