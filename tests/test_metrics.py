@@ -115,6 +115,9 @@ async def test_the_worker_cli_serves_metrics_where_it_says(runtime_dir: object) 
             assert [metrics_address(w) for w in await pool.wait_for_workers(timeout=20)] == [match.group(1)]
             assert await routines.add(1, 2) == 3
             samples = await scrape(match.group(1))
+        # A worker found without discovery tells its tags in its pong: the address is there too.
+        async with wool.WorkerPool(discovery=wool.StaticDiscovery([worker.endpoint], poll_interval=0.05)) as pool:
+            assert [metrics_address(w) for w in await pool.wait_for_workers(timeout=20)] == [match.group(1)]
         worker.signal()
         assert await worker.wait() == 0
         assert samples[("wool_calls_total", (("outcome", "ok"), ("routine", "add")))] == 1

@@ -34,55 +34,65 @@ def check_port(port: object, what: str = "metrics_port") -> int:
 
 
 class Exposition:
-    """The metrics endpoint of one worker process and the connection count it reports."""
+    """The metrics endpoint of one worker process and the connection count it reports:
+    `start` binds it (so its address can be published with the worker), `watch` attaches
+    the server it reports on, `close` stops both."""
 
-    def __init__(self, server: Server, httpd: Any, thread: threading.Thread, monitor: SocketDriver) -> None:
-        self._server = server
+    def __init__(self, httpd: Any, thread: threading.Thread) -> None:
         self._httpd = httpd
         self._thread = thread
-        self._monitor = monitor
+        self._server: Server | None = None
+        self._monitor: SocketDriver | None = None
         self.connections = 0
         host, port = httpd.server_address[:2]
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def tag(self) -> str:
+        """The tag that publishes the endpoint with the worker: `metrics=HOST:PORT`."""
         return TAG_PREFIX + self.address
 
     @classmethod
-    def start(cls, server: Server, port: int, address: str = DEFAULT_METRICS_ADDRESS) -> Exposition:
-        """Serve `/metrics` at `address`:`port`. Raises `RuntimeError` without
-        prometheus_client, `OSError` if the port cannot be bound."""
-        _metrics.require()
-        metrics = _metrics.enable_worker()
+    def start(cls, port: int, address: str = DEFAULT_METRICS_ADDRESS) -> Exposition:
+        """Serve `/metrics` at `address`:`port` (0: any free port). Raises `RuntimeError`
+        without prometheus_client, `OSError` if the port cannot be bound."""
+        _metrics.enable_worker()
         try:
             httpd, thread = _metrics.start_http(port, address)
         except OSError as e:
             raise OSError(f"cannot serve metrics on {address}:{port}: {e.strerror or e}") from None
-        monitor_socket = server.socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-        exposition: Exposition
+        return cls(httpd, thread)
+
+    def watch(self, server: Server) -> None:
+        """Report `server`'s gauges, and count the connections open to its socket."""
+        self._server = server
 
         def on_event(frames: list[bytes]) -> None:
             event = parse_monitor_message(frames)["event"]
             if event == zmq.EVENT_ACCEPTED:
-                exposition.connections += 1
+                self.connections += 1
             elif event == zmq.EVENT_DISCONNECTED:
-                exposition.connections = max(0, exposition.connections - 1)
+                self.connections = max(0, self.connections - 1)
 
-        exposition = cls(server, httpd, thread, SocketDriver(monitor_socket, on_event))
-        metrics.watch(exposition._gauges)
-        return exposition
+        self._monitor = SocketDriver(server.socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED), on_event)
+        metrics = _metrics.WORKER
+        assert metrics is not None
+        metrics.watch(self._gauges)
 
     def _gauges(self) -> tuple[int, int, int]:
-        queued = self._server.queued
-        return self._server.in_flight - queued, queued, self.connections
+        server = self._server
+        if server is None:
+            return 0, 0, 0
+        queued = server.queued
+        return server.in_flight - queued, queued, self.connections
 
     def close(self) -> None:
         """Stop serving (before the server's socket closes: the monitor belongs to it)."""
-        if self._monitor.closed:
-            return
-        self._server.socket.disable_monitor()
-        self._monitor.close()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        if self._monitor is not None and self._server is not None:
+            self._server.socket.disable_monitor()
+            self._monitor.close()
+            self._monitor = None
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(timeout=5)

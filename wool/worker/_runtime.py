@@ -89,28 +89,28 @@ async def serve(
 
     worker_id = uuid.uuid4().hex
     keys = config.keys
-    mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys, max_message_size=config.max_message_size)
-    # The server's socket callbacks, and so every call task, run in this context.
-    current_mesh_var.set(mesh)
-    server = Server(
-        worker_id,
-        config.bind,
-        liveness=config.liveness,
-        max_calls=config.max_calls,
-        keys=keys,
-        tags=config.tags,
-        max_message_size=config.max_message_size,
-    )
-    exposition: Exposition | None = None
-    tags = config.tags
-    if config.metrics_port is not None:
-        try:
-            exposition = Exposition.start(server, config.metrics_port, config.metrics_address)
-        except BaseException:
-            server.close()
-            await mesh.close()
-            raise
-        tags = tags | {exposition.tag}
+    # The metrics endpoint first: its address is published with the worker, and told in pongs.
+    exposition = Exposition.start(config.metrics_port, config.metrics_address) if config.metrics_port is not None else None
+    tags = config.tags if exposition is None else config.tags | {exposition.tag}
+    try:
+        mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys, max_message_size=config.max_message_size)
+        # The server's socket callbacks, and so every call task, run in this context.
+        current_mesh_var.set(mesh)
+        server = Server(
+            worker_id,
+            config.bind,
+            liveness=config.liveness,
+            max_calls=config.max_calls,
+            keys=keys,
+            tags=tags,
+            max_message_size=config.max_message_size,
+        )
+    except BaseException:
+        if exposition is not None:
+            exposition.close()
+        raise
+    if exposition is not None:
+        exposition.watch(server)
     info = WorkerInfo(
         worker_id,
         server.endpoint,
