@@ -4,6 +4,7 @@ its controlling terminal, its screen read back, stopped with Ctrl-C typed on tha
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import pty
@@ -19,7 +20,7 @@ import wool
 from tests import routines
 from tests.helpers import REPO, Observer, read_line, wait_exit
 from wool import protocol as p
-from wool._watch import Watch, _Seen
+from wool._watch import Watch, _Seen, watch
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -182,3 +183,27 @@ def test_rates_come_from_two_answers_in_a_row() -> None:
     now[0] += 61
     watch.update([])
     assert watch.rows() == []
+
+
+class FlakyDiscovery:
+    """Fails its first listing, lists nobody after; the third listing types Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.listings = 0
+
+    async def workers(self) -> list[wool.WorkerInfo]:
+        self.listings += 1
+        if self.listings == 1:
+            raise wool.DiscoveryError("the registry is being rewritten")
+        if self.listings == 3:
+            signal.raise_signal(signal.SIGINT)  # the watch's own handler takes it
+        return []
+
+
+async def test_watch_shows_a_failed_listing_and_goes_on() -> None:
+    out = io.StringIO()
+    await watch(FlakyDiscovery(), "local:flaky", out, interval=0.01)  # type: ignore[arg-type]
+    refreshes = out.getvalue().split("\n\n")
+    assert "discovery failed: DiscoveryError: the registry is being rewritten" in refreshes[0]
+    assert "no workers in local:flaky" in refreshes[1]
+    assert CLEAR not in out.getvalue()  # not a terminal: refreshes follow each other

@@ -200,15 +200,21 @@ async def watch(
     try:
         while not stop.is_set():
             started = loop.time()
-            state.update(await discovery.workers())
+            problem = None
+            try:
+                state.update(await discovery.workers())
+            except Exception as e:  # a registry being rewritten, a backend's hiccup: the next refresh may do
+                problem = f"discovery failed: {type(e).__name__}: {e}"
             await state.ping()
             rows = state.rows()
             if as_json:
-                out.write(json.dumps({"time": time.time(), "workers": rows}) + "\n")
+                out.write(json.dumps({"time": time.time(), "workers": rows, **({"error": problem} if problem else {})}) + "\n")
             else:
                 stamp = time.strftime("%H:%M:%S")
                 title = f"wool workers in {spec} at {stamp}, every {interval:g} s (Ctrl-C to stop)"
                 body = format_rows(rows) if rows else f"no workers in {spec}"
+                if problem:
+                    body += f"\n{problem}"
                 out.write((_HOME_CLEAR if redraw else "") + f"{title}\n{body}\n" + ("" if redraw else "\n"))
             out.flush()
             try:
