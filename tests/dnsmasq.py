@@ -72,6 +72,7 @@ class Dnsmasq:
         self._reader: asyncio.Task[None] | None = None
         # dnsmasq drops root for "nobody" unless told otherwise, and must still read our files.
         self._user = pwd.getpwuid(os.geteuid()).pw_name
+        directory.mkdir(parents=True, exist_ok=True)
         self.hosts_file.write_text("")
 
     @property

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import wool
+from wool._context import current_mesh_var
 
 
 async def _tell(address: str, line: str) -> None:
@@ -313,3 +314,12 @@ async def record_execution(log_dir: str, token: str) -> str:
     finally:
         os.close(fd)
     return token
+
+
+@wool.routine
+async def peer_ids(count: int) -> list[str]:
+    """The ids of the workers this worker's own mesh (its discovery) knows, once it knows at
+    least `count`: whether workers found each other."""
+    mesh = current_mesh_var.get()
+    assert mesh is not None
+    return sorted(w.id for w in await mesh.wait_until(lambda workers: len(workers) >= count, 20))
