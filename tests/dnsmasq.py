@@ -26,9 +26,14 @@ from pathlib import Path
 DOMAIN = "dns.test"
 
 
+def _binary() -> str | None:
+    # /usr/sbin is not on every user's PATH.
+    return shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
+
+
 def unavailable() -> str | None:
     """Why dnsmasq cannot run here, or None if it can."""
-    if shutil.which("dnsmasq") is None:
+    if _binary() is None:
         return "dnsmasq is not installed (apt-get install dnsmasq-base)"
     return None
 
@@ -82,7 +87,7 @@ class Dnsmasq:
 
     def _argv(self) -> list[str]:
         argv = [
-            "dnsmasq",
+            _binary() or "dnsmasq",
             "--keep-in-foreground",
             "--conf-file=/dev/null",
             "--no-resolv",
