@@ -266,11 +266,13 @@ def test_failure_warnings_are_rate_limited(monkeypatch: pytest.MonkeyPatch, capl
         outage.failed(error, 3)
         outage.recovered()
         outage.recovered()
+        outage.failed(error, 0)
     messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 3, messages
+    assert len(messages) == 4, messages
     assert "keeping the 3 endpoints" in messages[0] and "failing for 0 s" in messages[0]
     assert "failing for 65 s" in messages[1]
     assert "works again after 65 s" in messages[2]
+    assert "no workers found yet" in messages[3]  # a new outage warns at once
 
 
 async def test_resolver_error_text_is_escaped(monkeypatch: pytest.MonkeyPatch) -> None:

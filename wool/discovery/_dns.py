@@ -331,7 +331,10 @@ class _Outage:
         elif now - self.warned < WARN_EVERY:
             return
         self.warned = now
-        log.warning("%s; keeping the %d endpoints resolved before (failing for %.0f s)", error, kept, now - self.since)
+        if kept:
+            log.warning("%s; keeping the %d endpoints resolved before (failing for %.0f s)", error, kept, now - self.since)
+        else:
+            log.warning("%s; no workers found yet (failing for %.0f s)", error, now - self.since)
 
     def recovered(self) -> None:
         if self.since is not None:
