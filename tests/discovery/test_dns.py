@@ -8,10 +8,13 @@ cluster. `test_dns_netns.py` does the same across network namespaces."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import pickle
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import dns.exception
 import dnsmasq
 import pytest
 import routines
-from helpers import CliWorker
+from helpers import REPO, CliWorker
 
 import wool
 from wool._keys import generate_directory
@@ -284,3 +287,18 @@ async def test_resolver_error_text_is_escaped(monkeypatch: pytest.MonkeyPatch) -
         await DnsDiscovery(NAME, 7001, nameservers=["127.0.0.1"]).resolve()
     assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value)
     assert "\\x1b[31mFAKE LOG LINE" in str(raised.value)
+
+
+async def test_workers_cli_lists_the_workers_a_name_resolves_to(dnsd: dnsmasq.Dnsmasq, keys: Path) -> None:
+    port = free_port("127.0.0.2")
+    async with dns_worker(dnsd, keys, f"tcp://127.0.0.2:{port}", f"{NAME}:{port}") as a:
+        await dnsd.set_hosts({NAME: ["127.0.0.2"]})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wool.workers", "--discovery", f"dns:{NAME}:{port}@{dnsd.nameserver}",
+            "--keys", str(keys), "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    (row,) = json.loads(out)
+    assert (row["id"], row["endpoint"], row["reachable"]) == (a.id, f"tcp://127.0.0.2:{port}", True)
