@@ -14,6 +14,7 @@ import os
 import pickle
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from helpers import REPO, CliWorker
 
 import wool
 from wool._keys import generate_directory
-from wool.discovery import DiscoveryError, DiscoveryEvent, DnsDiscovery, _dns, parse_discovery
+from wool.discovery import DiscoveryError, DiscoveryEvent, DnsDiscovery, _dns, _dns_records, parse_discovery
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -143,6 +144,12 @@ def test_spec_and_arguments() -> None:
     copy = pickle.loads(pickle.dumps(DnsDiscovery("w.test", 1, interval=30, nameservers=["127.0.0.1:5353"])))
     assert (copy, copy.interval) == (DnsDiscovery("w.test", 1, nameservers=["127.0.0.1:5353"]), 30.0)
     assert "w.test" in repr(copy) and "127.0.0.1:5353" in repr(copy)
+
+
+def test_importing_wool_does_not_load_dnspython() -> None:
+    code = "import sys, wool; wool.DnsDiscovery('w.test', 1); print(sorted(m for m in sys.modules if m.split('.')[0] == 'dns'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
 
 
 def test_a_pool_with_keys_lends_them_to_its_dns_discovery(keys: Path) -> None:
@@ -282,7 +289,7 @@ async def test_resolver_error_text_is_escaped(monkeypatch: pytest.MonkeyPatch) -
     async def hostile(*args: object) -> set[str]:
         raise dns.exception.DNSException("answered\n\x1b[31mFAKE LOG LINE")
 
-    monkeypatch.setattr(_dns, "_addresses", hostile)
+    monkeypatch.setattr(_dns_records, "_addresses", hostile)
     with pytest.raises(DiscoveryError) as raised:
         await DnsDiscovery(NAME, 7001, nameservers=["127.0.0.1"]).resolve()
     assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value)

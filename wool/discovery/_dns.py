@@ -28,13 +28,6 @@ import time
 from collections.abc import AsyncGenerator, Iterable
 from typing import ClassVar
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
 from .._keys import Keys, PathLike, as_keys
 from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._local import _diff
@@ -43,7 +36,6 @@ from ._static import _by_id, _Probe
 log = logging.getLogger("wool.discovery")
 
 DEFAULT_INTERVAL = 5.0  # seconds between resolutions
-MAX_ENDPOINTS = 1024  # an answer listing more is cut to this many (DNS answers are untrusted)
 WARN_EVERY = 60.0  # while resolution keeps failing, at most one warning per this many seconds
 
 
@@ -70,21 +62,18 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 
 
 def check_name(name: object) -> str:
-    """`name` if it is a DNS name one can look up, else `ValueError` saying why."""
+    """`name` if it is a DNS name one can look up (printable ASCII labels of 1 to 63
+    characters, 253 in all, an optional final dot), else `ValueError` saying why."""
     if not isinstance(name, str):
         raise TypeError(f"a DNS name must be a str, not {type(name).__name__}")
-    if not name or name == "." or any(c.isspace() or c in ":@," for c in name):
+    labels = name.removesuffix(".").split(".")
+    if not name or any(not c.isascii() or not c.isprintable() or c.isspace() or c in ":@,\\" for c in name):
         raise ValueError(f"{name!r} is not a DNS name")
-    try:
-        dns.name.from_text(name)
-    except dns.exception.DNSException as e:
-        raise ValueError(f"{name!r} is not a DNS name: {e}") from None
+    if any(not 0 < len(label) < 64 for label in labels):
+        raise ValueError(f"{name!r} is not a DNS name: every label must have 1 to 63 characters")
+    if len(name.removesuffix(".")) > 253:
+        raise ValueError(f"{name!r} is not a DNS name: longer than 253 characters")
     return name
-
-
-def endpoint(address: str, port: int) -> str:
-    """The tcp:// endpoint of `address` (IPv4 or IPv6) and `port`."""
-    return f"tcp://[{address}]:{port}" if ":" in address else f"tcp://{address}:{port}"
 
 
 class DnsDiscovery:
@@ -184,14 +173,12 @@ class DnsDiscovery:
     async def resolve(self) -> list[str]:
         """The endpoints the name lists now, sorted (empty if the name does not exist or has
         no such records). Raises `DiscoveryError` if no server gave an answer."""
+        # Imported on first use, not with wool: see `_dns_records`.
+        from ._dns_records import MAX_ENDPOINTS, ResolutionError, resolve_endpoints
+
         try:
-            resolver = self._resolver()
-            if self.port is not None:
-                addresses = await _addresses(resolver, self.name, self.timeout)
-                found = {endpoint(a, self.port) for a in addresses}
-            else:
-                found = await _srv_endpoints(resolver, self.name, self.timeout)
-        except dns.exception.DNSException as e:
+            found = await resolve_endpoints(self.name, self.port, self.nameservers, self.timeout)
+        except ResolutionError as e:
             raise DiscoveryError(f"could not resolve {self.name!r}{self._where()}: {str(e)!r}") from None
         endpoints = sorted(found)
         if len(endpoints) > MAX_ENDPOINTS:
@@ -201,19 +188,6 @@ class DnsDiscovery:
 
     def _where(self) -> str:
         return "" if self.nameservers is None else " at " + ", ".join(f"{a}:{p}" for a, p in self.nameservers)
-
-    def _resolver(self) -> dns.asyncresolver.Resolver:
-        if self.nameservers is None:
-            resolver = dns.asyncresolver.Resolver()  # /etc/resolv.conf: servers, search domains
-        else:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in self.nameservers]
-        resolver.lifetime = resolver.timeout = self.timeout
-        # EDNS0 with the 1232-byte payload DNS Flag Day recommends: a Service with dozens of
-        # pods fits one UDP answer, where plain DNS's 512 bytes would be truncated and asked
-        # again over TCP (32 A records: 2 queries instead of 4).
-        resolver.use_edns(0, 0, 1232)
-        return resolver
 
     async def watch(self) -> AsyncGenerator[DiscoveryEvent, None]:
         """Yield "added" for each worker found, then one event per change: the name resolved
@@ -242,48 +216,6 @@ class DnsDiscovery:
                 await asyncio.sleep(self.poll_interval)
         finally:
             probes.close()
-
-
-async def _lookup(resolver: dns.asyncresolver.Resolver, name: str | dns.name.Name, rdtype: str, timeout: float) -> list[str]:
-    """The records of one type, as text ([] for a name that does not exist or has none)."""
-    try:
-        answer = await resolver.resolve(name, rdtype, search=True, lifetime=timeout)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
-    return [rr.to_text() for rr in answer]
-
-
-async def _addresses(resolver: dns.asyncresolver.Resolver, name: str | dns.name.Name, timeout: float) -> set[str]:
-    """`name`'s IPv4 and IPv6 addresses."""
-    v4, v6 = await asyncio.gather(_lookup(resolver, name, "A", timeout), _lookup(resolver, name, "AAAA", timeout))
-    return {str(ipaddress.ip_address(a)) for a in [*v4, *v6]}
-
-
-async def _srv_endpoints(resolver: dns.asyncresolver.Resolver, name: str, timeout: float) -> set[str]:
-    """The endpoints `name`'s SRV records point at: each target's addresses at its port.
-    Priority and weight are ignored: every target is a worker."""
-    # Over TCP: one answer carries every record and the targets' addresses with them. Over
-    # UDP, a Service of 32 pods outgrows even an EDNS payload, and the server drops the
-    # addresses to fit: 64 more queries (measured against dnsmasq: 110 ms instead of 16 ms).
-    try:
-        answer = await resolver.resolve(name, "SRV", tcp=True, search=True, lifetime=timeout)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return set()
-    # Addresses the server sent along (the additional section) save a lookup per target.
-    known: dict[dns.name.Name, set[str]] = {}
-    for rrset in answer.response.additional:
-        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            known.setdefault(rrset.name, set()).update(str(ipaddress.ip_address(rr.to_text())) for rr in rrset)
-    ports: dict[dns.name.Name, set[int]] = {}
-    for rr in list(answer)[:MAX_ENDPOINTS]:
-        if rr.port > 0 and rr.target != dns.name.root:  # "." means "no such service here"
-            ports.setdefault(rr.target, set()).add(int(rr.port))
-    missing = [target for target in ports if target not in known]
-    for target, addresses in zip(
-        missing, await asyncio.gather(*(_addresses(resolver, t, timeout) for t in missing)), strict=True
-    ):
-        known[target] = addresses
-    return {endpoint(a, port) for target, target_ports in ports.items() for a in known[target] for port in target_ports}
 
 
 class _Probes:
