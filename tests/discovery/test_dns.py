@@ -182,7 +182,11 @@ async def test_an_unreachable_server_is_an_error_for_workers() -> None:
 
 
 async def test_pool_follows_address_records_added_and_removed(dnsd: dnsmasq.Dnsmasq, keys: Path) -> None:
-    port = free_port("127.0.0.2", "127.0.0.3")
+    """Records added bring workers in. A record removed is a hint, as every discovery's
+    removal is (README, Failure semantics): the pool keeps a worker it is connected to until
+    that worker stops, as Kubernetes stops a pod once it is out of DNS; and a worker that
+    comes up later at that address is not used, its address being no longer listed."""
+    port = free_port("127.0.0.2", "127.0.0.3", "127.0.0.4")
     spec = f"{NAME}:{port}"
     async with (
         dns_worker(dnsd, keys, f"tcp://127.0.0.2:{port}", spec) as a,
@@ -199,9 +203,21 @@ async def test_pool_follows_address_records_added_and_removed(dnsd: dnsmasq.Dnsm
             # Each worker finds its peers through the same name.
             assert await routines.peer_ids(2) == sorted([a.id, b.id])
 
-            await dnsd.set_hosts({NAME: ["127.0.0.3"]})  # a pod is going away
+            await dnsd.set_hosts({NAME: ["127.0.0.3"]})  # a's pod is going away: out of DNS,
+            a.signal(signal.SIGTERM)  # then stopped
+            assert await a.wait() == 0
             assert await ids(pool, b) == {b.id}
             assert set(await asyncio.gather(*(routines.pid() for _ in range(8)))) == {b.pid}
+
+            async with (
+                dns_worker(dnsd, keys, f"tcp://127.0.0.2:{port}", spec) as stray,  # at a's old address
+                dns_worker(dnsd, keys, f"tcp://127.0.0.4:{port}", spec) as c,
+            ):
+                await dnsd.set_hosts({NAME: ["127.0.0.3", "127.0.0.4"]})
+                assert await ids(pool, b, c) == {b.id, c.id}
+                assert pool.discovery is not None  # the pool's copy, with its keys
+                assert {w.id for w in await pool.discovery.workers()} == {b.id, c.id}
+                assert stray.id not in {w.id for w in pool.workers}
 
 
 async def test_watch_follows_srv_records_and_sees_a_restart(dnsd: dnsmasq.Dnsmasq, keys: Path) -> None:
@@ -256,11 +272,10 @@ async def test_server_unreachable_keeps_the_last_view_with_a_warning(
             assert await routines.pid() == a.pid
             assert sum("could not resolve" in m for m in warnings.messages) == 1  # rate-limited
 
-            await dnsd.set_hosts({NAME: ["127.0.0.3"]})
-            await dnsd.start()  # back, with other records
-            assert await ids(pool, b) == {b.id}
+            await dnsd.set_hosts({NAME: ["127.0.0.2", "127.0.0.3"]})
+            await dnsd.start()  # back, with a record added meanwhile
+            assert await ids(pool, a, b) == {a.id, b.id}
             await warnings.wait_for("works again")
-            assert await routines.pid() == b.pid
 
 
 def test_failure_warnings_are_rate_limited(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

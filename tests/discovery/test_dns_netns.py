@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -160,7 +161,9 @@ async def test_pool_follows_pods_in_namespaces_through_dns(pods: Pods, server: d
     # A worker found its peer through the name too, from its own namespace, across the links.
     assert seen["peers"] == sorted([a.id, b.id])
 
-    await server.set_hosts({NAME: [pods.address("w2")]})  # a's pod is going away
+    await server.set_hosts({NAME: [pods.address("w2")]})  # a's pod is going away: out of DNS,
+    a.signal(signal.SIGTERM)  # then stopped (removal alone is a hint: README, Failure semantics)
+    assert await a.wait() == 0
     seen = await ask(caller, b)
     assert seen["pids"] == [b.pid]
 
