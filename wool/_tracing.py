@@ -176,10 +176,13 @@ def client_span(name: str) -> ClientSpan | None:
 
 
 def carry(span: ClientSpan | None) -> dict[Any, Any] | None:
-    """What a request's context frame carries besides the variables: the trace context."""
+    """What a request's context frame carries besides the variables: the trace context
+    (nothing for a call outside any trace, made where tracing passes traces on but no SDK
+    records them)."""
     if span is None:
         return None
-    return {TRACE_KEY: span.carrier()}
+    headers = span.carrier()
+    return {TRACE_KEY: headers} if headers else None
 
 
 def take(values: dict[Any, Any]) -> dict[str, str] | None:
