@@ -178,6 +178,10 @@ def test_rates_come_from_two_answers_in_a_row() -> None:
     watch._answered(seen, p.Pong(2, info.id, 3, 1, served=50), now[0])
     (row,) = watch.rows()
     assert (row["state"], row["calls_per_s"], row["calls"], row["queued"], row["served"]) == ("ok", 20.0, 3, 1, 50)
+    silent = wool.WorkerInfo("s" * 32, "tcp://127.0.0.1:10", 2)
+    watch._seen[silent.id] = _Seen(silent)  # listed, never answered
+    assert {r["id"]: r["state"] for r in watch.rows()} == {info.id: "ok", silent.id: "unreachable"}
+    del watch._seen[silent.id]
     watch.update([])
     assert watch.rows()[0]["state"] == "lost"
     now[0] += 61
