@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import wool
@@ -34,10 +34,10 @@ class _Gated(InMemorySpanExporter):
 
     recording = False
 
-    def export(self, spans: Any) -> Any:
+    def export(self, spans: Any) -> SpanExportResult:
         if self.recording:
             return super().export(spans)
-        return None
+        return SpanExportResult.SUCCESS
 
 
 _exporter = _Gated()
