@@ -27,6 +27,7 @@ from ._options import Options, options, remaining
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
 from ._routine import routine
+from ._state import state
 from .discovery import (
     Discovery,
     DiscoveryError,
@@ -71,4 +72,5 @@ __all__ = [
     "readahead",
     "remaining",
     "routine",
+    "state",
 ]

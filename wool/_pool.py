@@ -26,6 +26,7 @@ from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._lifespan import LifespanFactory, check_factory
 from .worker._server import SETTLE_QUIET
 
 
@@ -52,6 +53,11 @@ class WorkerPool:
     ignored. A worker that refuses the pool's key is dropped; a call with no other worker
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
+
+    `lifespan`, a zero-argument callable returning an async context manager, is entered by
+    each spawned worker before its first call and exited after its last (`wool.state()`
+    returns what it yielded). If entering raises, `WorkerStartError` names the exception and
+    has it as `__cause__`, with its remote traceback.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        lifespan: LifespanFactory | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -85,6 +92,7 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
@@ -146,6 +154,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS
@@ -51,6 +54,8 @@ class WorkerConfig:
     settle: float = SETTLE_QUIET
     keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
     insecure: bool = False  # allow listening beyond loopback without keys
+    # Entered before the first call, exited after the last (see `_lifespan`).
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
