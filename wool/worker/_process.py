@@ -41,7 +41,7 @@ def _cause(handshake: dict[str, Any]) -> BaseException | None:
         return None
     pickled = handshake.get("cause")
     frames = (base64.b64decode(pickled),) if isinstance(pickled, str) else ()
-    return p.loads_exception(*text, frames) if frames else RemoteError(*text)
+    return p.loads_exception(text[0], text[1], text[2], frames) if frames else RemoteError(*text)
 
 
 class WorkerProcess:
