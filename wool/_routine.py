@@ -34,6 +34,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _contextvars as cv
+from . import _route as route
 from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
@@ -237,7 +238,7 @@ async def _dispatch(
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
-            conn = await mesh.choose(not nested, place.tags)
+            conn = await route.choose(mesh, not nested, place.tags, options.affinity)
         except NoWorkersAvailable as e:
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
         call_id = conn.new_call_id()
@@ -253,6 +254,7 @@ async def _dispatch(
             tuple(options.tags),
             options.timeout,
             place.remaining(),
+            options.affinity,
         )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):
