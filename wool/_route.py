@@ -4,10 +4,10 @@
   hashing among the live workers with the call's tags (see `_affinity`).
 - `pool.broadcast` pins each of its calls to one worker; a worker that left the rotation
   meanwhile fails that call with `WorkerLost` instead of sending it elsewhere.
-- A hedged copy, or a retry, avoids the workers already tried.
+- A hedged copy, or a retry, avoids the workers already tried (`Tried`; see `_retry`).
 
-The last two are set for one call by the code making it (`pinned`, `avoiding`), in a task of
-its own: a context variable that does not travel with the call, so nested calls on workers
+The last two are set for one call by the code making it (`route_var`), around that call
+only: a context variable that does not travel with the call, so nested calls on workers
 never see it. A call with none of these goes straight to `Mesh.choose`.
 """
 
@@ -43,23 +43,43 @@ class Pinned:
         raise WorkerLost(f"worker {self.worker_id} left the rotation before the call was sent; it did not run")
 
 
-class Avoiding:
-    """Any worker but those in `avoid`, chosen by `then` (the mesh's balancer, or an
-    affinity's); only those if there is no other."""
+class Tried:
+    """The workers an idempotent call's attempts went to (shared by its hedged copies and
+    its retries, which prefer the others). A hedged copy (`elsewhere()`) never goes to a
+    worker already tried: with no other, it raises `NoWorkersAvailable`."""
 
-    __slots__ = ("avoid", "then")
+    __slots__ = ("ids", "strict")
 
-    def __init__(self, avoid: frozenset[str], then: LoadBalancer | None) -> None:
-        self.avoid, self.then = avoid, then
+    def __init__(self, ids: set[str] | None = None, strict: bool = False) -> None:
+        self.ids: set[str] = set() if ids is None else ids
+        self.strict = strict
+
+    def elsewhere(self) -> Tried:
+        return Tried(self.ids, strict=True)
+
+    def balancer(self, then: LoadBalancer) -> LoadBalancer:
+        return _Avoiding(self, then)
+
+
+class _Avoiding:
+    __slots__ = ("tried", "then")
+
+    def __init__(self, tried: Tried, then: LoadBalancer) -> None:
+        self.tried, self.then = tried, then
 
     def choose(self, candidates: Sequence[C]) -> C:
-        others = [c for c in candidates if c.worker.id not in self.avoid]
+        ids = self.tried.ids
+        others = [c for c in candidates if c.worker.id not in ids]
         if not others:
-            raise NoWorkersAvailable(f"no live worker other than {', '.join(sorted(self.avoid))}")
-        return self.then.choose(others) if self.then is not None else others[0]
+            if self.tried.strict:
+                raise NoWorkersAvailable(f"no live worker other than {', '.join(sorted(ids))} to send a hedged copy to")
+            others = list(candidates)
+        chosen = self.then.choose(others)
+        ids.add(chosen.worker.id)
+        return chosen
 
 
-route_var: ContextVar[Pinned | frozenset[str] | None] = ContextVar("wool_route", default=None)
+route_var: ContextVar[Pinned | Tried | None] = ContextVar("wool_route", default=None)
 
 
 async def choose(mesh: Mesh, bounded: bool, tags: frozenset[str], affinity: bytes | None) -> Connection:
@@ -73,5 +93,5 @@ async def choose(mesh: Mesh, bounded: bool, tags: frozenset[str], affinity: byte
         return await mesh.choose(False, tags, Affinity(affinity))
     if isinstance(route, Pinned):
         return await mesh.choose(False, tags, route)
-    then: LoadBalancer | None = Affinity(affinity) if affinity is not None else mesh.balancer
-    return await mesh.choose(bounded and affinity is None, tags, Avoiding(route, then))
+    then: LoadBalancer = Affinity(affinity) if affinity is not None else mesh.balancer
+    return await mesh.choose(bounded and affinity is None, tags, route.balancer(then))
