@@ -13,10 +13,12 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
 from types import TracebackType
+from typing import Any, TypeVar
 
+from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
@@ -28,6 +30,8 @@ from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._lifespan import LifespanFactory, check_factory
 from .worker._server import SETTLE_QUIET
+
+R = TypeVar("R")
 
 
 class WorkerPool:
@@ -125,6 +129,18 @@ class WorkerPool:
         if self._mesh is None:
             raise RuntimeError("the pool is not open")
         return await self._mesh.wait_until(predicate, timeout)
+
+    async def broadcast(self, routine: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> dict[str, R | BaseException]:
+        """Run `routine(*args, **kwargs)` once on every worker in rotation that has its tags
+        (and those of the enclosing `wool.options`). Returns each worker's id (`WorkerInfo.id`)
+        mapped to its result or to the exception it raised (`WorkerLost` included): one
+        failure never hides the others. At most once per worker; workers that join meanwhile
+        are left out. `wool.options(timeout=...)` and cancellation apply to the whole
+        broadcast: every call is cancelled, and `TimeoutError`/`CancelledError` raised.
+        `NoWorkersAvailable` if no worker has the tags."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return await broadcast(self._mesh, routine, args, kwargs)
 
     @property
     def processes(self) -> list[WorkerProcess]:

@@ -83,10 +83,10 @@ async def _hedged(tried: Tried, attempt: Attempt[T], after: float) -> T:
         assert lost is not None
         raise lost
     finally:
-        await _cancel(running)
+        await cancel_all(running)
 
 
-async def _cancel(running: Iterable[asyncio.Future[Any]]) -> None:
+async def cancel_all(running: Iterable[asyncio.Future[Any]]) -> None:
     """Cancel `tasks` and wait until each has unwound (each call's own wait for its remote
     side is bounded by the liveness period), even if cancelled again meanwhile."""
     tasks = set(running)
