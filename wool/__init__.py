@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
+from ._map import Map, map
 from ._options import Options, options, remaining
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
@@ -53,6 +54,7 @@ __all__ = [
     "LeastOutstanding",
     "LoadBalancer",
     "LocalDiscovery",
+    "Map",
     "NoPoolError",
     "NoWorkersAvailable",
     "Options",
@@ -68,6 +70,7 @@ __all__ = [
     "WorkerLost",
     "WorkerPool",
     "WorkerStartError",
+    "map",
     "options",
     "readahead",
     "remaining",
