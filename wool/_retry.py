@@ -6,7 +6,7 @@ harmless is ever sent twice.
 - Retry. An idempotent call whose worker is lost (`WorkerLost`: it may or may not have run)
   is sent again, to another worker if there is one, up to `MAX_ATTEMPTS` attempts in all
   and always within the call's one deadline (an attempt never extends it). When the attempts
-  run out, the last `WorkerLost` is raised.
+  run out, or no worker is left to try, the last `WorkerLost` is raised.
 - Hedging. With `wool.options(hedge_after=s)`, an idempotent call that has not answered
   after `s` seconds is sent a second time, to another worker; the first answer wins (a
   result, or the routine's exception: both are answers; a `WorkerLost` is not, and leaves the
@@ -46,6 +46,10 @@ async def idempotent(name: str, attempt: Attempt[T], hedge_after: float | None) 
             if hedge_after is None:
                 return await _routed(tried, attempt)
             return await _hedged(tried, attempt, hedge_after)
+        except NoWorkersAvailable:
+            if lost is None:
+                raise
+            break  # no worker left to send it to: the loss is the answer
         except WorkerLost as e:
             lost = e
             if number < MAX_ATTEMPTS:
