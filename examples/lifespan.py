@@ -35,7 +35,7 @@ async def main():
     async with wool.WorkerPool(size=2, lifespan=reference_data):
         currencies = ["USD", "GBP", "EUR", "USD"]
         results = await asyncio.gather(*(convert(100, c) for c in currencies))
-        for currency, (value, _) in zip(currencies, results):
+        for currency, (value, _) in zip(currencies, results, strict=True):
             print(f"100 EUR = {value} {currency}")
         print("each call read its own worker's state:", all(own for _, own in results))
     try:
