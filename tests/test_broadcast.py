@@ -96,3 +96,11 @@ async def test_bad_uses_are_named() -> None:
             await pool.broadcast(fr.stream_dying_after_first, 1)
     with pytest.raises(RuntimeError, match="not open"):
         await pool.broadcast(fr.whoami)
+
+
+async def test_an_idempotent_routine_is_still_broadcast_at_most_once_per_worker() -> None:
+    async with wool.WorkerPool(size=3) as pool:
+        a, b, c = pool.workers
+        results = await pool.broadcast(fr.die_unless, a.pid)  # kills b and c: not retried elsewhere
+        assert results[a.id] == a.pid
+        assert isinstance(results[b.id], wool.WorkerLost) and isinstance(results[c.id], wool.WorkerLost)

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from ._errors import NoWorkersAvailable, WorkerLost
-from ._route import Tried, route_var
+from ._route import Pinned, Tried, route_var
 
 log = logging.getLogger("wool.routine")
 
@@ -38,7 +38,10 @@ Attempt = Callable[[], Awaitable[T]]
 
 async def idempotent(name: str, attempt: Attempt[T], hedge_after: float | None) -> T:
     """Run `attempt` (one dispatch of the call) until it does not lose its worker, at most
-    `MAX_ATTEMPTS` times, hedging each after `hedge_after` seconds if given."""
+    `MAX_ATTEMPTS` times, hedging each after `hedge_after` seconds if given. A call pinned
+    to one worker (by `pool.broadcast`) is sent once: it must not move to another."""
+    if isinstance(route_var.get(), Pinned):
+        return await attempt()
     tried = Tried()
     lost: WorkerLost | None = None
     for number in range(1, MAX_ATTEMPTS + 1):

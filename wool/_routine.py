@@ -278,7 +278,10 @@ async def _dispatch(
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
-            conn = await route.choose(mesh, not nested, place.tags, options.affinity)
+            if options.affinity is None and route.route_var.get() is None:
+                conn = await mesh.choose(not nested, place.tags)
+            else:
+                conn = await route.choose(mesh, not nested, place.tags, options.affinity)
         except NoWorkersAvailable as e:
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
         call_id = conn.new_call_id()
