@@ -231,3 +231,26 @@ async def test_cancelling_the_consumer_and_the_deadline_cancel_everything() -> N
 async def test_map_inside_a_routine() -> None:
     async with wool.WorkerPool(size=2):
         assert await fr.nested_map(30) == [x * x for x in range(30)]
+
+
+async def test_ending_early_closes_a_generator_input() -> None:
+    closed = []
+
+    def sync_items() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append("sync")
+
+    async def async_items() -> AsyncIterator[int]:
+        try:
+            for i in itertools.count():
+                yield i
+        finally:
+            closed.append("async")
+
+    for source in (sync_items(), async_items()):
+        async with wool.map(local_square, source) as results:
+            async for _ in results:
+                break
+    assert closed == ["sync", "async"]

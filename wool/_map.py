@@ -146,13 +146,18 @@ class Map(Generic[R]):
         try:
             await cancel_all(tasks)
         finally:
-            self._close_input()
+            await self._close_input()
 
-    def _close_input(self) -> None:
+    async def _close_input(self) -> None:
+        """Close a generator input early (its `finally` runs), sync or async."""
         source, self._sync = self._sync, None
         close = getattr(source, "close", None)
         if callable(close):
             close()
+        asource, self._async = self._async, None
+        aclose = getattr(asource, "aclose", None)
+        if callable(aclose):
+            await aclose()
 
     def __del__(self) -> None:
         # Dropped without aclose() (a `break` out of `async for`): cancel what still runs,
