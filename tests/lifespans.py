@@ -3,6 +3,7 @@ reference. Each reports to the test's `Observer` (its address bound with functoo
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,3 +66,26 @@ async def read_state() -> Any:
 async def read_state_here() -> Any:
     """wool.state() as seen by a routine, compared with its worker's pid."""
     return wool.state(), os.getpid()
+
+
+@asynccontextmanager
+async def observed() -> AsyncIterator[int]:
+    """For workers started by hand: reports to the Observer named by $WOOL_TEST_OBSERVER."""
+    address = os.environ["WOOL_TEST_OBSERVER"]
+    await report(address, "entered")
+    try:
+        yield os.getpid()
+    finally:
+        await report(address, "exited")
+
+
+@asynccontextmanager
+async def hanging() -> AsyncIterator[None]:
+    """Never finishes entering (reports that it started, and that it was cancelled)."""
+    address = os.environ["WOOL_TEST_OBSERVER"]
+    try:
+        await report(address, "entering")
+        await asyncio.Event().wait()
+    finally:
+        await report(address, "entry cancelled")
+    yield

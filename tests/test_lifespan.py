@@ -4,6 +4,7 @@ and nested calls from inside a lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import signal
@@ -11,9 +12,10 @@ import subprocess
 import sys
 import traceback
 
+import fanout_routines
 import lifespans
 import pytest
-from helpers import REPO, CliWorker, Observer
+from helpers import REPO, CliWorker, Observer, wait_exit
 
 import wool
 
@@ -124,3 +126,42 @@ def test_cli_lifespan_spec_errors(spec: str, message: str) -> None:
     )
     assert done.returncode == 2
     assert message in done.stderr
+
+
+async def test_a_stopping_worker_exits_its_lifespan_after_its_last_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Observer() as observer:
+        monkeypatch.setenv("WOOL_TEST_OBSERVER", observer.address)
+        async with CliWorker("--discovery", "local:life", "--lifespan", "lifespans:observed") as w:
+            async with wool.WorkerPool(discovery=wool.LocalDiscovery("life")) as pool:
+                await pool.wait_for_workers(timeout=20)
+                call = asyncio.ensure_future(fanout_routines.held(observer.address, "last"))
+                await observer.wait_for(f"ran {w.pid}")
+                w.signal(signal.SIGTERM)  # the call in flight may finish within the grace period
+                observer.open("last")
+                assert await call == w.pid
+            assert await w.wait() == 0
+        assert observer.events == ["entered", f"ran {w.pid}", "at last", "exited"]
+
+
+async def test_a_worker_stopped_while_its_lifespan_enters_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Observer() as observer:
+        monkeypatch.setenv("WOOL_TEST_OBSERVER", observer.address)
+        env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wool.worker", "--discovery", "local:life", "--lifespan", "lifespans:hanging"],
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+        )
+        try:
+            await observer.wait_for("entering")
+            proc.send_signal(signal.SIGTERM)
+            assert await wait_exit(proc, 20) == 0
+            assert observer.events == ["entering", "entry cancelled"]
+            assert proc.stdout is not None and b"listening" not in proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
