@@ -14,8 +14,9 @@ harmless is ever sent twice.
   run on its worker when the caller gets the answer. A hedged pair counts as one attempt.
   With no other worker to send the copy to, the call simply goes on waiting for the first.
 
-Which workers were tried is kept in a `Tried` (see `_route`), shared by an attempt's copies
-and by the retries, so that they spread over different workers.
+A hedged call's workers are kept in a `Tried` (see `_route`), shared by its two copies and
+its retries, so that the copy goes to another worker. The first copy runs in the caller's
+own task, so a call that answers in time costs one timer more than an unhedged one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ._errors import NoWorkersAvailable, WorkerLost
 from ._route import Pinned, Tried, route_var
@@ -47,7 +48,8 @@ async def idempotent(name: str, attempt: Attempt[T], hedge_after: float | None) 
     for number in range(1, MAX_ATTEMPTS + 1):
         try:
             if hedge_after is None:
-                return await _routed(tried, attempt)
+                # A lost worker is out of rotation already: a plain retry needs no routing.
+                return await attempt()
             return await _hedged(tried, attempt, hedge_after)
         except NoWorkersAvailable:
             if lost is None:
@@ -69,28 +71,62 @@ async def _routed(tried: Tried, attempt: Attempt[T]) -> T:
         route_var.reset(token)
 
 
+class _Copy:
+    """The hedged copy of a call, started by a timer while the first runs in the caller's
+    own task. When the copy answers first, it interrupts the first by cancelling the
+    caller's task (which `_hedged` tells apart from a cancellation of the caller)."""
+
+    __slots__ = ("task", "won", "first_done", "owner")
+
+    def __init__(self, owner: asyncio.Task[Any]) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.won = False
+        self.first_done = False
+        self.owner = owner
+
+    def start(self, tried: Tried, attempt: Attempt[T]) -> None:
+        if self.first_done:
+            return
+        self.task = asyncio.ensure_future(_routed(tried.elsewhere(), attempt))
+        self.task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Future[Any]) -> None:
+        if self.first_done or task.cancelled() or isinstance(task.exception(), (WorkerLost, NoWorkersAvailable)):
+            return  # not an answer (or too late): the first goes on
+        self.won = True
+        self.owner.cancel()
+
+
 async def _hedged(tried: Tried, attempt: Attempt[T], after: float) -> T:
-    first = asyncio.ensure_future(_routed(tried, attempt))
-    running = {first}
+    """The first copy runs in this task: a call answered within `after` costs one timer."""
+    owner = asyncio.current_task()
+    assert owner is not None
+    copy = _Copy(owner)
+    timer = asyncio.get_running_loop().call_later(after, copy.start, tried, attempt)
     try:
-        done, _ = await asyncio.wait(running, timeout=after)
-        if not done:
-            running.add(asyncio.ensure_future(_routed(tried.elsewhere(), attempt)))
-        lost: WorkerLost | None = None
-        while running:
-            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                error = task.exception() if not task.cancelled() else None
-                if isinstance(error, NoWorkersAvailable) and task is not first:
-                    continue  # no other worker for the copy: the first goes on alone
-                if isinstance(error, WorkerLost):
-                    lost = error
-                    continue  # not an answer: the other copy may still give one
-                return task.result()  # an answer: the other copy is cancelled below
-        assert lost is not None
-        raise lost
-    finally:
-        await cancel_all(running)
+        try:
+            result = await _routed(tried, attempt)
+        finally:
+            copy.first_done = True
+            timer.cancel()
+    except asyncio.CancelledError:
+        if copy.won and copy.task is not None and owner.uncancel() == 0:
+            return cast(T, copy.task.result())  # the copy's answer: the first has unwound meanwhile
+        await cancel_all([copy.task] if copy.task is not None else [])
+        raise
+    except WorkerLost:
+        if copy.task is None:
+            raise
+        try:
+            return cast(T, await copy.task)  # the first is lost: the copy may still answer
+        except NoWorkersAvailable:
+            raise WorkerLost("the call's worker was lost and no other worker could take its hedged copy") from None
+    except BaseException:
+        await cancel_all([copy.task] if copy.task is not None else [])
+        raise
+    if copy.task is not None:
+        await cancel_all([copy.task])
+    return result
 
 
 async def cancel_all(running: Iterable[asyncio.Future[Any]]) -> None:
