@@ -25,7 +25,7 @@ from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
-from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._lifespan import LifespanFactory, check_factory
@@ -106,7 +106,7 @@ class WorkerPool:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
         self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
-        if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
+        if self.keys is not None and isinstance(discovery, (StaticDiscovery, DnsDiscovery)) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)
