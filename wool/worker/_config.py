@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
@@ -53,6 +56,8 @@ class WorkerConfig:
     insecure: bool = False  # allow listening beyond loopback without keys
     # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    # Entered before the first call, exited after the last (see `_lifespan`).
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
