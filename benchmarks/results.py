@@ -21,6 +21,7 @@ BASELINES = {
     "raw": "raw bytes through a DEALER/ROUTER pair, zero-copy echo",
     "push": "raw zmq push stream: the server sends every item unasked",
     "untraced": "wool with tracing off (no tracer provider), against which `tracing` measures wool traced",
+    "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fanout_routines
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import wool
 from tests import traced
 from tests.helpers import REPO, Observer
+from wool._affinity import key_digest, place
 from wool.worker._setup import SETUP_ENV, run_setup
 
 pytestmark = pytest.mark.multiprocess
@@ -248,3 +250,18 @@ async def test_opentelemetry_instrument_configures_the_workers_a_pool_spawns(tmp
     assert counts == {
         (n, k): times for n, times in (("root", 1), ("branch", 2), ("leaf", 4)) for k in ("SpanKind.CLIENT", "SpanKind.SERVER")
     }
+
+
+async def test_a_retried_idempotent_call_is_one_client_span(caller_spans: _Gated, span_dir: Path) -> None:
+    """Every attempt of an idempotent call carries the one CLIENT span's context: the attempt
+    that answered is its SERVER child (the first ran on a worker that died with it)."""
+    async with wool.WorkerPool(size=2) as pool:
+        a, b = pool.workers
+        first = next(k for k in (f"k{i}" for i in range(1000)) if place(key_digest(k), [a.id, b.id]) == a.id)
+        with wool.options(affinity=first):  # the first attempt goes to a, which dies
+            assert await fanout_routines.die_unless(b.pid) == b.pid
+    spans = all_spans(caller_spans, span_dir)
+    client = only(spans, name="die_unless", kind="CLIENT")
+    server = only(spans, name="die_unless", kind="SERVER")
+    assert server["parent_id"] == client["span_id"] and server["pid"] == b.pid
+    assert client["status"] == "UNSET" and client["attributes"]["wool.worker.id"] == b.id

@@ -14,11 +14,13 @@ import dataclasses
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
 from types import TracebackType
+from typing import Any, TypeVar
 
 from . import _metrics
+from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
@@ -28,8 +30,11 @@ from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_livene
 from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._lifespan import LifespanFactory, check_factory
 from .worker._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
 from .worker._server import SETTLE_QUIET
+
+R = TypeVar("R")
 
 
 class WorkerPool:
@@ -63,6 +68,11 @@ class WorkerPool:
     them allocate more; a call whose arguments or result exceed it fails with
     `DispatchError` naming the limit. Raise it for larger values.
 
+    `lifespan`, a zero-argument callable returning an async context manager, is entered by
+    each spawned worker before its first call and exited after its last (`wool.state()`
+    returns what it yielded). If entering raises, `WorkerStartError` names the exception and
+    has it as `__cause__`, with its remote traceback.
+
     `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
     `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
     worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
@@ -83,6 +93,7 @@ class WorkerPool:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         metrics_port: int | None = None,
         metrics_address: str = DEFAULT_METRICS_ADDRESS,
+        lifespan: LifespanFactory | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -110,6 +121,7 @@ class WorkerPool:
             _metrics.require()
         self.metrics_port = metrics_port
         self.metrics_address = metrics_address
+        self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
         if self.keys is not None and isinstance(discovery, (StaticDiscovery, DnsDiscovery)) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
@@ -144,6 +156,18 @@ class WorkerPool:
             raise RuntimeError("the pool is not open")
         return await self._mesh.wait_until(predicate, timeout)
 
+    async def broadcast(self, routine: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> dict[str, R | BaseException]:
+        """Run `routine(*args, **kwargs)` once on every worker in rotation that has its tags
+        (and those of the enclosing `wool.options`). Returns each worker's id (`WorkerInfo.id`)
+        mapped to its result or to the exception it raised (`WorkerLost` included): one
+        failure never hides the others. At most once per worker; workers that join meanwhile
+        are left out. `wool.options(timeout=...)` and cancellation apply to the whole
+        broadcast: every call is cancelled, and `TimeoutError`/`CancelledError` raised.
+        `NoWorkersAvailable` if no worker has the tags."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return await broadcast(self._mesh, routine, args, kwargs)
+
     @property
     def processes(self) -> list[WorkerProcess]:
         """The worker processes this pool spawned."""
@@ -175,6 +199,7 @@ class WorkerPool:
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
             max_message_size=self.max_message_size,
+            lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(self._config_of(config, i)) for i in range(self.size)]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
@@ -55,6 +58,8 @@ class WorkerConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one)
     metrics_address: str = "127.0.0.1"
+    # Entered before the first call, exited after the last (see `_lifespan`).
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
