@@ -125,6 +125,15 @@ def test_invalid_arguments_are_rejected(kwargs: dict[str, object], error: type[E
     assert worker_pids() == set()
 
 
+def test_a_size_given_as_the_first_positional_argument_is_pointed_out() -> None:
+    """Positional arguments are tags: `WorkerPool(4)` suggests what was probably meant."""
+    with pytest.raises(TypeError, match=r"positional arguments are worker tags, got 4: did you mean size=4\?"):
+        wool.WorkerPool(4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"tags must be non-empty strings, got 4.5"):
+        wool.WorkerPool(4.5)  # type: ignore[arg-type]
+    assert worker_pids() == set()
+
+
 # -- which pool a call goes to -----------------------------------------------------------------
 
 

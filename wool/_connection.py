@@ -137,14 +137,16 @@ class Connection:
     def request(self, msg: p.Request, generator: bool) -> asyncio.Future[p.Reply]:
         """Send `msg` and return the future of its reply. Raises `WorkerLost` if the worker
         is already known to be gone, `AuthenticationError` if its handshake failed (nothing
-        is sent)."""
+        is sent), `ProtocolError` if `msg` cannot be encoded (it is not registered, so it
+        takes no slot in the window)."""
         if self.lost is not None:
             raise type(self.lost)(str(self.lost))
+        frames = p.encode(msg)
         future: asyncio.Future[p.Reply] = self._loop.create_future()
         self._pending[msg.call_id] = (future, generator, msg.kind)
         if msg.kind is p.Kind.CALL:
             self._open.add(msg.call_id)
-        self._driver.send(p.encode(msg))
+        self._driver.send(frames)
         return future
 
     def reattach(self, call_id: int) -> asyncio.Future[p.Reply]:

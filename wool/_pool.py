@@ -77,6 +77,8 @@ class WorkerPool:
         if size == 0 and discovery is None:
             raise ValueError("a pool with size=0 needs a discovery to find workers in")
         for tag in tags:
+            if isinstance(tag, int) and not isinstance(tag, bool):
+                raise TypeError(f"WorkerPool's positional arguments are worker tags, got {tag!r}: did you mean size={tag!r}?")
             if not isinstance(tag, str) or not tag:
                 raise TypeError(f"tags must be non-empty strings, got {tag!r}")
         if loadbalancer is not None and not callable(getattr(loadbalancer, "choose", None)):

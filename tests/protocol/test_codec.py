@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wool
 from wool import protocol as p
 
 DIGEST = bytes(range(16))
@@ -313,12 +314,23 @@ def test_corrupt_input_raises_protocol_error(frames: list[bytes], pattern: str, 
     assert info.value.call_id == call_id
 
 
-def test_protocol_error_is_a_plain_exception() -> None:
-    """One error type for all of it: not a msgpack or pickle error leaking through."""
+def test_protocol_error_is_a_plain_wool_error() -> None:
+    """One error type for all of it: not a msgpack or pickle error leaking through, and a
+    `WoolError`, so that a user catching wool's errors catches it too."""
     with pytest.raises(p.ProtocolError) as info:
         p.decode([b"\xc1"])
     assert type(info.value) is p.ProtocolError
+    assert isinstance(info.value, wool.WoolError)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_an_envelope_too_large_to_encode_raises_protocol_error() -> None:
+    """Tags are clipped to 64 of 256 characters, but in 4-byte UTF-8 that is still over
+    the envelope limit: encoding refuses it with the one error, naming the call."""
+    tags = tuple(chr(0x1F600 + i) + "\U0001f600" * 255 for i in range(64))
+    with pytest.raises(p.ProtocolError, match="call envelope of .* bytes exceeds") as info:
+        p.encode(p.Call(7, "w", b"d" * 16, "f", False, b"r", (b"a",), tags=tags))
+    assert info.value.call_id == 7
 
 
 def test_maximal_envelope_size_is_accepted() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from .._errors import WoolError
 from ._messages import (
     VERSION,
     Call,
@@ -46,8 +47,10 @@ MAX_TRACEBACK = 8192
 MAX_TAGS = 64
 
 
-class ProtocolError(Exception):
-    """A message that is not a valid wool message; `call_id` names its call when readable."""
+class ProtocolError(WoolError):
+    """A message that is not a valid wool message, or one too large to encode; `call_id`
+    names its call when readable. A `WoolError` (`_errors` is the one module below the
+    protocol), so a call that fails to encode raises an error users already catch."""
 
     def __init__(self, message: str, call_id: int | None = None) -> None:
         super().__init__(message)
