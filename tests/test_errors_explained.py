@@ -33,15 +33,15 @@ async def test_a_call_whose_envelope_cannot_be_encoded_fails_with_a_wool_error_a
 
 
 async def _check_no_slot_leaks(obs: Observer, max_calls: int) -> None:
-        for _ in range(max_calls + 1):
-            with wool.options(tags=HUGE_TAGS), pytest.raises(wool.WoolError, match="envelope of .* bytes exceeds") as info:
-                await routines.add(1, 2)
-            assert isinstance(info.value, p.ProtocolError)
-        calls = [asyncio.ensure_future(routines.wait_at(obs.address, f"c{i}")) for i in range(max_calls)]
-        try:
-            for i in range(max_calls):
-                await obs.wait_for(f"at c{i}", timeout=10)  # all of them run at the same time
-        finally:
-            for i in range(max_calls):
-                obs.open(f"c{i}")
-        assert await asyncio.wait_for(asyncio.gather(*calls), 10) == [f"c{i}" for i in range(max_calls)]
+    for _ in range(max_calls + 1):
+        with wool.options(tags=HUGE_TAGS), pytest.raises(wool.WoolError, match="envelope of .* bytes exceeds") as info:
+            await routines.add(1, 2)
+        assert isinstance(info.value, p.ProtocolError)
+    calls = [asyncio.ensure_future(routines.wait_at(obs.address, f"c{i}")) for i in range(max_calls)]
+    try:
+        for i in range(max_calls):
+            await obs.wait_for(f"at c{i}", timeout=10)  # all of them run at the same time
+    finally:
+        for i in range(max_calls):
+            obs.open(f"c{i}")
+    assert await asyncio.wait_for(asyncio.gather(*calls), 10) == [f"c{i}" for i in range(max_calls)]

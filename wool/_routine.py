@@ -153,17 +153,43 @@ def _merge_context(name: str, reply: p.Reply) -> None:
         cv.merge(cv.unpickle(f"the reply of {name}", reply.context).items())
 
 
-def _outcome(name: str, reply: p.Reply) -> Any:
+def _outcome(name: str, reply: p.Reply, thrown: BaseException | None = None) -> Any:
     """The value of a `Return`/`Yield` reply, or raise what a `Raise`/`Reject` reports;
-    either way after setting the context variables it brought back."""
+    either way after setting the context variables it brought back. `thrown`: the exception
+    this step threw in, which the raised one may be or hold (`_relink`)."""
     _merge_context(name, reply)
     if isinstance(reply, (p.Return, p.Yield)):
         return _load("the value returned by {}", name, reply.payload)
     if isinstance(reply, p.Raise):
-        raise p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
+        exc = p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
+        if thrown is not None and reply.thrown is not None:
+            exc = _relink(exc, reply.thrown, thrown)
+        raise exc
     if isinstance(reply, p.Reject):
         raise DispatchError(f"worker rejected {name}: {reply.detail}")
     raise DispatchError(f"unexpected {reply.kind.name.lower()} reply for {name}")
+
+
+def _relink(exc: BaseException, path: str, thrown: BaseException) -> BaseException:
+    """`exc` with the caller's own `thrown` where the worker's copy of it is (`path`, see
+    `protocol.Raise.thrown`), or `thrown` itself: as a local generator's `athrow` gives it
+    back. Notes the generator added to the exception are kept."""
+    if not path:
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list) and notes != getattr(thrown, "__notes__", None):
+            thrown.__notes__ = notes
+        return thrown
+    node = exc
+    for link in path[:-1]:
+        nxt = node.__cause__ if link == "c" else node.__context__
+        if nxt is None:  # rebuilt without its chain (it could not be unpickled whole)
+            return exc
+        node = nxt
+    if path[-1] == "c":
+        node.__cause__ = thrown
+    else:
+        node.__context__ = thrown
+    return exc
 
 
 async def _abandon(conn: Connection, call_id: int, name: str) -> None:
@@ -314,13 +340,13 @@ class _Stream:
         self._window = window  # read ahead up to this many items (see `_readahead`)
         self._inbox: Inbox | None = None
 
-    def _settle(self, reply: p.Reply) -> tuple[bool, Any]:
+    def _settle(self, reply: p.Reply, thrown: BaseException | None = None) -> tuple[bool, Any]:
         if p.is_final(True, reply.kind):
             self._ended()
         if isinstance(reply, p.Stop):
             _merge_context(self._name, reply)
             return True, None
-        return False, _outcome(self._name, reply)
+        return False, _outcome(self._name, reply, thrown)
 
     def _bounded(self) -> Any:
         """The stream's deadline (if any) around a wait for a step."""
@@ -374,7 +400,7 @@ class _Stream:
                 self._ended()
                 conn.notify(p.Cancel(call_id))  # a bad reply, or lost: drop the remote generator
                 raise
-        return self._settle(reply)
+        return self._settle(reply, value if kind is p.Kind.THROW else None)
 
     async def _step_ahead(self, kind: p.Kind, inbox: Inbox) -> tuple[bool, Any]:
         if kind is not p.Kind.NEXT:

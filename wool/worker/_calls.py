@@ -42,13 +42,42 @@ class Host(Protocol):
     def background(self, aw: Awaitable[Any]) -> None: ...
 
 
-async def _guarded(aw: Awaitable[Any]) -> Any:
+class _PassedOn(Exception):
+    """Carries the exception a generator was thrown, which it let through, out of its step's
+    task (for a `BaseException` such as `CancelledError`, the task could not end with it)."""
+
+    def __init__(self, thrown: BaseException) -> None:
+        super().__init__()
+        self.thrown = thrown
+
+
+async def _guarded(aw: Awaitable[Any], thrown: BaseException | None = None) -> Any:
     try:
         return await aw
-    except (Exception, asyncio.CancelledError):
-        raise
     except BaseException as e:
+        if e is thrown and not isinstance(e, Exception):
+            raise _PassedOn(e) from None
+        if isinstance(e, (Exception, asyncio.CancelledError)):
+            raise
         raise RemoteBaseException(*p.describe(e)) from None
+
+
+def _path_to(exc: BaseException, thrown: BaseException | None) -> str | None:
+    """Where `thrown` is in `exc`'s chain (see `protocol.Raise.thrown`): "" for `exc`
+    itself, "c" for its `__cause__`, "x" for its `__context__`, and so on; None if absent."""
+    if thrown is None:
+        return None
+    paths: list[tuple[BaseException, str]] = [(exc, "")]
+    seen = {id(exc)}
+    for node, path in paths:  # breadth first: the shortest path
+        if node is thrown:
+            return path
+        if len(path) < p.MAX_LINKS:
+            for link, nxt in (("c", node.__cause__), ("x", node.__context__)):
+                if nxt is not None and id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    paths.append((nxt, path + link))
+    return None
 
 
 def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -58,8 +87,8 @@ def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return value[0], value[1]
 
 
-def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT) -> p.Raise:
-    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
+def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT, thrown: str | None = None) -> p.Raise:
+    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context, thrown)
 
 
 def _value_reply(
@@ -212,6 +241,7 @@ class GeneratorCall:
         self._ahead = False
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
+        self._thrown: BaseException | None = None  # thrown in by the running step (`throw`)
         # One context for all steps, as for a generator iterated by one local task; each
         # step first takes the caller's variables as they are at that step.
         self._context = _context(slot, msg)
@@ -237,9 +267,9 @@ class GeneratorCall:
         return await self._advance(agen.asend(None))
 
     @staticmethod
-    async def _advance(aw: Awaitable[Any]) -> Any:
+    async def _advance(aw: Awaitable[Any], thrown: BaseException | None = None) -> Any:
         try:
-            return await _guarded(aw)
+            return await _guarded(aw, thrown)
         except StopAsyncIteration:
             raise _Exhausted from None
 
@@ -273,7 +303,7 @@ class GeneratorCall:
         elif isinstance(msg, p.Send):
             self._step(self._advance_with(msg.context, lambda: agen.asend(p.loads(msg.payload))))
         elif isinstance(msg, p.Throw):
-            self._step(self._advance_with(msg.context, lambda: agen.athrow(self._thrown(msg))))
+            self._step(self._throw(msg, agen))
         elif isinstance(msg, p.Close):
             self._step(self._close(msg.context, agen))
 
@@ -304,12 +334,13 @@ class GeneratorCall:
         self._carried.enter(context)
         return await self._advance(make())
 
-    @staticmethod
-    def _thrown(msg: p.Throw) -> BaseException:
+    async def _throw(self, msg: p.Throw, agen: AsyncGenerator[Any, Any]) -> Any:
+        self._carried.enter(msg.context)
         exc = p.loads(msg.payload)
         if not isinstance(exc, BaseException):
             raise TypeError(f"athrow() needs an exception, got {type(exc).__name__}")
-        return exc
+        self._thrown = exc  # the reply says whether what the step raises is, or holds, it
+        return await self._advance(agen.athrow(exc), exc)
 
     async def _close(self, context: p.Frame, agen: AsyncGenerator[Any, Any]) -> Any:
         self._carried.enter(context)
@@ -337,13 +368,15 @@ class GeneratorCall:
 
     def _step_done(self, task: asyncio.Task[Any]) -> None:
         self._step_task = None
-        call_id = self.call_id
+        call_id, thrown, self._thrown = self.call_id, self._thrown, None
         if task.cancelled():
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
         elif isinstance(exc := task.exception(), _Exhausted):
             reply = p.Stop(call_id)
+        elif isinstance(exc, _PassedOn):
+            reply = _raise_reply(call_id, exc.thrown, thrown="")
         elif exc is not None:
-            reply = _raise_reply(call_id, exc)
+            reply = _raise_reply(call_id, exc, thrown=_path_to(exc, thrown))
         elif task.result() is _PAUSED:
             if self._abandoned:
                 self._finish()
