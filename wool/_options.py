@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
+
+from ._seconds import check_optional_seconds
 
 _KEEP: Any = object()
 
@@ -50,13 +51,7 @@ def check_tags(tags: str | Iterable[str], what: str = "tags") -> frozenset[str]:
 
 
 def check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-    if not timeout >= 0 or math.isinf(timeout):
-        raise ValueError(f"timeout must be a finite, non-negative number of seconds, got {timeout!r}")
-    return float(timeout)
+    return check_optional_seconds(timeout, "timeout")
 
 
 @contextlib.contextmanager

@@ -21,7 +21,8 @@ from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
-from ._mesh import Mesh
+from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
+from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
@@ -45,6 +46,11 @@ class WorkerPool:
     before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
     calls each spawned worker runs at once; past it calls go to workers with room, or wait.
 
+    `connect_timeout` bounds how long a call waits for a worker that can run it: one still
+    connecting, or, over a `discovery`, one that has not appeared yet (a pool started
+    together with its workers, by a script, a systemd unit or a compose file, needs no
+    polling). Then the call raises `NoWorkersAvailable`.
+
     `keys` (a `wool.Keys`, or a key directory made by `python -m wool.keys generate DIR`)
     makes every connection CURVE-encrypted and authenticated: the pool uses only discovered
     workers whose public key it trusts (workers without keys are ignored), and its spawned
@@ -65,6 +71,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -91,6 +98,7 @@ class WorkerPool:
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
+        self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
@@ -129,7 +137,14 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys)
+        self._mesh = Mesh(
+            self._namespace,
+            self.loadbalancer,
+            connect_timeout=self.connect_timeout,
+            liveness=self.liveness,
+            keys=self.keys,
+            open_namespace=self.discovery is not None,
+        )
         try:
             await self._start()
         except BaseException:

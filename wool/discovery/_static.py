@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from .. import protocol as p
 from .._errors import WoolError
 from .._keys import Keys, PathLike, as_keys
+from .._seconds import check_seconds
 from ._interface import DiscoveryEvent, WorkerInfo
 from ._local import _diff
 
@@ -202,14 +203,9 @@ class StaticDiscovery:
     ) -> None:
         if isinstance(endpoints, str):
             raise TypeError("endpoints must be a list of endpoints, not a str")
-        for name, value in (("poll_interval", poll_interval), ("timeout", timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number of seconds")
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
+        self.poll_interval = check_seconds(poll_interval, "poll_interval", positive=True)
+        self.timeout = check_seconds(timeout, "timeout", positive=True)
         self.endpoints = tuple(dict.fromkeys(check_endpoint(e) for e in endpoints))
-        self.poll_interval = float(poll_interval)
-        self.timeout = float(timeout)
         self.keys = as_keys(keys)
 
     def __repr__(self) -> str:
