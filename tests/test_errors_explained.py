@@ -4,7 +4,10 @@ encoded, arguments a worker cannot unpickle, a worker that does not answer its h
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 import routines
@@ -45,3 +48,55 @@ async def _check_no_slot_leaks(obs: Observer, max_calls: int) -> None:
         for i in range(max_calls):
             obs.open(f"c{i}")
     assert await asyncio.wait_for(asyncio.gather(*calls), 10) == [f"c{i}" for i in range(max_calls)]
+
+
+class Recorded(logging.Handler):
+    """What the connection layer logs; sets `event` on a message containing `wanted`."""
+
+    def __init__(self, wanted: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.wanted = wanted
+        self.messages: list[str] = []
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if self.wanted in self.messages[-1]:
+            self.event.set()
+
+
+@pytest.fixture
+def silent_handshakes() -> Iterator[Recorded]:
+    handler = Recorded("did not answer the handshake")
+    logger = logging.getLogger("wool.connection")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_a_stopped_worker_tried_again_is_reported_as_not_answering_and_used_once_resumed(
+    silent_handshakes: Recorded,
+) -> None:
+    """Retried after the liveness period while still stopped, its kernel accepts the
+    connection but nobody answers the handshake: that is said, not "it requires CURVE keys",
+    and it stays a worker to try again (not one that refused), so it serves once resumed."""
+    async with wool.WorkerPool(size=1, liveness=1.0) as pool:
+        (worker,) = pool.processes
+        assert await routines.pid() == worker.pid
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            await pool.wait_for_workers(lambda ws: not ws, timeout=10)  # lost
+            async with asyncio.timeout(20):
+                await silent_handshakes.event.wait()  # tried again, while still stopped
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        await pool.wait_for_workers(timeout=20)
+        assert await routines.pid() == worker.pid
+    said = [m for m in silent_handshakes.messages if "handshake" in m]
+    assert said and all("did not answer the handshake within 1 s" in m for m in said), said
+    assert not any("CURVE" in m or "no wool worker" in m for m in silent_handshakes.messages)
