@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import routines
@@ -100,3 +101,47 @@ async def test_a_stopped_worker_tried_again_is_reported_as_not_answering_and_use
     said = [m for m in silent_handshakes.messages if "handshake" in m]
     assert said and all("did not answer the handshake within 1 s" in m for m in said), said
     assert not any("CURVE" in m or "no wool worker" in m for m in silent_handshakes.messages)
+
+
+MODULE = """
+import wool
+
+
+class Thing:
+    pass
+
+
+@wool.routine
+async def here() -> str:
+    return "never runs on a worker that cannot import this module"
+"""
+
+
+async def test_what_a_worker_cannot_import_is_a_serialization_error_that_says_how_to_fix_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class in the arguments, or the routine itself, from a module on the caller's path but
+    not the worker's (a worker started by hand elsewhere): the error names the module and the
+    fix, with the worker's own error as its cause."""
+    (tmp_path / "only_on_the_callers_path.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_on_the_callers_path as local  # type: ignore[import-not-found]
+
+    async with CliWorker("--discovery", "local:unimportable") as worker:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery("unimportable")) as pool:
+            await pool.wait_for_workers(timeout=10)
+            with pytest.raises(wool.SerializationError) as args:
+                await routines.echo(local.Thing())
+            with pytest.raises(wool.SerializationError) as routine:
+                await local.here()
+            assert await routines.add(1, 2) == 3  # the worker is fine
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+    for info, what in [(args, "the arguments of echo"), (routine, "the routine here")]:
+        text = str(info.value)
+        assert text.startswith(
+            f"{what} could not be unpickled on this worker: it cannot import module 'only_on_the_callers_path'"
+        )
+        assert "set PYTHONPATH" in text and "start the worker from the project directory" in text
+        assert isinstance(info.value.__cause__, ModuleNotFoundError)
+        assert info.value.__cause__.name == "only_on_the_callers_path"

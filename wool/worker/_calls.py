@@ -28,6 +28,7 @@ from .. import protocol as p
 from .._context import current_slot_var
 from .._errors import RemoteBaseException, SerializationError
 from .._options import Options, deadline_var, options_var
+from . import _unpickling as unpickling
 from ._admission import CallSlot
 
 log = logging.getLogger("wool.worker")
@@ -81,7 +82,7 @@ def _path_to(exc: BaseException, thrown: BaseException | None) -> str | None:
 
 
 def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    value = p.loads(msg.payload)
+    value = unpickling.loads(f"the arguments of {msg.name}", msg.payload)
     if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple) and isinstance(value[1], dict)):
         raise TypeError(f"the arguments of {msg.name} are not an (args, kwargs) pair")
     return value[0], value[1]
@@ -301,7 +302,8 @@ class GeneratorCall:
         if isinstance(msg, p.Next):
             self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
         elif isinstance(msg, p.Send):
-            self._step(self._advance_with(msg.context, lambda: agen.asend(p.loads(msg.payload))))
+            what = f"the value sent to {self._name}"
+            self._step(self._advance_with(msg.context, lambda: agen.asend(unpickling.loads(what, msg.payload))))
         elif isinstance(msg, p.Throw):
             self._step(self._throw(msg, agen))
         elif isinstance(msg, p.Close):
@@ -336,7 +338,7 @@ class GeneratorCall:
 
     async def _throw(self, msg: p.Throw, agen: AsyncGenerator[Any, Any]) -> Any:
         self._carried.enter(msg.context)
-        exc = p.loads(msg.payload)
+        exc = unpickling.loads(f"the exception thrown into {self._name}", msg.payload)
         if not isinstance(exc, BaseException):
             raise TypeError(f"athrow() needs an exception, got {type(exc).__name__}")
         self._thrown = exc  # the reply says whether what the step raises is, or holds, it

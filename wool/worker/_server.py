@@ -33,6 +33,7 @@ from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
+from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall, GeneratorCall
 
@@ -104,7 +105,7 @@ class Server:
         if fn is None:
             if hashlib.blake2b(msg.routine, digest_size=16).digest() != msg.digest:
                 raise DispatchError(f"the pickled routine {msg.name} does not match its digest")
-            routine = p.loads((msg.routine,))
+            routine = unpickling.loads(f"the routine {msg.name}", (msg.routine,))
             target = getattr(routine, "__wrapped__", None) or routine
             if not callable(target):
                 raise DispatchError(f"{msg.name} is not callable")
