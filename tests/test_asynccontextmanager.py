@@ -15,7 +15,7 @@ import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import cm_routines as r
+import corner_routines as r
 import pytest
 
 import wool

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 
+import corner_routines
 import pytest
 import routines
 from helpers import Observer
@@ -49,12 +50,43 @@ async def test_an_error_arrives_after_the_items_before_it() -> None:
         await observer.wait_for("closed")
 
 
-async def test_closing_early_cancels_the_remote_generator() -> None:
+async def test_closing_early_closes_the_remote_generator() -> None:
     async with Observer() as observer, wool.WorkerPool(size=1):
         stream = wool.readahead(routines.produce(observer.address, 1000), 4)
         assert [await anext(stream), await anext(stream)] == [0, 1]
         await stream.aclose()
         await observer.wait_for("closed")  # its finally ran on the worker
+        assert await routines.add(1, 2) == 3
+
+
+async def test_closing_a_paused_stream_returns_once_the_remote_finally_ran() -> None:
+    """The worker has used up its credit and waits at a `yield`: `aclose` closes it there,
+    and returns after its `finally` reported (not merely after sending the close)."""
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        stream = wool.readahead(routines.produce(observer.address, 1000), 4)
+        assert [await anext(stream), await anext(stream)] == [0, 1]
+        await observer.wait_for("produced 4")  # the first item, then a credit of 4: used up
+        await stream.aclose()
+        assert "closed" in observer.events  # no wait: the finally had run
+        assert await routines.add(1, 2) == 3
+
+
+async def test_closing_a_stream_in_the_middle_of_an_item_stops_it_and_waits_for_the_finally() -> None:
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        stream = wool.readahead(corner_routines.ahead_then_wait(observer.address, 2), 8)
+        assert [await anext(stream), await anext(stream)] == [0, 1]
+        await observer.wait_for("at stuck")  # producing the next item, which never comes
+        await stream.aclose()
+        assert observer.events[-2:] == ["ended by CancelledError", "closed"]
+
+
+async def test_closing_a_stream_raises_what_its_remote_finally_raised() -> None:
+    """As `aclose` of a local generator does."""
+    async with Observer() as observer, wool.WorkerPool(size=1):
+        stream = wool.readahead(corner_routines.failing_finally(observer.address), 2)
+        assert await anext(stream) == 1
+        with pytest.raises(LookupError, match="the finally failed"):
+            await stream.aclose()
         assert await routines.add(1, 2) == 3
 
 

@@ -6,8 +6,9 @@ stream that is only iterated out of that: after the first item the caller grants
 a credit of N items (a `credit` message); the worker runs the generator and sends each item
 unasked while it has credit, and the caller returns credit as it consumes items (in batches of
 half the window), so at most N items are ever in flight or buffered. Values cannot be sent in
-(`asend`/`athrow` would have to reach items the worker already produced), and closing the
-stream early cancels the remote generator (its `finally` runs there) without waiting for it.
+(`asend`/`athrow` would have to reach items the worker already produced). Closing the stream
+early stops the item in progress on the worker and closes the generator there; `aclose()`
+returns once its `finally` ran, as for a local generator, waiting at most one liveness period.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
         raise TypeError(_REFUSAL.format("athrow()", "throw into"))
 
     async def aclose(self) -> None:
-        """Stop the stream: the remote generator is cancelled (its `finally` runs there)."""
+        """Stop the stream: the item in progress on the worker is cancelled and the generator
+        closed there; returns once its `finally` ran (or raises what the `finally` raised)."""
         await self._gen.aclose()
 
 
@@ -97,6 +99,7 @@ class Inbox:
         self._waiter: asyncio.Future[None] | None = None
         self._batch = max(1, window // 2)
         self._consumed = 0
+        self._closing = False
         conn.subscribe(call_id, self._deliver)
         conn.notify(p.Credit(call_id, window))
 
@@ -114,9 +117,22 @@ class Inbox:
         item = self._items.popleft()
         if isinstance(item, BaseException):
             raise item
-        if item.kind is p.Kind.YIELD:
+        if item.kind is p.Kind.YIELD and not self._closing:
             self._consumed += 1
             if self._consumed >= self._batch:
                 self._conn.notify(p.Credit(self._call_id, self._consumed))
                 self._consumed = 0
         return item
+
+    def close(self, context: p.Frame) -> None:
+        """Ask the worker to close the generator (`last` then waits for it to end)."""
+        self._closing = True
+        self._conn.notify(p.Close(self._call_id, context))
+
+    async def last(self) -> p.Reply:
+        """After `close`: the reply that ended the stream (`stop`, or the `raise` of its
+        `finally`), skipping items that were already on their way."""
+        while True:
+            reply = await self.next()
+            if reply.kind is not p.Kind.YIELD:
+                return reply

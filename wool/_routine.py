@@ -417,14 +417,39 @@ class _Stream:
 
     async def close(self) -> None:
         """Close the remote generator (its `finally` runs there). If its worker is already
-        gone, or the pool closed, there is nothing left to close. A read-ahead stream is
-        cancelled instead (its generator may be running ahead), without waiting."""
+        gone, or the pool closed, there is nothing left to close."""
         if self._open and self._conn is not None and self._conn.lost is not None:
             self._ended()
         if self._open and self._inbox is not None:
-            self.abandon()
+            await self._close_ahead(self._inbox)
         elif self._open:
             await self.step(p.Kind.CLOSE, None)
+
+    async def _close_ahead(self, inbox: Inbox) -> None:
+        """Close a read-ahead stream, waiting (up to the liveness period) for the remote
+        `finally` to run; the generator may be running ahead, so the worker stops that first."""
+        conn = self._conn
+        assert conn is not None
+        inbox.close(_capture("the close of {} was not sent", self._name))
+        try:
+            async with asyncio.timeout(conn.liveness):
+                reply = await inbox.last()
+        except TimeoutError:
+            log.warning("worker %s did not confirm the close of %s within %g s", conn.worker.id, self._name, conn.liveness)
+            self.abandon()
+            return
+        except WorkerLost:
+            self._ended()  # gone: nothing left to close
+            return
+        except BaseException:
+            self.abandon()
+            raise
+        if isinstance(reply, p.Reject):  # a worker that cannot close it: it is cancelled instead
+            log.debug("worker %s refused to close %s (%s): cancelling it", conn.worker.id, self._name, reply.detail)
+            self._ended()
+            conn.notify(p.Cancel(self._call_id))
+            return
+        self._settle(reply)
 
     def abandon(self) -> None:
         """The proxy ended while the remote generator is still open (the caller's side

@@ -240,6 +240,8 @@ class GeneratorCall:
         self._started = False
         self._credit = 0  # items it may still send unasked (read-ahead)
         self._ahead = False
+        self._closing: p.Close | None = None  # a read-ahead stream's close, until it starts
+        self._shut = False  # a read-ahead stream was asked to close: no more credit
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
         self._thrown: BaseException | None = None  # thrown in by the running step (`throw`)
@@ -284,10 +286,15 @@ class GeneratorCall:
             self.cancel()
             return
         if isinstance(msg, p.Credit) and self._started:
+            if self._shut:
+                return
             self._ahead = True
             self._credit += msg.count
             if self.state == "suspended":
                 self._pump()
+            return
+        if self._ahead and isinstance(msg, p.Close) and not self._shut:
+            self._close_ahead(msg)
             return
         if self._ahead:
             detail = f"{msg.kind.name.lower()} on a read-ahead stream, which only iterates"
@@ -308,6 +315,23 @@ class GeneratorCall:
             self._step(self._throw(msg, agen))
         elif isinstance(msg, p.Close):
             self._step(self._close(msg.context, agen))
+
+    def _close_ahead(self, msg: p.Close) -> None:
+        """Close a read-ahead stream: stop the item in progress, if any (its consumer is gone),
+        then close the generator at its `yield`. The reply (`stop`, or the `raise` of its
+        `finally`) comes once the `finally` ran: the caller's `aclose` waits for it."""
+        self._shut = True
+        self._credit = 0
+        self._closing = msg
+        if self._step_task is not None:
+            self._step_task.cancel()  # `_step_done` starts the close
+        else:
+            self._start_close()
+
+    def _start_close(self) -> None:
+        msg, self._closing = self._closing, None
+        assert msg is not None and self._agen is not None
+        self._step(self._close(msg.context, self._agen))
 
     def _pump(self) -> None:
         if self._credit > 0 and self._agen is not None and not self._abandoned:
@@ -371,6 +395,9 @@ class GeneratorCall:
     def _step_done(self, task: asyncio.Task[Any]) -> None:
         self._step_task = None
         call_id, thrown, self._thrown = self.call_id, self._thrown, None
+        if task.cancelled() and self._closing is not None and not self._abandoned:
+            self._start_close()  # the item in progress was stopped to close the stream
+            return
         if task.cancelled():
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
         elif isinstance(exc := task.exception(), _Exhausted):
@@ -379,6 +406,9 @@ class GeneratorCall:
             reply = _raise_reply(call_id, exc.thrown, thrown="")
         elif exc is not None:
             reply = _raise_reply(call_id, exc, thrown=_path_to(exc, thrown))
+        elif self._closing is not None and not self._abandoned and task.result() is _PAUSED:
+            self._start_close()
+            return
         elif task.result() is _PAUSED:
             if self._abandoned:
                 self._finish()

@@ -1,11 +1,14 @@
-"""Async generator routines for `contextlib.asynccontextmanager`, after the generators that
-CPython's own tests of it use (Lib/test/test_contextlib_async.py): an importable module, so
-workers import them by reference."""
+"""Routines for the corners of local semantics: async generators for
+`contextlib.asynccontextmanager`, after the generators that CPython's own tests of it use
+(Lib/test/test_contextlib_async.py), and read-ahead streams closed early. An importable
+module, so workers import them by reference."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+
+from routines import gate, report
 
 import wool
 
@@ -112,3 +115,29 @@ async def replacing() -> AsyncIterator[None]:
 @wool.routine
 async def keywords(a: Any, *, b: Any) -> AsyncIterator[tuple[Any, Any]]:
     yield a, b
+
+
+@wool.routine
+async def ahead_then_wait(address: str, items: int) -> AsyncIterator[int]:
+    """Yields `items` items, then waits at gate "stuck" in the middle of the next; reports how
+    its `finally` was reached."""
+    try:
+        for i in range(items):
+            yield i
+        await gate(address, "stuck")
+        yield items
+    except BaseException as e:
+        await report(address, f"ended by {type(e).__name__}")
+        raise
+    finally:
+        await report(address, "closed")
+
+
+@wool.routine
+async def failing_finally(address: str) -> AsyncIterator[int]:
+    try:
+        while True:
+            await report(address, "produced")
+            yield 1
+    finally:
+        raise LookupError("the finally failed")
