@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
 
+import cloudpickle
 import corner_routines
 import pytest
 import routines
@@ -128,3 +130,27 @@ async def test_bad_arguments_are_refused() -> None:
         with pytest.raises(ValueError, match="has not started"):
             wool.readahead(gen, 4)
         await gen.aclose()
+
+
+def test_generators_of_routines_are_recognised_by_registry_also_when_pickled_by_value() -> None:
+    """A routine defined in `__main__` or a closure reaches a worker pickled by value; the
+    generators it returns there are still read-ahead capable."""
+
+    def make() -> object:
+        @wool.routine
+        async def closure_numbers(n: int) -> AsyncIterator[int]:
+            for i in range(n):
+                yield i
+
+        return closure_numbers
+
+    copy = cloudpickle.loads(cloudpickle.dumps(make()))
+    gen = copy(3)
+    assert wool.readahead(gen, 2) is not None
+    gen.aclose().close()  # never started: nothing to run
+
+    async def lookalike() -> AsyncIterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="@wool.routine async generator"):
+        wool.readahead(lookalike(), 4)

@@ -33,7 +33,6 @@ import itertools
 import logging
 import os
 import secrets
-import time
 from collections.abc import Callable
 
 import zmq
@@ -43,6 +42,7 @@ from . import _curve, _handshake
 from . import protocol as p
 from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
 from ._keys import Keys
+from ._throttle import Throttle
 from ._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
 from .discovery import WorkerInfo
 
@@ -52,7 +52,6 @@ _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED
 _MONITORED = (
     zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED
 )
-_WARN_INTERVAL = 10.0  # at most one malformed-reply warning per connection this often
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
 
 
@@ -104,7 +103,7 @@ class Connection:
         self.denied = False
         self._quiet = quiet  # no warning when the endpoint refuses connections
         self.liveness = liveness
-        self._warned_at = -_WARN_INTERVAL
+        self._warnings = Throttle(log)  # of malformed replies: at most one per interval
         self._tcp_connected_at: float | None = None  # when the handshake began
         # A worker that does not complete its handshake within the liveness period is
         # reported as not answering, as one that stops answering heartbeats is.
@@ -265,17 +264,7 @@ class Connection:
             sink(error)
 
     def _warn_malformed(self, e: p.ProtocolError) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= _WARN_INTERVAL:
-            self._warned_at = now
-            log.warning(
-                "malformed reply from worker %s: %s (further such messages suppressed for %.0f s)",
-                self.worker.id,
-                e,
-                _WARN_INTERVAL,
-            )
-        else:
-            log.debug("malformed reply from worker %s: %s", self.worker.id, e)
+        self._warnings.warn("malformed", "malformed reply from worker %s: %s", self.worker.id, e)
 
     def _on_event(self, frames: list[bytes]) -> None:
         message = parse_monitor_message(frames)

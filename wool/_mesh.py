@@ -127,9 +127,11 @@ class Mesh:
         return True
 
     def retire(self, worker_id: str) -> None:
-        """Stop choosing a worker that left discovery. Calls in flight on it may still finish
-        (a worker withdraws before it stops); its connection closes once idle, or fails
-        them with `WorkerLost` when the worker goes away."""
+        """Stop choosing a worker that left discovery. Its connection is closed now if no
+        call is in flight on it. Otherwise those calls may still finish (a worker withdraws
+        before it stops), and the connection stays open, out of rotation, also once they
+        have: nothing closes it when it becomes idle. It ends when its worker goes away
+        (calls still in flight then fail with `WorkerLost`) or the mesh closes."""
         conn = self._connections.get(worker_id)
         if conn is None:
             return

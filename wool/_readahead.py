@@ -14,9 +14,12 @@ returns once its `finally` ran, as for a local generator, waiting at most one li
 from __future__ import annotations
 
 import asyncio
+import dis
 import inspect
+import sys
+import types
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +31,23 @@ T = TypeVar("T")
 
 # Set while a `ReadAhead` starts its generator: the proxy reads it to open its stream ahead.
 window_var: ContextVar[int | None] = ContextVar("wool_readahead_window", default=None)
+
+
+# The code of the routine proxies' async generator function (`_routine` registers it; every
+# generator routine shares it), by which a generator is recognised as a routine's. Looked up
+# by equality: a proxy pickled by value (a routine defined in `__main__`, used on a worker)
+# carries an equal copy of it.
+_proxy_code: set[types.CodeType] = set()
+
+
+def register_proxy(fn: Callable[..., Any]) -> None:
+    """Record `fn` (an async generator function) as the proxy of generator routines."""
+    _proxy_code.add(fn.__code__)
+
+
+def is_proxy(gen: object) -> bool:
+    """Whether `gen` is a generator returned by a generator routine."""
+    return inspect.isasyncgen(gen) and gen.ag_code in _proxy_code
 
 
 def requested_window() -> int | None:
@@ -43,7 +63,7 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
     """An async iterator over a remote generator that runs up to `window` items ahead."""
 
     def __init__(self, gen: AsyncGenerator[T, Any], window: int) -> None:
-        if not inspect.isasyncgen(gen) or gen.ag_frame is None or gen.ag_frame.f_globals.get("__name__") != "wool._routine":
+        if not is_proxy(gen):
             raise TypeError(f"readahead needs a generator returned by a @wool.routine async generator, not {gen!r}")
         if not _unstarted(gen):
             raise ValueError("readahead needs a generator that has not started yet")
@@ -58,11 +78,11 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
 
     async def __anext__(self) -> T:
         if self._started:
-            return await self._gen.__anext__()  # type: ignore[return-value]
+            return await self._gen.__anext__()
         self._started = True
         token = window_var.set(self._window)
         try:
-            return await self._gen.__anext__()  # type: ignore[return-value]
+            return await self._gen.__anext__()
         finally:
             window_var.reset(token)
 
@@ -79,8 +99,16 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
 
 
 def _unstarted(gen: Any) -> bool:
-    # The proxy's first statement binds its stream: before that, nothing was sent.
-    return gen.ag_frame is not None and "stream" not in gen.ag_frame.f_locals
+    """Whether `gen` has not begun: its proxy has sent nothing yet."""
+    if sys.version_info >= (3, 12):
+        return inspect.getasyncgenstate(gen) == inspect.AGEN_CREATED
+    # Python 3.11 has no `getasyncgenstate`: a created generator's frame stands at the
+    # instruction that created it, which a started one has left for good.
+    frame = gen.ag_frame
+    if gen.ag_running or frame is None:
+        return False
+    created = next(i.offset for i in dis.get_instructions(gen.ag_code) if i.opname == "RETURN_GENERATOR")
+    return bool(frame.f_lasti == created)
 
 
 def readahead(gen: AsyncGenerator[T, Any], window: int = 64) -> ReadAhead[T]:

@@ -39,7 +39,7 @@ from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
 from ._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
 from ._options import NO_OPTIONS, Options, check_tags, deadline, deadline_var, options_var
-from ._readahead import Inbox, requested_window
+from ._readahead import Inbox, register_proxy, requested_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,6 +115,7 @@ def _generator_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable
         finally:
             stream.abandon()
 
+    register_proxy(wrapper)  # how `wool.readahead` recognises the generators it returns
     return wrapper
 
 

@@ -27,12 +27,12 @@ process's key is left out, with a warning once per endpoint.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from .._endpoints import parse_endpoint
 from .._errors import WoolError
 from .._keys import Keys, PathLike, as_keys
 from .._seconds import check_seconds
@@ -48,28 +48,20 @@ log = logging.getLogger("wool.discovery")
 def check_endpoint(endpoint: str) -> str:
     """`endpoint` if a caller can connect to it (`tcp://HOST:PORT` or `ipc://PATH`), else
     `ValueError` saying why."""
-    if not isinstance(endpoint, str):
-        raise TypeError(f"an endpoint must be a str, not {type(endpoint).__name__}")
-    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
-        return endpoint
-    host, sep, port = endpoint.removeprefix("tcp://").rpartition(":")
-    if not endpoint.startswith("tcp://") or not sep or not host:
+    parsed = parse_endpoint(endpoint)
+    if parsed.scheme == "inproc":
         raise ValueError(f"{endpoint!r} is not an endpoint: expected tcp://HOST:PORT or ipc://PATH")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if parsed.scheme == "tcp" and parsed.port == 0:
         raise ValueError(f"{endpoint!r} has no valid port")
-    if host in ("*", "0.0.0.0", "[::]"):
+    if parsed.is_wildcard:
         raise ValueError(f"{endpoint!r} is a wildcard: name an address the worker can be reached at")
     return endpoint
 
 
 def _host(endpoint: str) -> str:
-    if not endpoint.startswith("tcp://"):
-        return ""
-    host = endpoint[len("tcp://") :].rpartition(":")[0].strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
+    parsed = parse_endpoint(endpoint)
+    address = parsed.address
+    return str(address) if address is not None else parsed.host
 
 
 class _Probe:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from .. import _curve
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
+from .._throttle import Throttle
 from .._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
 from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
@@ -41,7 +41,6 @@ log = logging.getLogger("wool.worker")
 
 SETTLE_QUIET = 0.25  # after a drain: how long no call may arrive before the socket closes
 ROUTINE_CACHE_SIZE = 1024
-_WARN_INTERVAL = 10.0
 
 
 def caller_name(identity: bytes) -> str:
@@ -71,7 +70,7 @@ class Server:
         self._calls: dict[tuple[bytes, int], CoroutineCall | GeneratorCall] = {}
         self._routines: dict[bytes, Callable[..., Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._warned: dict[str, float] = {}
+        self._warnings = Throttle(log)  # one warning per kind of bad message per interval
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
@@ -200,10 +199,7 @@ class Server:
         self._prober = asyncio.get_running_loop().call_later(self._probe_interval, self._probe)
 
     def _warn(self, key: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
-            self._warned[key] = now
-            log.warning("%s (further such messages suppressed for %.0f s)", message, _WARN_INTERVAL)
+        self._warnings.warn(key, "%s", message)
 
     # -- shutdown ----------------------------------------------------------------------------
 
