@@ -13,6 +13,11 @@ from routines import gate, report
 import wool
 
 
+class Interrupt(BaseException):
+    """Not an `Exception`: a worker reports one its routine raises as `RemoteBaseException`,
+    but one thrown in by the caller and let through is the caller's own."""
+
+
 @wool.routine
 async def plain(value: Any = 42) -> AsyncIterator[Any]:
     yield value

@@ -146,6 +146,22 @@ async def test_an_exception_the_generator_raises_instead_links_the_one_thrown_as
     assert isinstance(deeper.value.__cause__, OSError) and deeper.value.__cause__.__context__ is error
 
 
+async def test_athrow_gives_back_the_object_thrown_also_a_base_exception(pool: object) -> None:
+    """Directly, without `contextlib`: what passes through is the caller's object, even a
+    `BaseException` that is not an `Exception` (which the worker must not re-raise itself)."""
+    for error in [ValueError("v"), r.Interrupt("stop")]:
+        gen = r.plain()
+        assert await anext(gen) == 42
+        with pytest.raises(type(error)) as info:
+            await gen.athrow(error)
+        assert info.value is error
+    gen = r.wrapping()
+    await anext(gen)
+    with pytest.raises(RuntimeError) as wrapped:
+        await gen.athrow(error := KeyError("k"))
+    assert wrapped.value.__cause__ is error
+
+
 async def test_notes_added_on_the_worker_reach_the_callers_own_exception(pool: object) -> None:
     error = ValueError("v")
     with pytest.raises(ValueError) as info:
