@@ -104,8 +104,8 @@ class WorkerPool:
         self.size = size or 0
         self.discovery = discovery
         self.loadbalancer = loadbalancer
-        self.start_timeout = start_timeout
-        self.grace = grace
+        self.start_timeout = check_seconds(start_timeout, "start_timeout", positive=True)
+        self.grace = check_seconds(grace, "grace")
         self._namespace: Discovery | None = None
         self._mesh: Mesh | None = None
         self._processes: list[WorkerProcess] = []
