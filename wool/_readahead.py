@@ -152,10 +152,14 @@ class Inbox:
                 self._consumed = 0
         return item
 
-    def close(self, context: p.Frame) -> None:
-        """Ask the worker to close the generator (`last` then waits for it to end)."""
+    def close(self, context: p.Frame) -> bool:
+        """Ask the worker to close the generator (`last` then waits for it to end). Returns
+        False, sending nothing, if the stream had already ended: its last reply is here."""
         self._closing = True
+        if any(not isinstance(item, BaseException) and item.kind is not p.Kind.YIELD for item in self._items):
+            return False
         self._conn.notify(p.Close(self._call_id, context))
+        return True
 
     async def last(self) -> p.Reply:
         """After `close`: the reply that ended the stream (`stop`, or the `raise` of its

@@ -431,7 +431,13 @@ class _Stream:
         `finally` to run; the generator may be running ahead, so the worker stops that first."""
         conn = self._conn
         assert conn is not None
-        inbox.close(_capture("the close of {} was not sent", self._name))
+        if not inbox.close(_capture("the close of {} was not sent", self._name)):
+            # It ended while running ahead, before the consumer got there: a local generator
+            # closed at this point would not have reached that end, nor its error.
+            with contextlib.suppress(Exception):
+                _merge_context(self._name, await inbox.last())
+            self._ended()
+            return
         try:
             async with asyncio.timeout(conn.liveness):
                 reply = await inbox.last()
