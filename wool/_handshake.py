@@ -67,7 +67,7 @@ def explain(
     if worker_key is not None:
         return HandshakeFailure(
             f"authentication of {where} failed: the handshake broke off, so whoever listens there "
-            f"does not hold the secret key of the public key {worker_key} that discovery published for it, "
+            f"does not hold the secret key of the public key {worker_key!r} that discovery published for it, "
             f"or does not use CURVE",
             True,
         )

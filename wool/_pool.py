@@ -23,7 +23,7 @@ from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
 from ._seconds import check_seconds
-from ._transport import DEFAULT_LIVENESS, check_liveness
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
@@ -58,6 +58,13 @@ class WorkerPool:
     ignored. A worker that refuses the pool's key is dropped; a call with no other worker
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
+
+    `max_message_size` (bytes, default 128 MiB) bounds each message part: one pickled
+    argument tuple or result, or one large buffer in it (bytes, bytearray, numpy array),
+    which travel as parts of their own. Every socket of the pool and its workers refuses
+    larger parts before allocating them, so a peer that has not authenticated cannot make
+    them allocate more; a call whose arguments or result exceed it fails with
+    `DispatchError` naming the limit. Raise it for larger values.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
@@ -98,6 +106,7 @@ class WorkerPool:
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
+        self.max_message_size = check_max_message_size(max_message_size)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
         self.tags = frozenset(tags)
@@ -144,6 +153,7 @@ class WorkerPool:
             liveness=self.liveness,
             keys=self.keys,
             open_namespace=self.discovery is not None,
+            max_message_size=self.max_message_size,
         )
         try:
             await self._start()
@@ -163,6 +173,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            max_message_size=self.max_message_size,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]
