@@ -24,7 +24,7 @@ from ._loadbalancer import LoadBalancer
 from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
-from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._server import SETTLE_QUIET
@@ -103,7 +103,7 @@ class WorkerPool:
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
         self.keys = as_keys(keys)
-        if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
+        if self.keys is not None and isinstance(discovery, (StaticDiscovery, DnsDiscovery)) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)
