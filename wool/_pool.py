@@ -24,8 +24,10 @@ from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
+from .discovery._trust import keyless_refusal
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._endpoint import remove_socket
 from .worker._server import SETTLE_QUIET
 
 
@@ -52,6 +54,13 @@ class WorkerPool:
     ignored. A worker that refuses the pool's key is dropped; a call with no other worker
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
+
+    Without keys, the spawned workers listen on `ipc://` sockets in the private runtime
+    directory: only this user (and root) can call them. A keyless pool refuses (`ValueError`)
+    a discovery through which others could pose as workers, `LanDiscovery` or a
+    `StaticDiscovery` listing tcp:// endpoints (or ipc:// ones outside a private directory),
+    unless `insecure=True`: then whoever answers there gets the pool's calls, and what it
+    replies is unpickled here.
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        insecure: bool = False,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -86,6 +96,15 @@ class WorkerPool:
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
         self.keys = as_keys(keys)
+        if not isinstance(insecure, bool):
+            raise TypeError(f"insecure must be a bool, not {type(insecure).__name__}")
+        if self.keys is not None and insecure:
+            raise ValueError("insecure=True and keys exclude each other: a pool with keys only uses workers that prove theirs")
+        if self.keys is None and not insecure:
+            refusal = keyless_refusal(discovery, "insecure=True")
+            if refusal is not None:
+                raise ValueError(refusal)
+        self.insecure = insecure
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
@@ -146,6 +165,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            insecure=self.insecure,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]
@@ -181,10 +201,16 @@ class WorkerPool:
         finally:
             processes, self._processes = self._processes, []
             await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
-            if self._namespace is not None:
-                for w in processes:
-                    if w.info is not None:  # a killed worker could not withdraw itself
-                        try:
-                            await self._namespace.withdraw(w.info)
-                        except Exception:
-                            pass
+            for w in processes:
+                if w.info is None:
+                    continue
+                if w.returncode is not None:  # a killed worker could not remove its socket
+                    try:
+                        remove_socket(w.info.endpoint)
+                    except Exception:
+                        pass
+                if self._namespace is not None:  # nor withdraw itself
+                    try:
+                        await self._namespace.withdraw(w.info)
+                    except Exception:
+                        pass

@@ -22,6 +22,7 @@ from .._context import current_mesh_var
 from .._mesh import Mesh
 from ..discovery import Discovery, WorkerInfo
 from ._config import WorkerConfig
+from ._endpoint import private_endpoint, remove_socket
 from ._server import Server
 
 log = logging.getLogger("wool.worker")
@@ -76,7 +77,8 @@ async def serve(
     mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys)
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
-    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags)
+    bind = config.bind if config.bind is not None else private_endpoint(worker_id)
+    server = Server(worker_id, bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags)
     info = WorkerInfo(
         worker_id,
         server.endpoint,
@@ -120,6 +122,8 @@ async def serve(
             await discovery.withdraw(info)
         await mesh.close()
         server.close()
+        if config.bind is None:
+            remove_socket(server.endpoint)
         if watch_fd is not None:
             loop.remove_reader(watch_fd)
         for sig in signals:
