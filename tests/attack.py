@@ -20,6 +20,7 @@ import json
 import os
 import pwd
 import socket
+import warnings
 from typing import Any
 
 import cloudpickle
@@ -123,7 +124,11 @@ async def attack_as(uid: int, endpoint: str, marker: str) -> dict[str, Any]:
     """Run `attack` in a child with `uid` (and gid `uid`, no supplementary groups); its
     report, once it has exited."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns on forking a process with threads (zmq's here): the child
+        # only uses its own context and the modules already loaded, then `_exit`s.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the attacker
         code = 1
         try:

@@ -42,8 +42,8 @@ def keyless_refusal(discovery: Discovery | None, opt_in: str) -> str | None:
     if exposure is None:
         return None
     return (
-        f"refusing to follow discovery without CURVE keys: {exposure}; a worker posing as one of its workers would "
-        "receive calls, and its replies, unpickled here, could run any code as this user. Generate keys with "
+        f"refusing to follow discovery without CURVE keys: {exposure}; whoever poses as one of its workers would "
+        "receive calls, and their replies, unpickled here, could run any code as this user. Generate keys with "
         "`python -m wool.keys generate DIR` and use them on both sides (WorkerPool(keys=DIR), "
         f"python -m wool.worker --keys DIR), or pass {opt_in} if everyone who can reach it is trusted"
     )
