@@ -2,9 +2,9 @@
 
 A Unix socket is reached through the file system: connecting needs search permission on
 every directory above it, and creating one needs write permission on its directory. So a
-socket inside a directory that only this user can access (0700, owned by this user, with no
-ancestor that another user could rename it out of) can be reached, and replaced, only by this
-user and root. Linux's abstract sockets (`ipc://@name`) have no file and no permissions at
+socket inside a directory that only this user can access (0700, owned by this user, and
+nothing on the way to it that another user could swap) can be reached, and replaced, only by
+this user and root. Linux's abstract sockets (`ipc://@name`) have no file and no permissions at
 all: every local user can connect to them.
 """
 
@@ -23,10 +23,13 @@ def ipc_path(endpoint: str) -> str | None:
 
 def private_directory_problem(directory: str) -> str | None:
     """None if only this user (and root) can create or reach sockets in `directory`, else
-    what is wrong with it. Follows links to the real directory, then checks it and each
-    directory above it without following links."""
-    real = os.path.realpath(directory)
+    what is wrong with it. The real directory must be this user's and 0700; nothing on the
+    way to it, as named or as resolved (links included), may belong to another user or be a
+    directory others can write to without the sticky bit, since they could swap what lies
+    below it. Checked without following links."""
     me = os.getuid()
+    given = os.path.abspath(directory)
+    real = os.path.realpath(given)
     try:
         info = os.lstat(real)
     except FileNotFoundError:
@@ -40,19 +43,32 @@ def private_directory_problem(directory: str) -> str | None:
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         return f"{real} is open to other users (mode {mode:04o}; 0700 keeps them out)"
-    parent = os.path.dirname(real)
-    while True:
-        try:
-            above = os.lstat(parent)
-        except OSError as e:
-            return f"cannot check {parent}: {e}"
-        if above.st_uid not in (0, me):
-            return f"{parent}, above {real}, belongs to uid {above.st_uid}, who could replace what is below it"
-        if above.st_mode & 0o022 and not above.st_mode & stat.S_ISVTX:
-            return f"{parent}, above {real}, is writable by other users, who could replace what is below it"
-        if parent == os.path.dirname(parent):
-            return None
-        parent = os.path.dirname(parent)
+    for path in dict.fromkeys([*_lineage(given), *_lineage(real)]):
+        if path != real:
+            problem = _replaceable(path, real, me)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _lineage(path: str) -> list[str]:
+    """`path` and every directory above it, up to the root."""
+    paths = [path]
+    while (parent := os.path.dirname(paths[-1])) != paths[-1]:
+        paths.append(parent)
+    return paths
+
+
+def _replaceable(path: str, real: str, me: int) -> str | None:
+    try:
+        info = os.lstat(path)
+    except OSError as e:
+        return f"cannot check {path}: {e}"
+    if info.st_uid not in (0, me):
+        return f"{path}, on the way to {real}, belongs to uid {info.st_uid}, who could replace what is below it"
+    if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        return f"{path}, on the way to {real}, is writable by other users, who could replace what is below it"
+    return None
 
 
 def ipc_endpoint_problem(endpoint: str) -> str | None:
@@ -63,6 +79,6 @@ def ipc_endpoint_problem(endpoint: str) -> str | None:
         return f"{endpoint} is not an ipc:// endpoint"
     if path.startswith("@"):
         return f"{endpoint} is an abstract socket, which every user of this machine can connect to"
-    if path == "*" or path.endswith("/*"):
-        return f"{endpoint} is a wildcard, whose directory cannot be checked"
+    if path == "*":
+        return f"{endpoint} is a wildcard, whose directory ZeroMQ chooses and wool cannot check"
     return private_directory_problem(os.path.dirname(os.path.abspath(path)))

@@ -25,15 +25,14 @@ from ..discovery import DiscoveryError, runtime_dir
 _SOCKET = re.compile(r"(\d+)-[0-9a-f]{16}\.sock")
 
 
-def sockets_dir(create: bool = True) -> Path:
+def sockets_dir() -> Path:
     """`RUNTIME_DIR/sockets`, created 0700; `DiscoveryError` if it is not this user's own
     private directory."""
     directory = runtime_dir() / "sockets"
-    if create:
-        try:
-            directory.mkdir(mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise DiscoveryError(f"cannot create the socket directory {directory}: {e}") from e
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise DiscoveryError(f"cannot create the socket directory {directory}: {e}") from e
     try:
         info = os.lstat(directory)
     except OSError as e:
