@@ -176,8 +176,8 @@ async def test_a_keyed_pool_ignores_forged_records_without_a_key_it_trusts() -> 
                 assert [w.pid for w in pool.workers] == [spawned.pid]
                 assert {await routines.pid() for _ in range(6)} == {spawned.pid}
                 assert set(await routines.pids_of_nested(6)) == {spawned.pid}
-        assert any(f"worker {keyless.id} at {keyless.endpoint} has no CURVE key" in m for m in log), log
-        assert any(f"worker {untrusted.id} at {untrusted.endpoint} publishes the public key" in m for m in log), log
+        assert any(f"worker {keyless.id!r} at {keyless.endpoint!r} has no CURVE key" in m for m in log), log
+        assert any(f"worker {untrusted.id!r} at {untrusted.endpoint!r} publishes the public key" in m for m in log), log
         assert (keyless.connections(), untrusted.connections()) == (0, 0)
         assert (keyless.calls, untrusted.calls) == ([], [])
 

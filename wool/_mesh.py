@@ -8,8 +8,9 @@ load balancer decides); only waiting for a first worker to connect, or for room 
 whose window of open calls is full, awaits. Calls waiting for room queue in order, and each
 call that ends wakes one of them.
 
-A lost worker stays out of rotation while discovery still lists it; after one liveness
-period it is tried again (a worker that was frozen, then resumed, comes back; one that is
+Discovery is a hint for removal too: a worker that leaves it stays in rotation while its
+connection is up (see `_unlisted`). A lost worker stays out of rotation while discovery still
+lists it; after one liveness period it is tried again (a worker that was frozen, then resumed, comes back; one that is
 really gone never completes the handshake, so it is never chosen).
 
 Security: discovery is an untrusted hint. A mesh with keys connects only to workers that
@@ -31,7 +32,7 @@ from ._connection import Connection
 from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
 from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
-from ._transport import DEFAULT_LIVENESS
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
 from .discovery import Discovery, WorkerInfo
 
 log = logging.getLogger("wool.mesh")
@@ -50,8 +51,10 @@ class Mesh:
         connect_timeout: float = 10.0,
         liveness: float = DEFAULT_LIVENESS,
         keys: Keys | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.discovery = discovery
+        self.max_message_size = max_message_size
         self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()
         self.connect_timeout = connect_timeout
@@ -91,6 +94,7 @@ class Mesh:
                 liveness=self.liveness,
                 on_refused=lambda _: self._rotation_changed(),
                 keys=self.keys,
+                max_message_size=self.max_message_size,
             )
         except WoolError as e:
             log.warning("skipping worker: %s", e)
@@ -101,7 +105,7 @@ class Mesh:
     def _ignore(self, worker: WorkerInfo) -> bool:
         """Whether `worker` is not to be connected to, given this mesh's keys; warns once
         per worker."""
-        where = f"worker {worker.id} at {worker.endpoint}"
+        where = f"worker {worker.id!r} at {worker.endpoint!r}"
         if self.keys is None:
             if worker.public_key is None:
                 return False
@@ -112,7 +116,7 @@ class Mesh:
             return False
         else:
             reason = (
-                f"{where} publishes the public key {worker.public_key}, which this process does not trust; "
+                f"{where} publishes the public key {worker.public_key!r}, which this process does not trust; "
                 "ignoring it (discovery is only a hint: trust its key to use it)"
             )
         if worker.id not in self._ignored:
@@ -131,6 +135,19 @@ class Mesh:
         if conn.in_flight == 0:
             del self._connections[worker_id]
             conn.close()
+
+    def _unlisted(self, worker_id: str) -> None:
+        """Discovery no longer lists `worker_id`. A hint, for removal as for addition: a
+        Zeroconf goodbye can be spoofed and a registry clobbered, so a worker whose
+        authenticated connection is up stays in rotation until that connection fails
+        (`_on_lost`) or the worker refuses a call (a stopping worker rejects calls as
+        SHUTTING_DOWN, and the caller retires it and sends the call elsewhere). One that is
+        not connected is dropped: nothing vouches for it."""
+        conn = self._connections.get(worker_id)
+        if conn is not None and conn in self._ready and conn.lost is None:
+            log.debug("worker %r left discovery; keeping it while its connection is up", worker_id)
+            return
+        self.retire(worker_id)
 
     async def wait_until(self, predicate: Callable[[list[WorkerInfo]], bool], timeout: float | None) -> list[WorkerInfo]:
         """Wait until the workers in rotation satisfy `predicate`; raise `TimeoutError`."""
@@ -222,7 +239,7 @@ class Mesh:
     def _describe_empty(self, tags: frozenset[str] = frozenset()) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
         if tags and self._ready:
-            seen = sorted({", ".join(sorted(c.worker.tags)) or "no tags" for c in self._ready})
+            seen = sorted({", ".join(repr(t) for t in sorted(c.worker.tags)) or "no tags" for c in self._ready})
             return (
                 f"no live worker has the tags {', '.join(sorted(tags))}{where}: "
                 f"{len(self._ready)} live workers have {'; '.join(seen)}"
@@ -231,7 +248,9 @@ class Mesh:
             where = f" with the tags {', '.join(sorted(tags))}{where}"
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
         refused = [
-            f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()
+            f"{c.worker.id!r} at {c.worker.endpoint!r}"
+            for c in self._connections.values()
+            if c.refused and not c.connected.done()
         ]
         refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""
         failed = f"; {'; '.join(self._refused.values())}" if self._refused else ""
@@ -254,7 +273,7 @@ class Mesh:
         if conn.lost is None and self._connections.get(conn.worker.id) is conn:
             self._ready.append(conn)
             self._rotation_changed()
-            log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
+            log.debug("worker %r connected at %r", conn.worker.id, conn.worker.endpoint)
 
     def _on_lost(self, conn: Connection) -> None:
         refused = isinstance(conn.lost, AuthenticationError)
@@ -275,7 +294,7 @@ class Mesh:
     def _revisit(self, worker_id: str) -> None:
         info = self._listed.get(worker_id)
         if info is not None and worker_id in self._lost and not self.closed:
-            log.debug("trying lost worker %s again: discovery still lists it", worker_id)
+            log.debug("trying lost worker %r again: discovery still lists it", worker_id)
             self._lost.discard(worker_id)
             self.add(info)
 
@@ -285,7 +304,7 @@ class Mesh:
                 async for event in discovery.watch():
                     if event.kind == "removed":
                         self._listed.pop(event.worker.id, None)
-                        self.retire(event.worker.id)
+                        self._unlisted(event.worker.id)
                         self._lost.discard(event.worker.id)
                         self._refused.pop(event.worker.id, None)
                         self._ignored.pop(event.worker.id, None)

@@ -22,7 +22,7 @@ from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
-from ._transport import DEFAULT_LIVENESS, check_liveness
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .discovery._trust import keyless_refusal
 from .worker import WorkerConfig, WorkerProcess
@@ -61,6 +61,13 @@ class WorkerPool:
     `StaticDiscovery` listing tcp:// endpoints (or ipc:// ones outside a private directory),
     unless `insecure=True`: then whoever answers there gets the pool's calls, and what it
     replies is unpickled here.
+
+    `max_message_size` (bytes, default 128 MiB) bounds each message part: one pickled
+    argument tuple or result, or one large buffer in it (bytes, bytearray, numpy array),
+    which travel as parts of their own. Every socket of the pool and its workers refuses
+    larger parts before allocating them, so a peer that has not authenticated cannot make
+    them allocate more; a call whose arguments or result exceed it fails with
+    `DispatchError` naming the limit. Raise it for larger values.
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class WorkerPool:
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
         insecure: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -108,6 +116,7 @@ class WorkerPool:
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
+        self.max_message_size = check_max_message_size(max_message_size)
         self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
@@ -146,7 +155,9 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys)
+        self._mesh = Mesh(
+            self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys, max_message_size=self.max_message_size
+        )
         try:
             await self._start()
         except BaseException:
@@ -166,6 +177,7 @@ class WorkerPool:
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
             insecure=self.insecure,
+            max_message_size=self.max_message_size,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

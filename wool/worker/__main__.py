@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._errors import WoolError
-from .._transport import DEFAULT_LIVENESS, check_liveness
+from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run at most N calls at once; further calls wait for a slot, and callers send "
         "them to other workers when they can (default: no limit)",
+    )
+    parser.add_argument(
+        "--max-message-size",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        metavar="BYTES",
+        help="the largest message part (one argument's or result's pickle, or one large buffer in it) this worker "
+        "accepts and sends; a peer sending more is disconnected before anything is allocated, and callers are told "
+        f"before sending (default: {DEFAULT_MAX_MESSAGE_SIZE} = {DEFAULT_MAX_MESSAGE_SIZE >> 20} MiB; callers need "
+        f"as much for results: WorkerPool(max_message_size=BYTES)). Connections must complete their handshake within "
+        f"{HANDSHAKE_IVL_MS / 1000:g} s",
     )
     parser.add_argument(
         "--keys",
@@ -148,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
     try:
+        check_max_message_size(args.max_message_size)
+    except ValueError as e:
+        parser.error(f"--max-message-size: {e}")
+    try:
         config = WorkerConfig(
             discovery,
             args.bind,
@@ -158,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             max_calls=args.max_calls,
             keys=keys,
             insecure=args.insecure,
+            max_message_size=args.max_message_size,
         )
     except ValueError as e:
         parser.error(str(e))

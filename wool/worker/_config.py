@@ -6,7 +6,7 @@ import dataclasses
 
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
-from .._transport import DEFAULT_LIVENESS
+from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..discovery import Discovery
 from ..discovery._lan_record import is_local_only
 from ..discovery._trust import keyless_refusal
@@ -67,10 +67,13 @@ class WorkerConfig:
     settle: float = SETTLE_QUIET
     keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
     insecure: bool = False  # allow, without keys, what other users or hosts could reach
+    # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
+        check_max_message_size(self.max_message_size)
         if self.bind is not None and not isinstance(self.bind, str):
             raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
         if self.keys is None and not self.insecure:

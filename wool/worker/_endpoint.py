@@ -16,33 +16,19 @@ import contextlib
 import errno
 import os
 import re
-import stat
 from pathlib import Path
 
 from .._ipc import IPC_PATH_MAX, ipc_path
-from ..discovery import DiscoveryError, runtime_dir
+from ..discovery import runtime_dir
+from ..discovery._paths import private_dir
 
 _SOCKET = re.compile(r"(\d+)-[0-9a-f]{16}\.sock")
 
 
 def sockets_dir() -> Path:
     """`RUNTIME_DIR/sockets`, created 0700; `DiscoveryError` if it is not this user's own
-    private directory."""
-    directory = runtime_dir() / "sockets"
-    try:
-        directory.mkdir(mode=0o700, exist_ok=True)
-    except OSError as e:
-        raise DiscoveryError(f"cannot create the socket directory {directory}: {e}") from e
-    try:
-        info = os.lstat(directory)
-    except OSError as e:
-        raise DiscoveryError(f"cannot check the socket directory {directory}: {e}") from e
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
-        raise DiscoveryError(
-            f"the socket directory {directory} is not a private directory of this user (uid {os.getuid()}); "
-            "remove it, or set WOOL_RUNTIME_DIR to a directory of your own"
-        )
-    return directory
+    private directory (checked as every runtime directory is, see `discovery._paths`)."""
+    return private_dir(runtime_dir() / "sockets")
 
 
 def private_endpoint(worker_id: str) -> str:
