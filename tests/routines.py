@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import wool
+from wool._context import current_mesh_var
 
 
 async def _tell(address: str, line: str) -> None:
@@ -321,3 +322,12 @@ async def hog(address: str, seconds: float) -> None:
     """Report, then block the worker's event loop for `seconds`, as CPU-bound code does."""
     await report(address, "hogging")
     time.sleep(seconds)
+
+
+@wool.routine
+async def peer_ids(count: int) -> list[str]:
+    """The ids of the workers this worker's own mesh (its discovery) knows, once it knows at
+    least `count`: whether workers found each other."""
+    mesh = current_mesh_var.get()
+    assert mesh is not None
+    return sorted(w.id for w in await mesh.wait_until(lambda workers: len(workers) >= count, 20))

@@ -216,6 +216,17 @@ async def test_static_ipc_endpoints_need_no_opt_in_only_in_a_private_directory(t
     wool.WorkerPool(discovery=StaticDiscovery([f"ipc://{shared}/w.sock"]), insecure=True)
 
 
+def test_a_keyless_pool_refuses_dns_discovery_unless_insecure() -> None:
+    """DNS answers are not authenticated, and the addresses they give are tcp:// ports."""
+    discovery = wool.DnsDiscovery("workers.test", 7001, nameservers=["127.0.0.1"])
+    with pytest.raises(ValueError) as refused:
+        wool.WorkerPool(discovery=discovery)
+    for text in [*refusal_text("insecure=True"), "takes worker addresses from DNS answers, which are not authenticated"]:
+        assert text in str(refused.value)
+    assert wool.WorkerPool(discovery=discovery, insecure=True).insecure
+    assert wool.WorkerPool(discovery=discovery, keys=wool.Keys.generate()).keys is not None
+
+
 def test_insecure_is_checked() -> None:
     with pytest.raises(ValueError, match="insecure=True and keys exclude each other"):
         wool.WorkerPool(size=1, keys=wool.Keys.generate(), insecure=True)
@@ -238,6 +249,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     [
         ("lan@127.0.0.1", "takes worker announcements from every host"),
         ("static:tcp://127.0.0.1:9", "lists tcp://127.0.0.1:9, where every user of this machine"),
+        ("dns:w.test:7001@127.0.0.1", "takes worker addresses from DNS answers, which are not authenticated"),
     ],
 )
 def test_a_keyless_cli_worker_refuses_discovery_others_could_inject_peers_into(spec: str, exposure: str) -> None:

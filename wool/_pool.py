@@ -23,7 +23,7 @@ from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
-from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .discovery._trust import keyless_refusal
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
@@ -113,7 +113,7 @@ class WorkerPool:
             if refusal is not None:
                 raise ValueError(refusal)
         self.insecure = insecure
-        if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
+        if self.keys is not None and isinstance(discovery, (StaticDiscovery, DnsDiscovery)) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)

@@ -6,14 +6,16 @@ unpickled by the caller, which runs any code they carry. So a keyless process ma
 follow a discovery whose entries this user alone can write and whose endpoints this user
 alone can listen at: a registry file in the private runtime directory (`LocalDiscovery`) with
 its workers' private `ipc://` sockets, or a static list of such sockets. Zeroconf takes
-announcements from every host on the network and every local user (`LanDiscovery`), and a
-tcp:// port belongs to whoever listens there first: those need keys, or an explicit opt-in.
+announcements from every host on the network and every local user (`LanDiscovery`), DNS
+answers are not authenticated (`DnsDiscovery`), and a tcp:// port belongs to whoever listens
+there first: those need keys, or an explicit opt-in.
 A user-defined discovery is the user's to judge.
 """
 
 from __future__ import annotations
 
 from .._ipc import ipc_endpoint_problem
+from ._dns import DnsDiscovery
 from ._interface import Discovery
 from ._lan import LanDiscovery
 from ._lan_record import is_local_only
@@ -24,6 +26,11 @@ def keyless_exposure(discovery: Discovery | None) -> str | None:
     """Who besides this user could pose as a worker of `discovery` (None: nobody)."""
     if isinstance(discovery, LanDiscovery):
         return f"{discovery!r} takes worker announcements from every host on the network and every user of this machine"
+    if isinstance(discovery, DnsDiscovery):
+        return (
+            f"{discovery!r} takes worker addresses from DNS answers, which are not authenticated, and every host "
+            "and user that gets a listed port first can listen there"
+        )
     if isinstance(discovery, StaticDiscovery):
         for endpoint in discovery.endpoints:
             if endpoint.startswith("tcp://"):

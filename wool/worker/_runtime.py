@@ -121,7 +121,8 @@ async def serve(
         if discovery is not None:
             await discovery.publish(info)
             published = True
-            keeper = loop.create_task(_stay_published(discovery, info))
+            if getattr(discovery, "publishes", True):  # False: the list is not this worker's to keep
+                keeper = loop.create_task(_stay_published(discovery, info))
             mesh.start_watching()
         log.info("worker %s serving at %s (pid %d)", worker_id, server.endpoint, os.getpid())
         on_ready(info)
