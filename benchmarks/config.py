@@ -27,6 +27,8 @@ class Config:
     memory_stream_items: int = 1_000_000
     memory_calls: int = 1_000_000
     memory_batch: int = 1_000  # calls in flight at a time
+    hedge_calls: int = 5_000
+    hedge_reps: int = 3
 
     def with_reps(self, reps: int) -> Config:
         reps_fields: dict[str, Any] = {name: reps for name in self.__dataclass_fields__ if name.endswith("_reps")}
@@ -50,4 +52,6 @@ QUICK = Config(
     startup_reps=1,
     memory_stream_items=5_000,
     memory_calls=20_000,
+    hedge_calls=500,
+    hedge_reps=1,
 )

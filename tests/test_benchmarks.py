@@ -14,7 +14,7 @@ import pytest
 import wool
 
 REPO = Path(__file__).resolve().parent.parent
-WORKLOADS = ["startup", "latency", "throughput", "fanout", "stream", "stream_readahead", "payload", "memory"]
+WORKLOADS = ["startup", "latency", "throughput", "fanout", "stream", "stream_readahead", "payload", "memory", "hedge"]
 BASELINES = {
     "startup": {"loop", "ppe"},
     "latency": {"loop", "ppe"},
@@ -24,6 +24,7 @@ BASELINES = {
     "stream_readahead": {"push"},
     "payload": {"loop", "ppe", "raw"},
     "memory": {"loop", "ppe"},
+    "hedge": {"unhedged"},
 }
 
 

@@ -23,10 +23,12 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
+from ._map import Map, map
 from ._options import Options, options, remaining
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
 from ._routine import routine
+from ._state import state
 from .discovery import (
     Discovery,
     DiscoveryError,
@@ -54,6 +56,7 @@ __all__ = [
     "LeastOutstanding",
     "LoadBalancer",
     "LocalDiscovery",
+    "Map",
     "NoPoolError",
     "NoWorkersAvailable",
     "Options",
@@ -69,8 +72,10 @@ __all__ = [
     "WorkerLost",
     "WorkerPool",
     "WorkerStartError",
+    "map",
     "options",
     "readahead",
     "remaining",
     "routine",
+    "state",
 ]

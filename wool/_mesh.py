@@ -200,13 +200,16 @@ class Mesh:
         if self.discovery is not None and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.discovery))
 
-    async def choose(self, bounded: bool = True, tags: frozenset[str] = frozenset()) -> Connection:
-        """A live worker's connection, chosen by the load balancer among those that have
+    async def choose(
+        self, bounded: bool = True, tags: frozenset[str] = frozenset(), balancer: LoadBalancer | None = None
+    ) -> Connection:
+        """A live worker's connection, chosen by the load balancer (or `balancer`) among those that have
         every one of `tags` and room in their window (any, if not `bounded`). If all are
         full, wait for room; if none is live yet but some are connecting, wait (up to
         `connect_timeout`) for the first. If none could ever do, raise `NoWorkersAvailable`."""
+        balancer = balancer or self.balancer
         if self._ready and not tags:
-            conn = self.balancer.choose(self._ready)
+            conn = balancer.choose(self._ready)
             if conn.has_room or not bounded:
                 return conn
         loop = asyncio.get_running_loop()
@@ -218,7 +221,7 @@ class Mesh:
             if ready:
                 roomy = [c for c in ready if c.has_room] if bounded else ready
                 if roomy:
-                    return self.balancer.choose(roomy)
+                    return balancer.choose(roomy)
                 await self._wait_for_room(tags)
                 continue
             connecting = [

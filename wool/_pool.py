@@ -13,10 +13,12 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
 from types import TracebackType
+from typing import Any, TypeVar
 
+from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
@@ -28,7 +30,10 @@ from .discovery._trust import keyless_refusal
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._endpoint import remove_socket
+from .worker._lifespan import LifespanFactory, check_factory
 from .worker._server import SETTLE_QUIET
+
+R = TypeVar("R")
 
 
 class WorkerPool:
@@ -68,6 +73,11 @@ class WorkerPool:
     larger parts before allocating them, so a peer that has not authenticated cannot make
     them allocate more; a call whose arguments or result exceed it fails with
     `DispatchError` naming the limit. Raise it for larger values.
+
+    `lifespan`, a zero-argument callable returning an async context manager, is entered by
+    each spawned worker before its first call and exited after its last (`wool.state()`
+    returns what it yielded). If entering raises, `WorkerStartError` names the exception and
+    has it as `__cause__`, with its remote traceback.
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class WorkerPool:
         keys: Keys | PathLike | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        lifespan: LifespanFactory | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -103,6 +114,7 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
         if not isinstance(insecure, bool):
             raise TypeError(f"insecure must be a bool, not {type(insecure).__name__}")
@@ -146,6 +158,18 @@ class WorkerPool:
             raise RuntimeError("the pool is not open")
         return await self._mesh.wait_until(predicate, timeout)
 
+    async def broadcast(self, routine: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> dict[str, R | BaseException]:
+        """Run `routine(*args, **kwargs)` once on every worker in rotation that has its tags
+        (and those of the enclosing `wool.options`). Returns each worker's id (`WorkerInfo.id`)
+        mapped to its result or to the exception it raised (`WorkerLost` included): one
+        failure never hides the others. At most once per worker; workers that join meanwhile
+        are left out. `wool.options(timeout=...)` and cancellation apply to the whole
+        broadcast: every call is cancelled, and `TimeoutError`/`CancelledError` raised.
+        `NoWorkersAvailable` if no worker has the tags."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return await broadcast(self._mesh, routine, args, kwargs)
+
     @property
     def processes(self) -> list[WorkerProcess]:
         """The worker processes this pool spawned."""
@@ -178,6 +202,7 @@ class WorkerPool:
             keys=self.keys,
             insecure=self.insecure,
             max_message_size=self.max_message_size,
+            lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]

@@ -10,6 +10,7 @@ from ..config import Config
 from ..results import WorkloadResult
 from ..sides import Sides
 from .calls import fanout, latency, throughput
+from .hedge import hedge
 from .memory import memory
 from .payload import payload
 from .startup import startup
@@ -32,6 +33,7 @@ WORKLOADS = [
     Workload("stream_readahead", stream_readahead),
     Workload("payload", payload),
     Workload("memory", memory),
+    Workload("hedge", hedge),
 ]
 
 NAMES = [w.name for w in WORKLOADS]

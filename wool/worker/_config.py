@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
@@ -69,6 +72,8 @@ class WorkerConfig:
     insecure: bool = False  # allow, without keys, what other users or hosts could reach
     # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    # Entered before the first call, exited after the last (see `_lifespan`).
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
