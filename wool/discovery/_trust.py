@@ -14,11 +14,11 @@ A user-defined discovery is the user's to judge.
 
 from __future__ import annotations
 
+from .._endpoints import parse_endpoint
 from .._ipc import ipc_endpoint_problem
 from ._dns import DnsDiscovery
 from ._interface import Discovery
 from ._lan import LanDiscovery
-from ._lan_record import is_local_only
 from ._static import StaticDiscovery
 
 
@@ -34,7 +34,7 @@ def keyless_exposure(discovery: Discovery | None) -> str | None:
     if isinstance(discovery, StaticDiscovery):
         for endpoint in discovery.endpoints:
             if endpoint.startswith("tcp://"):
-                who = "every user of this machine" if is_local_only(endpoint) else "every host and user"
+                who = "every user of this machine" if parse_endpoint(endpoint).local_only else "every host and user"
                 return f"{discovery!r} lists {endpoint}, where {who} that gets the port first can listen"
             problem = ipc_endpoint_problem(endpoint)
             if problem is not None:

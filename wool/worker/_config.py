@@ -7,16 +7,24 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from .._endpoints import parse_endpoint
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..discovery import Discovery
-from ..discovery._lan_record import is_local_only
 from ..discovery._trust import keyless_refusal
 from ._server import SETTLE_QUIET
 
 DEFAULT_GRACE = 5.0
 DEFAULT_BIND_HELP = "an ipc:// socket of its own in the private runtime directory"
+
+
+def _is_loopback_tcp(bind: str) -> bool:
+    try:
+        endpoint = parse_endpoint(bind)
+    except (TypeError, ValueError):
+        return False
+    return endpoint.scheme == "tcp" and endpoint.local_only
 
 
 def bind_refusal(bind: str | None) -> str | None:
@@ -37,7 +45,7 @@ def bind_refusal(bind: str | None) -> str | None:
             f"refusing to listen on {bind} without CURVE keys: {problem}, so other users could connect and run "
             f"code as this user. {way_out}, or pass --insecure if every user of this machine is trusted"
         )
-    if bind.startswith("tcp://") and is_local_only(bind):
+    if _is_loopback_tcp(bind):
         return (
             f"refusing to listen on {bind} without CURVE keys: every user of this machine can connect to a "
             f"loopback port and run code as this user. {way_out}, or pass --insecure if every user of this machine "
