@@ -21,7 +21,7 @@ from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
-from ._mesh import Mesh
+from ._mesh import DEFAULT_IDLE_TIMEOUT, Mesh, check_idle_timeout
 from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
@@ -52,6 +52,10 @@ class WorkerPool:
     ignored. A worker that refuses the pool's key is dropped; a call with no other worker
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
+
+    Connections are opened on demand: this process (and each spawned worker) connects to a
+    worker when it first dispatches to it, and closes a connection that carried no call for
+    `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -89,6 +94,7 @@ class WorkerPool:
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
+        self.idle_timeout = check_idle_timeout(idle_timeout)
         self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
@@ -127,7 +133,9 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
-        self._mesh = Mesh(self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys)
+        self._mesh = Mesh(
+            self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys, idle_timeout=self.idle_timeout
+        )
         try:
             await self._start()
         except BaseException:
@@ -146,6 +154,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            idle_timeout=self.idle_timeout,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         self._processes = [WorkerProcess(config) for _ in range(self.size)]
@@ -155,7 +164,7 @@ class WorkerPool:
             raise errors[0]
         infos = [r for r in results if isinstance(r, WorkerInfo)]
         for info in infos:
-            self._mesh.add(info)
+            self._mesh.add(info, connect=True)  # entry waits until the pool can reach each one
         await self._mesh.wait_connected(infos, self.start_timeout)
         if infos and not self._mesh.workers:
             raise WorkerStartError("the pool's workers started but none accepted a connection")

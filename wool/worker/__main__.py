@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._errors import WoolError
+from .._mesh import DEFAULT_IDLE_TIMEOUT
 from .._transport import DEFAULT_LIVENESS, check_liveness
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a caller or peer that stops answering (dead, frozen, unreachable) is dropped and "
         f"its calls cancelled within this time (default: {DEFAULT_LIVENESS:g})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection to a peer after this long without calls; it reopens on the next call "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g}; 0: never)",
     )
     parser.add_argument(
         "--max-calls",
@@ -144,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
+    if not 0 <= args.idle_timeout < float("inf"):
+        parser.error("--idle-timeout must be a non-negative number of seconds (0: never)")
     try:
         config = WorkerConfig(
             discovery,
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             max_calls=args.max_calls,
             keys=keys,
             insecure=args.insecure,
+            idle_timeout=args.idle_timeout or None,
         )
     except ValueError as e:
         parser.error(str(e))

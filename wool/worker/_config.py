@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._keys import Keys
+from .._mesh import DEFAULT_IDLE_TIMEOUT
 from .._transport import DEFAULT_LIVENESS
 from ..discovery import Discovery
 from ..discovery._lan_record import is_local_only
@@ -51,6 +52,7 @@ class WorkerConfig:
     settle: float = SETTLE_QUIET
     keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
     insecure: bool = False  # allow listening beyond loopback without keys
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):

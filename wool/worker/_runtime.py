@@ -73,7 +73,7 @@ async def serve(
 
     worker_id = uuid.uuid4().hex
     keys = config.keys
-    mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys)
+    mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys, idle_timeout=config.idle_timeout)
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
     server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags)
