@@ -45,9 +45,9 @@ _FORMAT = 1
 _RACY_NS = 1_000_000_000
 # How often a watcher checks that the processes of listed local workers still exist: a worker
 # killed outright never rewrites the file, so no file event tells of it. Pools do not wait on
-# this (a lost connection tells them at once); it keeps `watch` truthful, for one kill(pid, 0)
-# per entry each time.
-PID_CHECK_INTERVAL = 1.0
+# this (a lost connection tells them at once, and their `workers()` then prunes the entry);
+# it keeps `watch` truthful, for one kill(pid, 0) per entry each time.
+PID_CHECK_INTERVAL = 5.0
 
 FileState = tuple[int, int, int]
 Entries = dict[str, WorkerInfo]
@@ -122,6 +122,26 @@ def _read(path: Path) -> tuple[FileState | None, Entries | None]:
     for problem in problems:
         _warn_once(path, state, problem)
     return state, entries
+
+
+# The last read of each registry file, so that `workers()` (which every worker calls each
+# second to check that it is still listed) re-reads only a file that may have changed.
+_last_read: dict[Path, tuple[FileState, Entries]] = {}
+
+
+def _read_if_changed(path: Path) -> Entries | None:
+    """`_read(path)`'s entries, from the last read when the file cannot have changed since."""
+    cached = _last_read.get(path)
+    if cached is not None and not _changed(path, cached[0]):
+        return cached[1]
+    state, entries = _read(path)
+    if state is None or entries is None:
+        _last_read.pop(path, None)
+    else:
+        if len(_last_read) > 64:
+            _last_read.clear()
+        _last_read[path] = (state, entries)
+    return entries
 
 
 def _pid_exists(pid: int) -> bool:
@@ -277,8 +297,7 @@ class LocalDiscovery:
 
     async def workers(self) -> list[WorkerInfo]:
         """The published workers, minus entries of dead local processes (pruned from the file)."""
-        _, entries = _read(self._path())
-        live, dropped = _live(entries or {})
+        live, dropped = _live(_read_if_changed(self._path()) or {})
         if dropped:
             await self._prune()
         return sorted(live.values(), key=lambda w: w.id)
