@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import wool
+from wool._context import current_mesh_var
 
 
 async def _tell(address: str, line: str) -> None:
@@ -313,3 +314,14 @@ async def record_execution(log_dir: str, token: str) -> str:
     finally:
         os.close(fd)
     return token
+
+
+# -- connections on demand ----------------------------------------------------------------------
+
+
+@wool.routine
+async def connected_peers() -> list[str]:
+    """The ids of the workers this worker's own mesh holds a connection to, now."""
+    mesh = current_mesh_var.get()
+    assert mesh is not None
+    return sorted(c.worker.id for c in mesh.connections)
