@@ -1,6 +1,7 @@
 """`WorkerPool`: spawn local workers, join discovered ones, and make them the current mesh.
 
-On entry the pool spawns its workers (all at once), waits for each one's handshake and
+On entry the pool spawns its workers (all at once, forked from one pre-imported template
+process), waits for each one's handshake and
 connection, joins whatever its discovery already lists, and follows the namespace from then
 on. On exit it cancels calls still in flight, stops its workers (graceful, then forced),
 withdraws their registry entries and removes a private namespace: nothing is left behind,
@@ -26,6 +27,7 @@ from ._transport import DEFAULT_LIVENESS, check_liveness
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._process import Template, templates_work
 from .worker._server import SETTLE_QUIET
 
 
@@ -105,6 +107,7 @@ class WorkerPool:
         self._namespace: Discovery | None = None
         self._mesh: Mesh | None = None
         self._processes: list[WorkerProcess] = []
+        self._template: Template | None = None  # forks the spawned workers (see worker._template)
         self._token: Token[Mesh | None] | None = None
 
     @property
@@ -157,7 +160,9 @@ class WorkerPool:
             idle_timeout=self.idle_timeout,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
-        self._processes = [WorkerProcess(config) for _ in range(self.size)]
+        if self.size and templates_work():
+            self._template = Template()
+        self._processes = [WorkerProcess(config, self._template) for _ in range(self.size)]
         results = await asyncio.gather(*(w.start(self.start_timeout) for w in self._processes), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -190,6 +195,9 @@ class WorkerPool:
         finally:
             processes, self._processes = self._processes, []
             await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
+            template, self._template = self._template, None
+            if template is not None:
+                await template.close()
             if self._namespace is not None:
                 for w in processes:
                     if w.info is not None:  # a killed worker could not withdraw itself

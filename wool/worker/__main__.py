@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
 from ._runtime import serve
+from ._template import serve_template
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="level of the 'wool' logger, written to stderr (default: WARNING)",
     )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
+    parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
 
 
@@ -140,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spawned is not None:
         return _run_spawned(args.spawned)
+    if args.template is not None:
+        return _run_template(args.template)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
     if args.keys is not None and args.insecure:
@@ -209,6 +214,19 @@ def _run_spawned(ready_fd: int) -> int:
         handshake({"error": f"{type(e).__name__}: {e}"})
         return 1
     return 0
+
+
+def _run_template(control_fd: int) -> int:
+    """The pool's worker template (see `_template`): import now what every worker needs, so
+    that each forked child starts with it."""
+    if os.environ.get("WOOL_UVLOOP", "1") != "0":
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: F401
+    with contextlib.suppress(ImportError, OSError):
+        import inotify_simple
+
+        inotify_simple.INotify().close()  # it looks libc up (running ldconfig) on first use
+    return serve_template(control_fd, _run_spawned)
 
 
 if __name__ == "__main__":
