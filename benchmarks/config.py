@@ -27,6 +27,13 @@ class Config:
     memory_stream_items: int = 1_000_000
     memory_calls: int = 1_000_000
     memory_batch: int = 1_000  # calls in flight at a time
+    scale_sizes: tuple[int, ...] = (4, 16, 64)
+    scale_idle_window: float = 10.0
+    scale_reps: int = 3
+    scale_handshake_calls: int = 200
+    finegrain_tasks: int = 2_000
+    finegrain_ms: float = 1.0
+    finegrain_reps: int = 5
 
     def with_reps(self, reps: int) -> Config:
         reps_fields: dict[str, Any] = {name: reps for name in self.__dataclass_fields__ if name.endswith("_reps")}
@@ -50,4 +57,10 @@ QUICK = Config(
     startup_reps=1,
     memory_stream_items=5_000,
     memory_calls=20_000,
+    scale_sizes=(4, 16),
+    scale_idle_window=2.0,
+    scale_reps=1,
+    scale_handshake_calls=20,
+    finegrain_tasks=500,
+    finegrain_reps=2,
 )

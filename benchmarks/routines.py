@@ -6,6 +6,7 @@ the checkout's root."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 
 import wool
@@ -32,3 +33,11 @@ async def fanout(n: int) -> int:
 async def count(n: int) -> AsyncGenerator[int, None]:
     for i in range(n):
         yield i
+
+
+@wool.routine
+async def spin(ms: float) -> None:
+    """Hold the worker's CPU for `ms` milliseconds (a fine-grained task)."""
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass

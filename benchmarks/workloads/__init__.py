@@ -12,6 +12,7 @@ from ..sides import Sides
 from .calls import fanout, latency, throughput
 from .memory import memory
 from .payload import payload
+from .scale import scale
 from .startup import startup
 from .streams import stream, stream_readahead
 
@@ -25,6 +26,7 @@ class Workload:
 
 WORKLOADS = [
     Workload("startup", run_alone=startup),
+    Workload("scale", run_alone=scale),
     Workload("latency", latency),
     Workload("throughput", throughput),
     Workload("fanout", fanout),
