@@ -10,6 +10,7 @@ from ..config import Config
 from ..results import WorkloadResult
 from ..sides import Sides
 from .calls import fanout, latency, throughput
+from .finegrain import finegrain
 from .memory import memory
 from .payload import payload
 from .scale import scale
@@ -30,6 +31,7 @@ WORKLOADS = [
     Workload("latency", latency),
     Workload("throughput", throughput),
     Workload("fanout", fanout),
+    Workload("finegrain", finegrain),
     Workload("stream", stream),
     Workload("stream_readahead", stream_readahead),
     Workload("payload", payload),
