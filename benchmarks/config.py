@@ -34,6 +34,10 @@ class Config:
     finegrain_tasks: int = 2_000
     finegrain_ms: float = 1.0
     finegrain_reps: int = 5
+    simulation_sizes: tuple[int, ...] = (10, 100, 1000)
+    simulation_window: float = 5.0
+    simulation_churn: float = 100.0  # registry changes a second (joins and leaves)
+    simulation_reps: int = 1
 
     def with_reps(self, reps: int) -> Config:
         reps_fields: dict[str, Any] = {name: reps for name in self.__dataclass_fields__ if name.endswith("_reps")}
@@ -63,4 +67,6 @@ QUICK = Config(
     scale_handshake_calls=20,
     finegrain_tasks=500,
     finegrain_reps=2,
+    simulation_sizes=(10, 100),
+    simulation_window=1.0,
 )

@@ -14,6 +14,7 @@ from .finegrain import finegrain
 from .memory import memory
 from .payload import payload
 from .scale import scale
+from .simulation import simulation
 from .startup import startup
 from .streams import stream, stream_readahead
 
@@ -28,6 +29,7 @@ class Workload:
 WORKLOADS = [
     Workload("startup", run_alone=startup),
     Workload("scale", run_alone=scale),
+    Workload("simulation", run_alone=simulation),
     Workload("latency", latency),
     Workload("throughput", throughput),
     Workload("fanout", fanout),
