@@ -30,6 +30,8 @@ except ImportError:  # optional at run time: polling works everywhere
 
 log = logging.getLogger("wool.discovery")
 
+COALESCE = 0.02  # seconds a wake-up waits for the rest of a burst of writes
+
 _IN_IGNORED = 0x8000  # the watch is gone (the directory was deleted or moved away)
 _IN_Q_OVERFLOW = 0x4000  # events were dropped: anything may have changed
 # Writes in place (truncate, write, close), atomic replacement (rename over it), creation,
@@ -90,6 +92,9 @@ class FileWatch:
                     await self._woken.wait()
             except TimeoutError:
                 return False
+        # Writes come in bursts (a pool's workers all publish as they start): let the rest of
+        # a burst land, so that one read sees it all instead of one read per write.
+        await asyncio.sleep(COALESCE)
         self._woken.clear()
         return True
 
