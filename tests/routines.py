@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -314,6 +315,13 @@ async def record_execution(log_dir: str, token: str) -> str:
     finally:
         os.close(fd)
     return token
+
+
+@wool.routine
+async def hog(address: str, seconds: float) -> None:
+    """Report, then block the worker's event loop for `seconds`, as CPU-bound code does."""
+    await report(address, "hogging")
+    time.sleep(seconds)
 
 
 # -- connections on demand ----------------------------------------------------------------------

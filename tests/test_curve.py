@@ -119,11 +119,11 @@ async def test_secure_and_insecure_workers_and_pools_never_mix(key_dir: Path, ca
             assert [w.id for w in await pool.wait_for_workers(timeout=10)] == [secure.id]
             assert {await routines.pid() for _ in range(6)} == {secure.pid}
             assert set(await routines.pids_of_nested(6)) == {secure.pid}  # nor does the worker's mesh
-        assert f"worker {plain.id} at {plain.endpoint} has no CURVE key" in caplog.text
+        assert f"worker {plain.id!r} at {plain.endpoint!r} has no CURVE key" in caplog.text
         async with wool.WorkerPool(discovery=discovery()) as pool:
             assert [w.id for w in await pool.wait_for_workers(timeout=10)] == [plain.id]
             assert {await routines.pid() for _ in range(6)} == {plain.pid}
-        assert f"worker {secure.id} at {secure.endpoint} requires CURVE keys" in caplog.text
+        assert f"worker {secure.id!r} at {secure.endpoint!r} requires CURVE keys" in caplog.text
         await stop(secure)
         await stop(plain)
 
@@ -139,7 +139,7 @@ async def test_untrusted_worker_key_is_ignored_as_a_forged_entry(key_dir: Path, 
         async with wool.WorkerPool(discovery=discovery(), keys=ours):
             with pytest.raises(wool.NoWorkersAvailable, match="does not trust"):
                 await routines.add(1, 2)
-        assert f"publishes the public key {theirs.public}, which this process does not trust" in caplog.text
+        assert f"publishes the public key {theirs.public!r}, which this process does not trust" in caplog.text
         async with wool.WorkerPool(discovery=discovery(), keys=ours.trusting(theirs.public)):
             assert await routines.add(1, 2) == 3
         await stop(worker)

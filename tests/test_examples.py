@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,10 @@ EXAMPLES = helpers.REPO / "examples"
 
 
 def run(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # The checkout's wool, whether or not (and however) it is installed in this environment.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(helpers.REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=timeout, cwd=helpers.REPO
+        [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=timeout, cwd=helpers.REPO, env=env
     )
 
 

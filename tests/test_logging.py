@@ -30,11 +30,11 @@ async def serve_one_call(log: Path, *args: str) -> CliWorker:
 async def test_one_call_can_be_followed_from_caller_to_worker_at_debug(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="wool")
     worker = await serve_one_call(tmp_path / "worker.log", "--log-level", "debug")
-    sent = [m for r in caplog.records if (m := re.fullmatch(r"call (\d+) add sent to worker (\w+) by (\S+)", r.getMessage()))]
+    sent = [m for r in caplog.records if (m := re.fullmatch(r"call (\d+) add sent to worker '(\w+)' by (\S+)", r.getMessage()))]
     assert len(sent) == 1
     call_id, worker_id, caller = sent[0].groups()
     assert worker_id == worker.id
-    assert f"call {call_id} add from {caller}" in (tmp_path / "worker.log").read_text()
+    assert f"call {call_id} 'add' from {caller}" in (tmp_path / "worker.log").read_text()
 
 
 async def test_a_worker_is_quiet_by_default(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ async def test_no_worker_with_the_tags_raises_promptly_naming_them() -> None:
             wool.NoWorkersAvailable, match=r"needs_tpu was not called: no live worker has the tags gpu, tpu"
         ) as info:
             await needs_tpu()
-        assert "big, gpu" in str(info.value) and "no tags" in str(info.value)  # what the live workers have
+        assert "'big', 'gpu'" in str(info.value) and "no tags" in str(info.value)  # what the live workers have
         with wool.options(tags="tpu"), pytest.raises(wool.NoWorkersAvailable, match="tags tpu"):
             await tree.plain_pid()
         assert await tree.on_gpu() > 0  # the others still work

@@ -43,7 +43,7 @@ from . import _curve
 from . import protocol as p
 from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
 from ._keys import Keys
-from ._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
 from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
@@ -73,9 +73,12 @@ class Connection:
         on_refused: Callable[[Connection], None] | None = None,
         keys: Keys | None = None,
         quiet: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         if keys is not None and worker.public_key is None:
-            raise AuthenticationError(f"worker {worker.id} at {worker.endpoint} publishes no CURVE key to authenticate it with")
+            raise AuthenticationError(
+                f"worker {worker.id!r} at {worker.endpoint!r} publishes no CURVE key to authenticate it with"
+            )
         self.worker = worker
         self._on_refused = on_refused
         self._on_connected = on_connected
@@ -106,7 +109,11 @@ class Connection:
         self._quiet = quiet  # no warning when the endpoint refuses connections
         self.liveness = liveness
         self._warned_at = -_WARN_INTERVAL
-        sock = new_socket(zmq.DEALER, liveness=liveness)
+        # What this process accepts from the worker, and what the worker accepts from it
+        # (its published limit; else ours, which the workers a pool spawns share).
+        self.max_message_size = max_message_size
+        self.send_limit = worker.max_message_size or max_message_size
+        sock = new_socket(zmq.DEALER, liveness=liveness, max_message_size=max_message_size)
         self.routing_id = _routing_id()
         sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         self._public_key = keys.public if keys is not None else None
@@ -119,11 +126,11 @@ class Connection:
             sock.connect(worker.endpoint)
         except zmq.ZMQError as e:
             self.close()
-            raise WorkerLost(f"cannot connect to worker {worker.id} at {worker.endpoint}: {e}") from None
+            raise WorkerLost(f"cannot connect to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "connected" if self.connected.done() else "connecting"
-        return f"<Connection {self.worker.id[:8]} {self.worker.endpoint} {state} pending={len(self._pending)}>"
+        return f"<Connection {self.worker.id[:8]!r} {self.worker.endpoint!r} {state} pending={len(self._pending)}>"
 
     @property
     def in_flight(self) -> int:
@@ -144,17 +151,30 @@ class Connection:
 
     def request(self, msg: p.Request, generator: bool) -> asyncio.Future[p.Reply]:
         """Send `msg` and return the future of its reply. Raises `WorkerLost` if the worker
-        is already known to be gone, `AuthenticationError` if its handshake failed (nothing
-        is sent)."""
+        is already known to be gone, `AuthenticationError` if its handshake failed,
+        `DispatchError` if a part of it is larger than the worker accepts (nothing is
+        sent)."""
         if self.lost is not None:
             raise type(self.lost)(str(self.lost))
+        frames = p.encode(msg)
+        if size := oversized(frames, self.send_limit):
+            # The worker would drop the whole connection, failing every call on it.
+            raise DispatchError(self._too_large(msg, size))
         future: asyncio.Future[p.Reply] = self._loop.create_future()
         self.requests += 1
         self._pending[msg.call_id] = (future, generator, msg.kind)
         if msg.kind is p.Kind.CALL:
             self._open.add(msg.call_id)
-        self._driver.send(p.encode(msg))
+        self._driver.send(frames)
         return future
+
+    def _too_large(self, msg: p.Request, size: int) -> str:
+        what = f"the call of {msg.name}" if isinstance(msg, p.Call) else f"the {msg.kind.name.lower()} step"
+        return (
+            f"{what} was not sent: it has a part of {show_size(size)}, more than the {show_size(self.send_limit)} "
+            f"worker {self.worker.id!r} accepts (its max message size); raise the limit with "
+            "WorkerPool(max_message_size=BYTES), and `python -m wool.worker --max-message-size BYTES` on workers started by hand"
+        )
 
     def reattach(self, call_id: int) -> asyncio.Future[p.Reply]:
         """A fresh future for the reply still pending on `call_id` (after the caller's own
@@ -198,7 +218,7 @@ class Connection:
             future.cancel()
         self._pending.clear()
         self._open.clear()
-        self._fail_sinks(self.lost or WorkerLost(f"connection to worker {self.worker.id} was closed"))
+        self._fail_sinks(self.lost or WorkerLost(f"connection to worker {self.worker.id!r} was closed"))
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
@@ -206,14 +226,14 @@ class Connection:
         if self._driver.closed:
             return
         if self.lost is None:
-            self.lost = WorkerLost(f"connection to worker {self.worker.id} was closed")
+            self.lost = WorkerLost(f"connection to worker {self.worker.id!r} was closed")
         had_pending = bool(self._pending or self._open)
         self.cancel_all()
         self._driver.socket.disable_monitor()
         self._monitor.close()
         self._driver.close(linger=200 if had_pending else 0)
         if not self.connected.done():
-            self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id} closed"))
+            self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id!r} closed"))
             self.connected.exception()  # retrieved: nobody may be waiting
 
     def fail(self, reason: str) -> None:
@@ -228,19 +248,19 @@ class Connection:
             sink = self._sinks.get(e.call_id) if e.call_id is not None else None
             if sink is not None and e.call_id is not None:
                 self.release(e.call_id)
-                sink(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
+                sink(DispatchError(f"worker {self.worker.id!r} sent a malformed reply: {e}"))
             entry = self._pending.pop(e.call_id, None) if e.call_id is not None else None
             if entry is not None and e.call_id is not None:
                 self.release(e.call_id)
             if entry is not None and not entry[0].done():
-                entry[0].set_exception(DispatchError(f"worker {self.worker.id} sent a malformed reply: {e}"))
+                entry[0].set_exception(DispatchError(f"worker {self.worker.id!r} sent a malformed reply: {e}"))
             self._warn_malformed(e)
             return
         sink = self._sinks.get(msg.call_id)
         if sink is not None:
             if not isinstance(msg, (p.Yield, p.Stop, p.Raise, p.Reject)):
                 self.release(msg.call_id)
-                sink(DispatchError(f"worker {self.worker.id} sent {msg.kind.name.lower()} into a stream"))
+                sink(DispatchError(f"worker {self.worker.id!r} sent {msg.kind.name.lower()} into a stream"))
                 return
             if p.is_final(True, msg.kind):
                 self.release(msg.call_id)
@@ -250,7 +270,7 @@ class Connection:
         if entry is None:
             if msg.call_id == 0:
                 return  # the worker probing whether we are still here (call ids start at 1)
-            log.debug("reply for unknown call %d from worker %s", msg.call_id, self.worker.id)
+            log.debug("reply for unknown call %d from worker %r", msg.call_id, self.worker.id)
             return
         future, generator, request = entry
         del self._pending[msg.call_id]
@@ -263,7 +283,7 @@ class Connection:
             future.set_result(msg)  # type: ignore[arg-type]
         else:
             future.set_exception(
-                DispatchError(f"worker {self.worker.id} answered {request.name.lower()} with {msg.kind.name.lower()}")
+                DispatchError(f"worker {self.worker.id!r} answered {request.name.lower()} with {msg.kind.name.lower()}")
             )
 
     def _fail_sinks(self, error: BaseException) -> None:
@@ -276,13 +296,13 @@ class Connection:
         if now - self._warned_at >= _WARN_INTERVAL:
             self._warned_at = now
             log.warning(
-                "malformed reply from worker %s: %s (further such messages suppressed for %.0f s)",
+                "malformed reply from worker %r: %s (further such messages suppressed for %.0f s)",
                 self.worker.id,
                 e,
                 _WARN_INTERVAL,
             )
         else:
-            log.debug("malformed reply from worker %s: %s", self.worker.id, e)
+            log.debug("malformed reply from worker %r: %s", self.worker.id, e)
 
     def _on_event(self, frames: list[bytes]) -> None:
         event = parse_monitor_message(frames)["event"]
@@ -298,7 +318,7 @@ class Connection:
             if not self.connected.done() and not self.refused:
                 self.refused = True
                 (log.debug if self._quiet else log.warning)(
-                    "worker %s (pid %d) at %s refuses connections; skipping it until it accepts one",
+                    "worker %r (pid %d) at %r refuses connections; skipping it until it accepts one",
                     self.worker.id,
                     self.worker.pid,
                     self.worker.endpoint,
@@ -306,7 +326,13 @@ class Connection:
                 if self._on_refused is not None:
                     self._on_refused(self)
         elif event == zmq.EVENT_DISCONNECTED:
-            self._declare_lost(f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint} was lost")
+            reason = f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r} was lost"
+            if self.send_limit > self.max_message_size:
+                reason += (
+                    f" (if it sent a reply part larger than this process's max message size of {show_size(self.max_message_size)}, "
+                    "this process dropped the connection: raise it with WorkerPool(max_message_size=BYTES))"
+                )
+            self._declare_lost(reason)
         elif event & _HANDSHAKE_FAILED:
             self.denied = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
             reason = self._describe_handshake_failure(event)
@@ -314,14 +340,14 @@ class Connection:
             self._declare_lost(reason, AuthenticationError)
 
     def _describe_handshake_failure(self, event: int) -> str:
-        where = f"worker {self.worker.id} (pid {self.worker.pid}) at {self.worker.endpoint}"
+        where = f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r}"
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             key = f" {self._public_key}" if self._public_key else ""
             return f"{where} refused this process: authentication failed (its allow-list does not hold this process's public key{key})"
         if self.worker.public_key is not None:
             return (
                 f"authentication of {where} failed: the handshake broke off, so whoever listens there "
-                f"does not hold the secret key of the public key {self.worker.public_key} that discovery published for it, "
+                f"does not hold the secret key of the public key {self.worker.public_key!r} that discovery published for it, "
                 f"or does not use CURVE"
             )
         return (

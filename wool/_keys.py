@@ -14,12 +14,19 @@ The directory `python -m wool.keys generate DIR` makes:
 
 Key files hold one z85 key on a line of its own (lines starting with `#` are comments);
 ZeroMQ certificate files (`public-key = "..."`, as `zmq.auth` and czmq write) are read too.
+
+Whoever can write to `DIR` or `trusted/` decides whom this process trusts, and whoever owns
+`id.key` holds its identity: so `Keys.load` opens each of them without following links
+(relative to the descriptor of the directory it checked, so nothing can be swapped in
+between) and refuses a directory, or a key file, that belongs to another user or that group
+or others may write, and an `id.key` that anyone but its owner may read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import os
 import re
 import stat
@@ -91,23 +98,42 @@ class Keys:
     @classmethod
     def load(cls, directory: PathLike) -> Keys:
         """The keys in `directory` (see the module docstring; `~` is expanded). Raises
-        `OSError` if it has no
-        readable `id.key`, `ValueError` if a key file is malformed, if `id.pub` does not
-        match `id.key`, or if `id.key` is readable by anyone but its owner."""
+        `OSError` if it has no readable `id.key`, `ValueError` if a key file is malformed,
+        if `id.pub` does not match `id.key`, if `id.key` is readable by anyone but its
+        owner, or if the directory, `trusted/` or a key file is a link, belongs to another
+        user, or is writable by group or others."""
         root = Path(directory).expanduser()
         secret_path = root / SECRET_FILE
-        mode = os.stat(secret_path).st_mode
-        if mode & 0o077:
-            raise ValueError(
-                f"{secret_path} is accessible by other users (mode {stat.S_IMODE(mode):04o}): "
-                f"its secret key must be private; run `chmod 600 {secret_path}`"
-            )
-        secret = read_key_file(secret_path, "secret")
-        public = zmq.curve_public(secret.encode()).decode()
-        public_path = root / PUBLIC_FILE
-        if public_path.exists() and read_key_file(public_path, "public") != public:
-            raise ValueError(f"{public_path} does not hold the public key of {secret_path}")
-        return cls(public, secret, load_trusted(root / TRUSTED_DIR))
+        missing = f"no secret key at {secret_path}: make a key directory with `python -m wool.keys generate {root}`"
+        try:
+            root_fd = _open_checked(root, str(root), None, directory=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, missing, str(secret_path)) from None
+        try:
+            try:
+                text, info = _read_at(root_fd, SECRET_FILE, secret_path)
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, missing, str(secret_path)) from None
+            mode = stat.S_IMODE(info.st_mode)
+            if mode & 0o077:
+                raise ValueError(
+                    f"{secret_path} is accessible by other users (mode {mode:04o}): "
+                    f"its secret key must be private; run `chmod 600 {secret_path}`"
+                )
+            secret = parse_key_text(text, secret_path, "secret")
+            public = zmq.curve_public(secret.encode()).decode()
+            public_path = root / PUBLIC_FILE
+            try:
+                public_text, _ = _read_at(root_fd, PUBLIC_FILE, public_path)
+            except FileNotFoundError:
+                pass
+            else:
+                if parse_key_text(public_text, public_path, "public") != public:
+                    raise ValueError(f"{public_path} does not hold the public key of {secret_path}")
+            trusted = _load_trusted_at(root_fd, root / TRUSTED_DIR)
+        finally:
+            os.close(root_fd)
+        return cls(public, secret, trusted)
 
     def trusts(self, public_key: str) -> bool:
         """Whether a peer with `public_key` may be talked to (or may call, on a worker)."""
@@ -132,9 +158,88 @@ def as_keys(keys: Keys | PathLike | None) -> Keys | None:
     raise TypeError(f"keys must be a wool.Keys or a key directory, not {type(keys).__name__}")
 
 
+_MAX_KEY_FILE = 64 * 1024  # a key file is a few hundred bytes; this bounds a hostile one
+
+
+def _check_owner(path: Path, info: os.stat_result) -> None:
+    """`ValueError` unless `info` (of `path`, from `fstat`) is this user's and not writable by
+    group or others: whoever can write a key file or directory chooses whom we trust."""
+    if info.st_uid != os.getuid():
+        raise ValueError(
+            f"{path} belongs to uid {info.st_uid}, not to this user (uid {os.getuid()}): wool uses only keys "
+            "its user controls; make your own with `python -m wool.keys generate DIR`"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        raise ValueError(
+            f"{path} is writable by other users (mode {mode:04o}), who could make this process trust their "
+            f"keys; run `chmod go-w {path}` and check what it holds"
+        )
+
+
+def _open_checked(path: Path, name: str, dir_fd: int | None, *, directory: bool) -> int:
+    """A descriptor of `name` (relative to `dir_fd`), opened without following a link and
+    checked with `_check_owner`. Raises `FileNotFoundError` if it is missing."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
+            raise ValueError(
+                f"{path} is a symbolic link: wool reads keys only from the directory and files themselves "
+                f"(give the real path, {os.path.realpath(path)})"
+            ) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not directory and not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        _check_owner(path, info)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_at(dir_fd: int, name: str, path: Path) -> tuple[str, os.stat_result]:
+    """The text of key file `name` in the directory `dir_fd` (`path` names it in errors)."""
+    fd = _open_checked(path, name, dir_fd, directory=False)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        raw = f.read(_MAX_KEY_FILE + 1)
+    if len(raw) > _MAX_KEY_FILE:
+        raise ValueError(f"{path} is larger than {_MAX_KEY_FILE} bytes: not a key file")
+    return raw.decode("ascii", errors="replace"), info
+
+
+def _load_trusted_at(root_fd: int, path: Path) -> list[str]:
+    """The public keys in the `trusted/` directory of `root_fd` (see `load_trusted`), read
+    without following links; none if it does not exist."""
+    try:
+        fd = _open_checked(path, TRUSTED_DIR, root_fd, directory=True)
+    except FileNotFoundError:
+        return []
+    try:
+        keys = []
+        for name in sorted(os.listdir(fd)):
+            if Path(name).suffix not in (".pub", ".key"):
+                continue
+            if stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                continue
+            text, _ = _read_at(fd, name, path / name)
+            keys.append(parse_key_text(text, path / name, "public"))
+        return keys
+    finally:
+        os.close(fd)
+
+
 def read_key_file(path: PathLike, kind: str) -> str:
     """The `kind` ("public" or "secret") z85 key in the file at `path`."""
-    text = Path(path).read_text(encoding="ascii", errors="replace")
+    return parse_key_text(Path(path).read_text(encoding="ascii", errors="replace"), path, kind)
+
+
+def parse_key_text(text: str, path: PathLike, kind: str) -> str:
+    """The `kind` z85 key in `text`, read from `path` (named in errors)."""
     fields = dict((m.group(1), m.group(2)) for m in _CERT_FIELD.finditer(text))
     if fields:
         if kind not in fields:
@@ -179,10 +284,21 @@ def _write_new(path: Path, text: str, mode: int) -> None:
 def generate_directory(directory: PathLike, *, force: bool = False) -> Keys:
     """Make the layout of the module docstring in `directory` with a fresh keypair and return
     it. Raises `FileExistsError` if `directory` already has keys (unless `force`, which
-    replaces them: peers that trusted the old public key no longer trust this process)."""
+    replaces them: peers that trusted the old public key no longer trust this process), and
+    `ValueError` if an existing `directory` is a link, another user's, or writable by others."""
     root = Path(directory)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.mkdir(root, 0o700)
+        created = True
+    except FileExistsError:
+        created = False  # used as it is if safe (checked below), never chmodded: it may not be ours
+    fd = _open_checked(root, str(root), None, directory=True)
+    try:
+        if created:
+            os.fchmod(fd, 0o700)  # whatever the umask
+    finally:
+        os.close(fd)
     (root / TRUSTED_DIR).mkdir(mode=0o755, exist_ok=True)
     secret_path, public_path = root / SECRET_FILE, root / PUBLIC_FILE
     if force:

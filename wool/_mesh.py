@@ -22,12 +22,15 @@ nothing, chooses again), room in a window that is full, or, with nobody in rotat
 worker still connecting. Calls waiting for room queue in order, and each call that ends wakes
 one of them.
 
-A lost worker stays out of rotation while discovery still lists it; after one liveness
-period it is probed again: a connection is opened in the background and the worker rejoins
-the rotation once that handshake completes (a worker that was frozen, then resumed, comes
-back; one that is really gone never completes it, so it is never chosen). A loss or a refused
-connection also asks discovery for its current workers, which for a registry prunes the
-entries of dead processes, so that every watcher sees them leave.
+Discovery is a hint for removal too: a worker that leaves it stays in rotation while its
+connection is up (see `_unlisted`), and is dropped when that connection fails or closes for
+idleness; one that is not connected is dropped at once (nothing vouches for it). A lost
+worker stays out of rotation while discovery still lists it; after one liveness period it is
+probed again: a connection is opened in the background and the worker rejoins the rotation
+once that handshake completes (a worker that was frozen, then resumed, comes back; one that is
+really gone never completes it, so it is never chosen). A loss or a refused connection also
+asks discovery for its current workers, which for a registry prunes the entries of dead
+processes, so that every watcher sees them leave.
 
 Security: discovery is an untrusted hint. A mesh with keys connects only to workers that
 publish a public key it trusts (and the CURVE handshake proves they hold its secret key); a
@@ -48,7 +51,7 @@ from ._connection import Connection
 from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
 from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
-from ._transport import DEFAULT_LIVENESS
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
 from .discovery import Discovery, WorkerInfo
 
 log = logging.getLogger("wool.mesh")
@@ -107,8 +110,10 @@ class Mesh:
         liveness: float = DEFAULT_LIVENESS,
         keys: Keys | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.discovery = discovery
+        self.max_message_size = max_message_size
         self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()
         self.connect_timeout = connect_timeout
@@ -160,7 +165,7 @@ class Mesh:
     def _ignore(self, worker: WorkerInfo) -> bool:
         """Whether `worker` is not to be connected to, given this mesh's keys; warns once
         per worker."""
-        where = f"worker {worker.id} at {worker.endpoint}"
+        where = f"worker {worker.id!r} at {worker.endpoint!r}"
         if self.keys is None:
             if worker.public_key is None:
                 return False
@@ -171,7 +176,7 @@ class Mesh:
             return False
         else:
             reason = (
-                f"{where} publishes the public key {worker.public_key}, which this process does not trust; "
+                f"{where} publishes the public key {worker.public_key!r}, which this process does not trust; "
                 "ignoring it (discovery is only a hint: trust its key to use it)"
             )
         if worker.id not in self._ignored:
@@ -191,6 +196,7 @@ class Mesh:
                 liveness=self.liveness,
                 on_refused=self._on_refused,
                 keys=self.keys,
+                max_message_size=self.max_message_size,
             )
         except WoolError as e:
             log.warning("skipping worker: %s", e)
@@ -234,6 +240,20 @@ class Mesh:
         if conn.connected.done():
             return True
         return not conn.refused and not slot.probation  # connecting, on discovery's word
+
+    def _unlisted(self, worker_id: str) -> None:
+        """Discovery no longer lists `worker_id`. A hint, for removal as for addition: a
+        Zeroconf goodbye can be spoofed and a registry clobbered, so a worker whose
+        authenticated connection is up stays in rotation until that connection fails
+        (`_on_lost`) or the worker refuses a call (a stopping worker rejects calls as
+        SHUTTING_DOWN, and the caller retires it and sends the call elsewhere). One that is
+        not connected is dropped: nothing vouches for it (nor, later, for one whose connection
+        closes for idleness: see `_sweep`)."""
+        conn = self._connections.get(worker_id)
+        if conn is not None and conn.connected.done() and conn.lost is None:
+            log.debug("worker %r left discovery; keeping it while its connection is up", worker_id)
+            return
+        self.retire(worker_id)
 
     async def wait_until(self, predicate: Callable[[list[WorkerInfo]], bool], timeout: float | None) -> list[WorkerInfo]:
         """Wait until the workers in rotation satisfy `predicate`; raise `TimeoutError`."""
@@ -354,7 +374,7 @@ class Mesh:
     def _describe_empty(self, tags: frozenset[str] = frozenset()) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
         if tags and self._rotation:
-            seen = sorted({", ".join(sorted(s.worker.tags)) or "no tags" for s in self._rotation})
+            seen = sorted({", ".join(repr(t) for t in sorted(s.worker.tags)) or "no tags" for s in self._rotation})
             return (
                 f"no live worker has the tags {', '.join(sorted(tags))}{where}: "
                 f"{len(self._rotation)} live workers have {'; '.join(seen)}"
@@ -363,7 +383,9 @@ class Mesh:
             where = f" with the tags {', '.join(sorted(tags))}{where}"
         lost = f" ({len(self._lost)} lost)" if self._lost else ""
         refused = [
-            f"{c.worker.id} at {c.worker.endpoint}" for c in self._connections.values() if c.refused and not c.connected.done()
+            f"{c.worker.id!r} at {c.worker.endpoint!r}"
+            for c in self._connections.values()
+            if c.refused and not c.connected.done()
         ]
         refusing = f"; refusing connections: {', '.join(refused)}" if refused else ""
         failed = f"; {'; '.join(self._refused.values())}" if self._refused else ""
@@ -406,8 +428,10 @@ class Mesh:
             if sweeps < _IDLE_SWEEPS:
                 self._idle[conn] = (conn.requests, sweeps)
             else:
-                log.debug("closing the idle connection to worker %s", conn.worker.id)
+                log.debug("closing the idle connection to worker %r", conn.worker.id)
                 self._close(conn)
+                if self.discovery is not None and conn.worker.id not in self._listed:
+                    self.retire(conn.worker.id)  # unlisted, kept only while connected (`_unlisted`)
         self._arm_sweeper()
 
     # -- connection events -----------------------------------------------------------------
@@ -418,7 +442,7 @@ class Mesh:
             if slot is not None:
                 slot.probation = False
             self._rotation_changed()
-            log.debug("worker %s connected at %s", conn.worker.id, conn.worker.endpoint)
+            log.debug("worker %r connected at %r", conn.worker.id, conn.worker.endpoint)
 
     def _on_refused(self, conn: Connection) -> None:
         self._rotation_changed()
@@ -441,7 +465,7 @@ class Mesh:
         """Probe a lost worker that discovery still lists: back in rotation once it connects."""
         info = self._listed.get(worker_id)
         if info is not None and worker_id in self._lost and not self.closed:
-            log.debug("trying lost worker %s again: discovery still lists it", worker_id)
+            log.debug("trying lost worker %r again: discovery still lists it", worker_id)
             self._lost.discard(worker_id)
             slot = self._slots.get(worker_id)
             if slot is None:
@@ -473,7 +497,7 @@ class Mesh:
                 async for event in discovery.watch():
                     if event.kind == "removed":
                         self._listed.pop(event.worker.id, None)
-                        self.retire(event.worker.id)
+                        self._unlisted(event.worker.id)
                         self._lost.discard(event.worker.id)
                         self._refused.pop(event.worker.id, None)
                         self._ignored.pop(event.worker.id, None)

@@ -23,7 +23,7 @@ from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import DEFAULT_IDLE_TIMEOUT, Mesh, check_idle_timeout
-from ._transport import DEFAULT_LIVENESS, check_liveness
+from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
@@ -55,6 +55,13 @@ class WorkerPool:
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
 
+    `max_message_size` (bytes, default 128 MiB) bounds each message part: one pickled
+    argument tuple or result, or one large buffer in it (bytes, bytearray, numpy array),
+    which travel as parts of their own. Every socket of the pool and its workers refuses
+    larger parts before allocating them, so a peer that has not authenticated cannot make
+    them allocate more; a call whose arguments or result exceed it fails with
+    `DispatchError` naming the limit. Raise it for larger values.
+
     Connections are opened on demand: this process (and each spawned worker) connects to a
     worker when it first dispatches to it, and closes a connection that carried no call for
     `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
@@ -71,6 +78,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
@@ -96,6 +104,7 @@ class WorkerPool:
         if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
+        self.max_message_size = check_max_message_size(max_message_size)
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.max_calls = max_calls
         self.tags = frozenset(tags)
@@ -137,7 +146,12 @@ class WorkerPool:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
         self._mesh = Mesh(
-            self._namespace, self.loadbalancer, liveness=self.liveness, keys=self.keys, idle_timeout=self.idle_timeout
+            self._namespace,
+            self.loadbalancer,
+            liveness=self.liveness,
+            keys=self.keys,
+            max_message_size=self.max_message_size,
+            idle_timeout=self.idle_timeout,
         )
         try:
             await self._start()
@@ -157,6 +171,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )

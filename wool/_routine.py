@@ -189,7 +189,7 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
         conn.forget(call_id)
         if not future.done():
             log.warning(
-                "worker %s did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness
+                "worker %r did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness
             )
             future.cancel()
         elif not future.cancelled() and future.exception() is None:
@@ -256,7 +256,7 @@ async def _dispatch(
         )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("call %d %s sent to worker %s by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
+            log.debug("call %d %s sent to worker %r by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
         try:
             reply = await future
         except asyncio.CancelledError:

@@ -47,14 +47,21 @@ async def survey(infos: list[WorkerInfo], timeout: float, keys: Keys | None = No
     return list(await asyncio.gather(*(ask(info) for info in infos)))
 
 
+def _shown(text: str) -> str:
+    """`text` as printed in the table: escaped (repr) when a discovered entry carries
+    characters that could forge lines or move the cursor."""
+    return text if text.isprintable() else repr(text)
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = ("ID", "ENDPOINT", "PID", "HOST", "TAGS", "CALLS", "QUEUED", "MAX")
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for r in rows:
         calls = str(r["calls"]) if r["reachable"] else "untrusted" if r.get("untrusted") else "unreachable"
         queued = str(r["queued"]) if r["reachable"] else "-"
         limit = "-" if r["max_calls"] is None else str(r["max_calls"])
-        lines.append((r["id"], r["endpoint"], str(r["pid"]), r["host"], ",".join(r["tags"]) or "-", calls, queued, limit))
+        cells = (r["id"], r["endpoint"], str(r["pid"]), r["host"], ",".join(r["tags"]) or "-", calls, queued, limit)
+        lines.append(tuple(_shown(cell) for cell in cells))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in lines)
 

@@ -55,6 +55,7 @@ def namespace() -> str:
         info("ipc:///tmp/wool-x/w.sock", host=""),
         info("tcp://127.0.0.1:6000"),
         info(public_key=wool.Keys.generate().public),
+        info(max_message_size=1 << 20),
     ],
 )
 def test_record_round_trip(worker: WorkerInfo) -> None:
@@ -90,6 +91,8 @@ def test_oversized_field_is_refused() -> None:
         ({"max": "0"}, "'max_calls' must be a positive integer"),
         ({"id": None}, "no 'id'"),
         ({"key": "not-a-key"}, "'public_key' must be a z85 CURVE key"),
+        ({"mms": "0"}, "'max_message_size' must be a positive integer"),
+        ({"mms": "x"}, "invalid literal"),
     ],
 )
 def test_malformed_record_raises_value_error(change: dict[str, str | None], problem: str) -> None:
@@ -235,7 +238,9 @@ async def test_foreign_and_malformed_records_are_ignored(caplog: pytest.LogCaptu
             assert await asyncio.wait_for(anext(watch), 5) == DiscoveryEvent("added", good)
             assert await discovery.workers() == [good]
             warnings = [r.getMessage() for r in caplog.records if r.name == "wool.discovery"]
-            assert [w for w in warnings if bad_name in w] == [f"ignoring Zeroconf service {bad_name}: no 'ep' in the TXT record"]
+            assert [w for w in warnings if bad_name in w] == [
+                f"ignoring Zeroconf service {bad_name!r}: no 'ep' in the TXT record"
+            ]
         finally:
             await discovery.withdraw(good)
             await watch.aclose()

@@ -430,7 +430,7 @@ async def test_unusable_registry_directory_raises(runtime_dir: Path) -> None:
 
 
 async def test_unwritable_registry_file_raises(runtime_dir: Path) -> None:
-    registry(runtime_dir).mkdir(parents=True)
+    registry(runtime_dir).mkdir(mode=0o700, parents=True)
     (registry(runtime_dir) / "desk.json").mkdir()
     try:
         with pytest.raises(DiscoveryError, match="desk.json"):

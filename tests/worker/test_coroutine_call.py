@@ -12,11 +12,14 @@ from helpers import make_call
 
 import wool
 from wool import protocol as p
+from wool._transport import DEFAULT_MAX_MESSAGE_SIZE
 from wool.worker._admission import Admission, CallSlot
 from wool.worker._calls import CoroutineCall
 
 
 class Host:
+    max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self.replies: list[p.Reply] = []

@@ -28,7 +28,10 @@ class WorkerInfo:
     `max_calls` is the worker's limit of concurrent calls (None: unlimited); callers keep no
     more than that many open on it, and send the rest to workers with room. `public_key` is
     the worker's CURVE public key (z85) when it requires keys: a caller with keys connects
-    only if it trusts that key, and the handshake proves the worker holds its secret key."""
+    only if it trusts that key, and the handshake proves the worker holds its secret key.
+    `max_message_size` is the largest message part (frame) in bytes the worker accepts
+    (None: not published); callers check their calls against it before sending, since
+    the worker drops a connection that sends more."""
 
     id: str
     endpoint: str
@@ -38,6 +41,7 @@ class WorkerInfo:
     version: int = 1
     max_calls: int | None = None
     public_key: str | None = None
+    max_message_size: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -49,6 +53,7 @@ class WorkerInfo:
             "version": self.version,
             "max_calls": self.max_calls,
             "public_key": self.public_key,
+            "max_message_size": self.max_message_size,
         }
 
     @classmethod
@@ -82,7 +87,12 @@ class WorkerInfo:
                 check_key(public_key)
             except (ValueError, TypeError):
                 raise ValueError(f"worker entry 'public_key' must be a z85 CURVE key or null: {public_key!r}") from None
-        return cls(wid, endpoint, pid, host, frozenset(tags), version, max_calls, public_key)
+        max_message_size = data.get("max_message_size")
+        if max_message_size is not None and (
+            not isinstance(max_message_size, int) or isinstance(max_message_size, bool) or max_message_size < 1
+        ):
+            raise ValueError(f"worker entry 'max_message_size' must be a positive integer or null: {max_message_size!r}")
+        return cls(wid, endpoint, pid, host, frozenset(tags), version, max_calls, public_key, max_message_size)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -137,7 +137,7 @@ class _Hub:
         except (ValueError, TypeError) as e:
             if name not in self._malformed:  # once per record
                 self._malformed.add(name)
-                log.warning("ignoring Zeroconf service %s: %s", name, e)
+                log.warning("ignoring Zeroconf service %r: %s", name, e)
             return
         self._set(name, entry)
 
@@ -162,7 +162,7 @@ class _Hub:
             else:
                 announced = await self.zc.async_update_service(service)
         except Exception as e:
-            raise DiscoveryError(f"cannot publish worker {worker.id} with Zeroconf: {e}") from e
+            raise DiscoveryError(f"cannot publish worker {worker.id!r} with Zeroconf: {e}") from e
         self._track(announced)
         self.registered[name] = service
         self.withdrawn.discard(name)
@@ -182,7 +182,7 @@ class _Hub:
         try:
             await (await self.zc.async_unregister_service(service))
         except Exception as e:
-            log.warning("could not send the Zeroconf goodbye for %s: %s", service.name, e)
+            log.warning("could not send the Zeroconf goodbye for %r: %s", service.name, e)
 
     async def release(self) -> None:
         """One user less; the last one closes the hub."""

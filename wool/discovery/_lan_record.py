@@ -141,11 +141,13 @@ def encode(info: WorkerInfo, namespace: str, endpoint: str, scope: str) -> dict[
         txt["max"] = str(info.max_calls)
     if info.public_key is not None:
         txt["key"] = info.public_key
+    if info.max_message_size is not None:
+        txt["mms"] = str(info.max_message_size)
     if is_local_only(endpoint):
         txt["scope"] = scope
     for key, value in txt.items():
         if len(key.encode()) + 1 + len(value.encode()) > _MAX_TXT_ENTRY:
-            raise DiscoveryError(f"worker {info.id}: {key!r} is too long for a Zeroconf TXT record")
+            raise DiscoveryError(f"worker {info.id!r}: {key!r} is too long for a Zeroconf TXT record")
     return txt
 
 
@@ -168,6 +170,7 @@ def decode(
         raise ValueError(f"unsupported TXT format {_text(properties, 'txtvers')!r}")
     max_calls = properties.get(b"max")
     public_key = properties.get(b"key")
+    max_message_size = properties.get(b"mms")
     info = WorkerInfo.from_dict(
         {
             "id": _text(properties, "id"),
@@ -178,6 +181,7 @@ def decode(
             "version": int(_text(properties, "pv")),
             "max_calls": None if max_calls is None else int(max_calls),
             "public_key": None if public_key is None else public_key.decode(),
+            "max_message_size": None if max_message_size is None else int(max_message_size),
         }
     )
     if is_local_only(info.endpoint):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ._filewatch import FileWatch
 from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
-from ._paths import runtime_dir
+from ._paths import open_file, private_dir, runtime_dir
 
 log = logging.getLogger("wool.discovery")
 
@@ -71,7 +71,7 @@ def _state(st: os.stat_result) -> FileState:
 
 def _stat(path: Path) -> FileState | None:
     try:
-        return _state(os.stat(path))
+        return _state(os.lstat(path))
     except OSError:
         return None
 
@@ -106,15 +106,24 @@ def _parse(raw: bytes) -> tuple[Entries | None, list[str]]:
     return entries, problems
 
 
+def _read_bytes(path: Path) -> tuple[os.stat_result, bytes]:
+    """The registry file's content, opened without following a link and checked to be ours
+    (`DiscoveryError` if not: another user's entries would send our calls anywhere)."""
+    with os.fdopen(open_file(path), "rb") as f:
+        return os.fstat(f.fileno()), f.read()
+
+
 def _read(path: Path) -> tuple[FileState | None, Entries | None]:
     """Read without the lock (files are replaced atomically); corrupt content is logged.
-    Entries are None when the file exists but is unusable as a whole."""
+    Entries are None when the file exists but is unusable as a whole. Raises
+    `DiscoveryError` for a file that is not safely ours (a link, another user's)."""
     try:
-        with open(path, "rb") as f:
-            state = _state(os.fstat(f.fileno()))
-            raw = f.read()
+        info, raw = _read_bytes(path)
+        state = _state(info)
     except FileNotFoundError:
         return None, {}
+    except DiscoveryError:
+        raise
     except OSError as e:
         _warn_once(path, _stat(path), f"cannot read it ({e}); reading it as empty")
         return None, None
@@ -179,12 +188,12 @@ def _diff(old: Entries, new: Entries) -> list[DiscoveryEvent]:
 def _locked(lock_path: Path) -> Iterator[None]:
     """Hold the namespace's writer lock (retrying if the lock file was unlinked under us)."""
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_file(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             mine = os.fstat(fd)
             try:
-                current = os.stat(lock_path)
+                current = os.lstat(lock_path)
             except FileNotFoundError:
                 continue
             if (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino):
@@ -248,12 +257,7 @@ class LocalDiscovery:
         return hash((LocalDiscovery, self.name))
 
     def _path(self) -> Path:
-        directory = runtime_dir() / "registry"
-        try:
-            directory.mkdir(mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise DiscoveryError(f"cannot create registry directory {directory}: {e}") from e
-        return directory / f"{self.name}.json"
+        return private_dir(runtime_dir() / "registry") / f"{self.name}.json"
 
     def _modify(self, put: WorkerInfo | None = None, drop: str | None = None) -> None:
         """Under the lock: add `put`, remove `drop`, prune other dead entries, write back."""
@@ -262,7 +266,7 @@ class LocalDiscovery:
         try:
             with _locked(lock_path):
                 try:
-                    raw: bytes | None = path.read_bytes()
+                    raw: bytes | None = _read_bytes(path)[1]
                 except FileNotFoundError:
                     raw = None
                 parsed, problems = _parse(raw) if raw is not None else ({}, [])
@@ -324,6 +328,10 @@ class LocalDiscovery:
                 # inotify reports every write, so a wake-up always re-reads; a poll's tick
                 # re-reads only a file that may differ (see `_changed`).
                 if woken and (changes.exact or _changed(path, state)):
-                    state, read = _read(path)
+                    try:
+                        state, read = _read(path)
+                    except DiscoveryError as e:  # replaced by a link or another user's file
+                        _warn_once(path, _stat(path), f"{e}; keeping the entries last read from it")
+                        state, read = _stat(path), None
                     if read is not None:  # else keep the last readable view until a writer fixes it
                         entries = read

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import WoolError
 from .._mesh import DEFAULT_IDLE_TIMEOUT
-from .._transport import DEFAULT_LIVENESS, check_liveness
+from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         "them to other workers when they can (default: no limit)",
     )
     parser.add_argument(
+        "--max-message-size",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        metavar="BYTES",
+        help="the largest message part (one argument's or result's pickle, or one large buffer in it) this worker "
+        "accepts and sends; a peer sending more is disconnected before anything is allocated, and callers are told "
+        f"before sending (default: {DEFAULT_MAX_MESSAGE_SIZE} = {DEFAULT_MAX_MESSAGE_SIZE >> 20} MiB; callers need "
+        f"as much for results: WorkerPool(max_message_size=BYTES)). Connections must complete their handshake within "
+        f"{HANDSHAKE_IVL_MS / 1000:g} s",
+    )
+    parser.add_argument(
         "--keys",
         metavar="DIR",
         help="CURVE key directory (made by `python -m wool.keys generate DIR`): encrypt every "
@@ -161,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.idle_timeout < float("inf"):
         parser.error("--idle-timeout must be a non-negative number of seconds (0: never)")
     try:
+        check_max_message_size(args.max_message_size)
+    except ValueError as e:
+        parser.error(f"--max-message-size: {e}")
+    try:
         config = WorkerConfig(
             discovery,
             args.bind,
@@ -171,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             max_calls=args.max_calls,
             keys=keys,
             insecure=args.insecure,
+            max_message_size=args.max_message_size,
             idle_timeout=args.idle_timeout or None,
         )
     except ValueError as e:

@@ -26,8 +26,9 @@ from typing import Any, Protocol
 from .. import _contextvars as cv
 from .. import protocol as p
 from .._context import current_slot_var
-from .._errors import RemoteBaseException, SerializationError
+from .._errors import DispatchError, RemoteBaseException, SerializationError
 from .._options import Options, deadline_var, options_var
+from .._transport import oversized, show_size
 from ._admission import CallSlot
 
 log = logging.getLogger("wool.worker")
@@ -35,6 +36,8 @@ log = logging.getLogger("wool.worker")
 
 class Host(Protocol):
     """What a call needs from the server that runs it."""
+
+    max_message_size: int  # the largest reply part callers accept (they share the worker's)
 
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
     def reply(self, identity: bytes, msg: p.Reply) -> None: ...
@@ -62,15 +65,28 @@ def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTE
     return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
 
 
+def _too_large(what: str, name: str, size: int, limit: int) -> DispatchError:
+    return DispatchError(
+        f"the {what} of {name} was not sent: it has a part of {show_size(size)}, more than the max message size "
+        f"of {show_size(limit)}; raise it with WorkerPool(max_message_size=BYTES), and "
+        "`python -m wool.worker --max-message-size BYTES` on workers started by hand (callers need it too)"
+    )
+
+
 def _value_reply(
-    call_id: int, kind: type[p.Return] | type[p.Yield], name: str, value: object, context: p.Frame = p.NO_CONTEXT
+    call_id: int, kind: type[p.Return] | type[p.Yield], name: str, value: object, limit: int, context: p.Frame = p.NO_CONTEXT
 ) -> p.Reply:
+    """The reply carrying `value`, or a `Raise` if it cannot be pickled or has a part larger
+    than `limit` bytes (callers drop a connection that sends them more)."""
+    what = "result" if kind is p.Return else "yielded value"
     try:
-        return kind(call_id, p.dumps(value), context)
+        payload = p.dumps(value)
     except Exception as e:
-        what = "result" if kind is p.Return else "yielded value"
         err = SerializationError(f"the {what} of {name} could not be pickled: {type(e).__name__}: {e}")
         return _raise_reply(call_id, err, context)
+    if size := oversized(payload, limit):
+        return _raise_reply(call_id, _too_large(what, name, size, limit), context)
+    return kind(call_id, payload, context)
 
 
 def _context(slot: CallSlot, msg: p.Call) -> contextvars.Context:
@@ -166,7 +182,7 @@ class CoroutineCall:
         except BaseException as e:  # caught here, asyncio would re-raise it out of the loop
             reply = _raise_reply(call_id, RemoteBaseException(*p.describe(e)))
         else:
-            reply = _value_reply(call_id, p.Return, self._name, result)
+            reply = _value_reply(call_id, p.Return, self._name, result, self._host.max_message_size)
         reply = carried.reply(reply)
         self._host.finished((self._identity, call_id))
         self._host.reply(self._identity, reply)
@@ -293,6 +309,8 @@ class GeneratorCall:
                 raise SerializationError(
                     f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}"
                 ) from None
+            if size := oversized(payload, self._host.max_message_size):
+                raise _too_large("yielded value", self._name, size, self._host.max_message_size)
             self._host.reply(self._identity, p.Yield(call_id, payload, self._carried.back()))
             produced += 1
             if produced % _AHEAD_YIELD_EVERY == 0:
@@ -351,7 +369,7 @@ class GeneratorCall:
                 self._pump()  # credit that arrived as the run ended
             return
         else:
-            reply = _value_reply(call_id, p.Yield, self._name, task.result())
+            reply = _value_reply(call_id, p.Yield, self._name, task.result(), self._host.max_message_size)
         reply = self._carried.reply(reply)
         if self._abandoned or p.is_final(True, reply.kind):
             self._finish()

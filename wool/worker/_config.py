@@ -6,7 +6,7 @@ import dataclasses
 
 from .._keys import Keys
 from .._mesh import DEFAULT_IDLE_TIMEOUT
-from .._transport import DEFAULT_LIVENESS
+from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..discovery import Discovery
 from ..discovery._lan_record import is_local_only
 from ._server import SETTLE_QUIET
@@ -52,10 +52,13 @@ class WorkerConfig:
     settle: float = SETTLE_QUIET
     keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
     insecure: bool = False  # allow listening beyond loopback without keys
+    # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
+        check_max_message_size(self.max_message_size)
         if self.keys is None and not self.insecure and not is_private(self.bind):
             raise ValueError(insecure_bind_refusal(self.bind))

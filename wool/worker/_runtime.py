@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import uuid
@@ -44,6 +45,19 @@ async def _stay_published(discovery: Discovery, info: WorkerInfo) -> None:
             log.warning("could not check this worker's entry in %r: %s", discovery, e)
 
 
+def raise_open_file_limit() -> None:
+    """Raise the soft limit of open descriptors to the hard one: at the usual 1,024, about
+    1,000 idle unauthenticated connections (each holds a descriptor until its handshake
+    times out) exhausted a worker, and trusted callers could no longer connect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:  # an unlimited hard limit is above the kernel's nr_open
+        log.debug("could not raise the open-file limit from %d to %d: %s", soft, hard, e)
+
+
 async def serve(
     config: WorkerConfig,
     on_ready: Callable[[WorkerInfo], None],
@@ -53,6 +67,7 @@ async def serve(
     """Run a worker until asked to stop. `watch_fd`, when given, is a pipe whose end of file
     means the parent is gone or wants us to stop; such a worker belongs to its parent and
     ignores SIGINT (a Ctrl-C reaches the whole process group: the pool decides)."""
+    raise_open_file_limit()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM,) if watch_fd is not None else (signal.SIGTERM, signal.SIGINT)
@@ -75,10 +90,24 @@ async def serve(
 
     worker_id = uuid.uuid4().hex
     keys = config.keys
-    mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys, idle_timeout=config.idle_timeout)
+    mesh = Mesh(
+        config.discovery,
+        liveness=config.liveness,
+        keys=keys,
+        max_message_size=config.max_message_size,
+        idle_timeout=config.idle_timeout,
+    )
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
-    server = Server(worker_id, config.bind, liveness=config.liveness, max_calls=config.max_calls, keys=keys, tags=config.tags)
+    server = Server(
+        worker_id,
+        config.bind,
+        liveness=config.liveness,
+        max_calls=config.max_calls,
+        keys=keys,
+        tags=config.tags,
+        max_message_size=config.max_message_size,
+    )
     info = WorkerInfo(
         worker_id,
         server.endpoint,
@@ -88,6 +117,7 @@ async def serve(
         p.VERSION,
         config.max_calls,
         keys.public if keys is not None else None,
+        config.max_message_size,
     )
     discovery = config.discovery
     published = False

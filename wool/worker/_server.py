@@ -32,7 +32,7 @@ from .. import _curve
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
-from .._transport import DEFAULT_LIVENESS, SocketDriver, new_socket
+from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall, GeneratorCall
 
@@ -61,8 +61,10 @@ class Server:
         max_calls: int | None = None,
         keys: Keys | None = None,
         tags: frozenset[str] = frozenset(),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.worker_id = worker_id
+        self.max_message_size = max_message_size
         self._about = (tuple(sorted(tags)), max_calls or 0)  # told in every pong
         self.accepting = True
         self._probe_interval = liveness / 4
@@ -74,7 +76,7 @@ class Server:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
-        sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness)
+        sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness, max_message_size=max_message_size)
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
         self._zap_domain = _curve.register(keys.allowed) if keys is not None else None
@@ -115,7 +117,19 @@ class Server:
         return fn
 
     def reply(self, identity: bytes, msg: p.Reply) -> None:
-        self._driver.send([identity, *p.encode(msg)])
+        frames = p.encode(msg)
+        if size := oversized(frames, self.max_message_size):
+            # Values are checked where they are pickled (`_calls`); this catches the rest (a
+            # huge exception or context), which the caller would drop the connection for.
+            log.warning(
+                "replacing a %s reply with a part of %s: over the max message size", msg.kind.name.lower(), show_size(size)
+            )
+            error = DispatchError(
+                f"the worker's {msg.kind.name.lower()} reply was not sent: it has a part of {show_size(size)}, "
+                f"more than the max message size of {show_size(self.max_message_size)}"
+            )
+            frames = p.encode(p.Raise(msg.call_id, *p.describe(error), p.dumps_exception(error)))
+        self._driver.send([identity, *frames])
 
     def finished(self, key: tuple[bytes, int]) -> None:
         call = self._calls.pop(key, None)
@@ -170,7 +184,7 @@ class Server:
     def _start(self, identity: bytes, msg: p.Call) -> None:
         key = (identity, msg.call_id)
         if msg.worker_id != self.worker_id:
-            reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id}"
+            reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id!r}"
         elif not self.accepting:
             self._last_refused = asyncio.get_running_loop().time()
             reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"
@@ -178,7 +192,7 @@ class Server:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
             if log.isEnabledFor(logging.DEBUG):  # on every call: skip the formatting work
-                log.debug("call %d %s from %s", msg.call_id, msg.name, caller_name(identity))
+                log.debug("call %d %r from %s", msg.call_id, msg.name, caller_name(identity))
             self._idle.clear()
             slot = CallSlot(self._admission)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
