@@ -49,6 +49,7 @@ from typing import Any
 
 from ._connection import Connection
 from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
+from ._idle import DEFAULT_IDLE_TIMEOUT, IdleSweep, check_idle_timeout
 from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
@@ -57,19 +58,6 @@ from .discovery import Discovery, WorkerInfo
 log = logging.getLogger("wool.mesh")
 
 WATCH_RETRY_DELAY = 1.0
-DEFAULT_IDLE_TIMEOUT = 30.0  # seconds without calls after which a connection is closed
-_IDLE_SWEEPS = 3  # consecutive idle sweeps (every half timeout) before closing: idle >= timeout
-
-
-def check_idle_timeout(idle_timeout: float | None) -> float | None:
-    """`idle_timeout` as a float (None: never close), or `TypeError`/`ValueError` naming the problem."""
-    if idle_timeout is None:
-        return None
-    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
-        raise TypeError(f"idle_timeout must be a number of seconds or None, not {type(idle_timeout).__name__}")
-    if not 0 < idle_timeout < float("inf"):
-        raise ValueError(f"idle_timeout must be a positive number of seconds (or None: never), got {idle_timeout!r}")
-    return float(idle_timeout)
 
 
 class _Slot:
@@ -132,9 +120,9 @@ class Mesh:
         self._room: deque[tuple[frozenset[str], asyncio.Future[Connection | None]]] = deque()
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # set, and replaced, whenever the rotation changes
-        # Idle connections: requests seen at the last sweep, and for how many sweeps unchanged.
+        # Closing idle connections: a timer, armed only while some are open (see `_idle`).
         self._sweeper: asyncio.TimerHandle | None = None
-        self._idle: dict[Connection, tuple[int, int]] = {}
+        self._idle = IdleSweep()
         self._pruning: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -225,7 +213,7 @@ class Mesh:
         slot = self._slots.get(conn.worker.id)
         if slot is not None and slot.conn is conn:
             slot.conn = None
-        self._idle.pop(conn, None)
+        self._idle.forget(conn)
         conn.close()
 
     def _usable(self, slot: _Slot) -> bool:
@@ -416,22 +404,14 @@ class Mesh:
             self._sweeper = asyncio.get_running_loop().call_later(self.idle_timeout / 2, self._sweep)
 
     def _sweep(self) -> None:
-        """Close connections that carried no request, and had nothing open, for the last
-        `_IDLE_SWEEPS` sweeps (so for at least `idle_timeout`). Runs only while some are open."""
+        """Close the connections idle for `idle_timeout` (see `_idle`); runs only while some
+        are open."""
         self._sweeper = None
-        for conn in list(self._connections.values()):
-            if not conn.idle or not conn.connected.done():
-                self._idle[conn] = (conn.requests, 0)
-                continue
-            seen, sweeps = self._idle.get(conn, (-1, 0))
-            sweeps = sweeps + 1 if seen == conn.requests else 1
-            if sweeps < _IDLE_SWEEPS:
-                self._idle[conn] = (conn.requests, sweeps)
-            else:
-                log.debug("closing the idle connection to worker %r", conn.worker.id)
-                self._close(conn)
-                if self.discovery is not None and conn.worker.id not in self._listed:
-                    self.retire(conn.worker.id)  # unlisted, kept only while connected (`_unlisted`)
+        for conn in self._idle.sweep(list(self._connections.values())):
+            log.debug("closing the idle connection to worker %r", conn.worker.id)
+            self._close(conn)
+            if self.discovery is not None and conn.worker.id not in self._listed:
+                self.retire(conn.worker.id)  # unlisted, kept only while connected (`_unlisted`)
         self._arm_sweeper()
 
     # -- connection events -----------------------------------------------------------------

@@ -20,9 +20,10 @@ from types import TracebackType
 
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
+from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
-from ._mesh import DEFAULT_IDLE_TIMEOUT, Mesh, check_idle_timeout
+from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._errors import WoolError
-from .._mesh import DEFAULT_IDLE_TIMEOUT
+from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args

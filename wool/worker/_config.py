@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._keys import Keys
-from .._mesh import DEFAULT_IDLE_TIMEOUT
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..discovery import Discovery
 from ..discovery._lan_record import is_local_only
