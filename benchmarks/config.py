@@ -38,6 +38,8 @@ class Config:
     simulation_window: float = 5.0
     simulation_churn: float = 100.0  # registry changes a second (joins and leaves)
     simulation_reps: int = 1
+    hedge_calls: int = 5_000
+    hedge_reps: int = 3
 
     def with_reps(self, reps: int) -> Config:
         reps_fields: dict[str, Any] = {name: reps for name in self.__dataclass_fields__ if name.endswith("_reps")}
@@ -69,4 +71,6 @@ QUICK = Config(
     finegrain_reps=2,
     simulation_sizes=(10, 100),
     simulation_window=1.0,
+    hedge_calls=500,
+    hedge_reps=1,
 )

@@ -33,10 +33,10 @@ def render(results: Sequence[WorkloadResult], cfg: Config, machine: dict[str, An
     baselines = list(BASELINES)
     done = [r for r in results if not (r.skipped or r.error)]
     out = [f"wool benchmarks, {cfg.mode} mode, {cfg.workers} workers per side, {wall:.0f} s", f"machine: {headline(machine)}"]
-    out += [f"  {name:<5} {text}" for name, text in BASELINES.items()]
+    out += [f"  {name:<8} {text}" for name, text in BASELINES.items()]
 
     out += ["", "RATIOS  wool / baseline, medians over repetitions (lower is better for times and sizes, higher for rates)"]
-    widths = [16, 28, 7, 7, 7, 7]
+    widths = [16, 28, *(max(7, len(b)) for b in baselines)]
     out.append(_row(["workload", "metric", *baselines], widths))
     for r in done:
         for m in r.metrics:
@@ -64,7 +64,7 @@ def render(results: Sequence[WorkloadResult], cfg: Config, machine: dict[str, An
             out.append(f"{r.name:<16}  {t.text(r.metric(t.metric).unit):<34} {shown:>10}  {verdict}")
 
     out += ["", "ABSOLUTE  medians over repetitions"]
-    widths = [16, 18, 7, 10, 10, 10, 10, 10, 4]
+    widths = [16, 18, 7, 10, *(10 for _ in baselines), 4]
     out.append(_row(["workload", "metric", "unit", WOOL, *baselines, "reps"], widths))
     for r in done:
         reps = str(r.params.get("reps", 1))

@@ -20,6 +20,7 @@ BASELINES = {
     "ppe": "concurrent.futures.ProcessPoolExecutor(max_workers=2, spawn) via loop.run_in_executor",
     "raw": "raw bytes through a DEALER/ROUTER pair, zero-copy echo",
     "push": "raw zmq push stream: the server sends every item unasked",
+    "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}

@@ -6,6 +6,7 @@ the checkout's root."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncGenerator
 
@@ -33,6 +34,21 @@ async def fanout(n: int) -> int:
 async def count(n: int) -> AsyncGenerator[int, None]:
     for i in range(n):
         yield i
+
+
+_calls_here = 0
+
+
+@wool.routine(idempotent=True)
+async def sometimes_stalls(x: int, slow_pid: int, every: int, stall_s: float) -> int:
+    """`x + 1`; on the worker whose pid is `slow_pid`, every `every`-th call first stalls
+    for `stall_s` seconds (a GC pause, a noisy neighbour)."""
+    global _calls_here
+    if os.getpid() == slow_pid:
+        _calls_here += 1
+        if _calls_here % every == 0:
+            await asyncio.sleep(stall_s)
+    return x + 1
 
 
 @wool.routine

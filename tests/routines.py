@@ -324,6 +324,15 @@ async def hog(address: str, seconds: float) -> None:
     time.sleep(seconds)
 
 
+@wool.routine
+async def peer_ids(count: int) -> list[str]:
+    """The ids of the workers this worker's own mesh (its discovery) knows, once it knows at
+    least `count`: whether workers found each other."""
+    mesh = current_mesh_var.get()
+    assert mesh is not None
+    return sorted(w.id for w in await mesh.wait_until(lambda workers: len(workers) >= count, 20))
+
+
 # -- connections on demand ----------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ WORKLOADS = [
     "stream_readahead",
     "payload",
     "memory",
+    "hedge",
 ]
 BASELINES = {
     "startup": {"loop", "ppe"},
@@ -40,6 +41,7 @@ BASELINES = {
     "stream_readahead": {"push"},
     "payload": {"loop", "ppe", "raw"},
     "memory": {"loop", "ppe"},
+    "hedge": {"unhedged"},
 }
 
 

@@ -107,3 +107,37 @@ def test_script_routine_defined_in_main_with_python_c() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "HI\n"
+
+
+def test_lifespan_loads_state_once_per_worker_and_a_failure_says_why() -> None:
+    done = run("lifespan.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "100 EUR = 108.0 USD",
+        "100 EUR = 85.0 GBP",
+        "100 EUR = 100.0 EUR",
+        "100 EUR = 108.0 USD",
+        "each call read its own worker's state: True",
+        "the pool did not start: FileNotFoundError: rates.csv not found",
+    ]
+
+
+def test_broadcast_reaches_every_worker_and_keeps_each_answer() -> None:
+    done = run("broadcast.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "reloaded on 3 workers, keyed by worker id: True",
+        "versions now: [7, 7, 7]",
+        """checks: ["'ok'", "'ok'", "RuntimeError('disk full')"]""",
+    ]
+
+
+def test_map() -> None:
+    done = run("map.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"sum of squares below 10,000: {sum(x * x for x in range(10_000))}",
+        "first five squares: [0, 1, 4, 9, 16]",
+        "in completion order, all of: [1, 4, 9]",
+        "stopped: item 13 is unlucky",
+    ]

@@ -89,16 +89,16 @@ async def test_a_worker_frozen_before_its_first_call_is_skipped_after_its_handsh
     sent nothing. Once resumed, it is probed again and rejoins."""
     namespace = wool.LocalDiscovery("frozen-first")
     async with CliWorker("--discovery", "local:frozen-first") as a, CliWorker("--discovery", "local:frozen-first") as b:
-        async with wool.WorkerPool(discovery=namespace, liveness=2.0) as pool:
+        async with wool.WorkerPool(discovery=namespace) as pool:  # liveness 5 s: the bound is 3.75 s
             await pool.wait_for_workers(lambda ws: len(ws) == 2, timeout=10)
             os.kill(b.pid, signal.SIGSTOP)
             try:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(20):
                     assert {await routines.pid() for _ in range(4)} == {a.pid}
                 assert b.pid not in {w.pid for w in pool.workers}
             finally:
                 os.kill(b.pid, signal.SIGCONT)
-            await pool.wait_for_workers(lambda ws: len(ws) == 2, timeout=10)  # probed after 2 s
+            await pool.wait_for_workers(lambda ws: len(ws) == 2, timeout=20)  # probed after 5 s
             assert {await routines.pid() for _ in range(4)} == {a.pid, b.pid}
         for w in (a, b):
             w.signal()

@@ -23,14 +23,17 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
+from ._map import Map, map
 from ._options import Options, options, remaining
 from ._pool import WorkerPool
 from ._readahead import ReadAhead, readahead
 from ._routine import routine
+from ._state import state
 from .discovery import (
     Discovery,
     DiscoveryError,
     DiscoveryEvent,
+    DnsDiscovery,
     LanDiscovery,
     LocalDiscovery,
     StaticDiscovery,
@@ -47,11 +50,13 @@ __all__ = [
     "DiscoveryError",
     "DiscoveryEvent",
     "DispatchError",
+    "DnsDiscovery",
     "Keys",
     "LanDiscovery",
     "LeastOutstanding",
     "LoadBalancer",
     "LocalDiscovery",
+    "Map",
     "NoPoolError",
     "NoWorkersAvailable",
     "Options",
@@ -67,8 +72,10 @@ __all__ = [
     "WorkerLost",
     "WorkerPool",
     "WorkerStartError",
+    "map",
     "options",
     "readahead",
     "remaining",
     "routine",
+    "state",
 ]

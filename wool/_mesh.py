@@ -290,14 +290,17 @@ class Mesh:
         if self.discovery is not None and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.discovery))
 
-    async def choose(self, bounded: bool = True, tags: frozenset[str] = frozenset()) -> Connection:
-        """A live worker's connection, chosen by the load balancer among the workers in
-        rotation that have every one of `tags` and room in their window (any, if not
-        `bounded`), connecting to it first if need be. If all are full, wait for room; if
+    async def choose(
+        self, bounded: bool = True, tags: frozenset[str] = frozenset(), balancer: LoadBalancer | None = None
+    ) -> Connection:
+        """A live worker's connection, chosen by the load balancer (or `balancer`) among the
+        workers in rotation that have every one of `tags` and room in their window (any, if
+        not `bounded`), connecting to it first if need be. If all are full, wait for room; if
         none is in rotation but some are connecting, wait (up to `connect_timeout`) for the
         first. If none could ever do, raise `NoWorkersAvailable`."""
+        balancer = balancer or self.balancer
         if self._rotation and not tags:  # the common case, without building lists
-            slot = self.balancer.choose(self._rotation)
+            slot = balancer.choose(self._rotation)
             if slot.has_room or not bounded:
                 conn = slot.conn
                 if conn is not None and conn.lost is None and conn.connected.done():
@@ -313,7 +316,7 @@ class Mesh:
             if candidates:
                 roomy = [s for s in candidates if s.has_room] if bounded else candidates
                 if roomy:
-                    if (conn := await self._handshake(self.balancer.choose(roomy), bounded)) is not None:
+                    if (conn := await self._handshake(balancer.choose(roomy), bounded)) is not None:
                         return conn
                     continue  # it failed (and left the rotation) or filled up meanwhile: choose again
                 await self._wait_for_room(tags)

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
+
+from ._affinity import key_digest
 
 _KEEP: Any = object()
 
@@ -23,10 +25,13 @@ _KEEP: Any = object()
 @dataclasses.dataclass(frozen=True, slots=True)
 class Options:
     """The options in force: tags a worker must have (in addition to the routine's own),
-    and seconds each routine call may take."""
+    seconds each routine call may take, the affinity key's digest, and after how many
+    seconds an idempotent call is hedged."""
 
     tags: frozenset[str] = frozenset()
     timeout: float | None = None
+    affinity: bytes | None = None  # the digest of the affinity key (see `_affinity`)
+    hedge_after: float | None = None  # not inherited by nested calls (see `options`)
 
 
 NO_OPTIONS = Options()
@@ -50,17 +55,27 @@ def check_tags(tags: str | Iterable[str], what: str = "tags") -> frozenset[str]:
 
 
 def check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
+    return check_seconds("timeout", timeout)
+
+
+def check_seconds(name: str, seconds: float | None) -> float | None:
+    if seconds is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-    if not timeout >= 0 or math.isinf(timeout):
-        raise ValueError(f"timeout must be a finite, non-negative number of seconds, got {timeout!r}")
-    return float(timeout)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(seconds).__name__}")
+    if not seconds >= 0 or math.isinf(seconds):
+        raise ValueError(f"{name} must be a finite, non-negative number of seconds, got {seconds!r}")
+    return float(seconds)
 
 
 @contextlib.contextmanager
-def options(*, tags: str | Iterable[str] = _KEEP, timeout: float | None = _KEEP) -> Iterator[Options]:
+def options(
+    *,
+    tags: str | Iterable[str] = _KEEP,
+    timeout: float | None = _KEEP,
+    affinity: Hashable | None = _KEEP,
+    hedge_after: float | None = _KEEP,
+) -> Iterator[Options]:
     """Options for the routine calls made in this block, and for the nested calls those
     routines make on workers. An option not given keeps its enclosing value.
 
@@ -68,11 +83,23 @@ def options(*, tags: str | Iterable[str] = _KEEP, timeout: float | None = _KEEP)
     block's set replaces the enclosing block's. `timeout`: seconds each call may take before
     it is cancelled, with its whole tree of nested calls, and raises `TimeoutError`; `None`
     for no limit. Within a call that has a deadline, no nested call outlives it.
+
+    `affinity`: a hashable, picklable key; every call with the same key goes to the same
+    worker (among those with the right tags) while it lives, by rendezvous hashing, so a
+    worker joining or leaving moves only the keys it must. `None` clears it.
+
+    `hedge_after`: seconds after which an idempotent call (`@wool.routine(idempotent=True)`)
+    that has not answered is sent to a second worker; the first answer wins and the other
+    copy is cancelled. `TypeError` at the call of a routine that is not idempotent. Unlike
+    the other options it applies only to the calls made in the block, not to the nested
+    calls those routines make (they need not be idempotent).
     """
     current = options_var.get()
     new = Options(
         current.tags if tags is _KEEP else check_tags(tags),
         current.timeout if timeout is _KEEP else check_timeout(timeout),
+        current.affinity if affinity is _KEEP else (None if affinity is None else key_digest(affinity)),
+        current.hedge_after if hedge_after is _KEEP else check_seconds("hedge_after", hedge_after),
     )
     token = options_var.set(new)
     try:

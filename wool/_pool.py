@@ -14,10 +14,12 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
 from types import TracebackType
+from typing import Any, TypeVar
 
+from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
 from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
@@ -25,11 +27,14 @@ from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import Mesh
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
-from .discovery import Discovery, LocalDiscovery, StaticDiscovery, WorkerInfo
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._lifespan import LifespanFactory, check_factory
 from .worker._process import Template, templates_work
 from .worker._server import SETTLE_QUIET
+
+R = TypeVar("R")
 
 
 class WorkerPool:
@@ -63,6 +68,11 @@ class WorkerPool:
     them allocate more; a call whose arguments or result exceed it fails with
     `DispatchError` naming the limit. Raise it for larger values.
 
+    `lifespan`, a zero-argument callable returning an async context manager, is entered by
+    each spawned worker before its first call and exited after its last (`wool.state()`
+    returns what it yielded). If entering raises, `WorkerStartError` names the exception and
+    has it as `__cause__`, with its remote traceback.
+
     Connections are opened on demand: this process (and each spawned worker) connects to a
     worker when it first dispatches to it, and closes a connection that carried no call for
     `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
@@ -81,6 +91,7 @@ class WorkerPool:
         keys: Keys | PathLike | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        lifespan: LifespanFactory | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -101,8 +112,9 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
-        if self.keys is not None and isinstance(discovery, StaticDiscovery) and discovery.keys is None:
+        if self.keys is not None and isinstance(discovery, (StaticDiscovery, DnsDiscovery)) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)
@@ -136,6 +148,18 @@ class WorkerPool:
         if self._mesh is None:
             raise RuntimeError("the pool is not open")
         return await self._mesh.wait_until(predicate, timeout)
+
+    async def broadcast(self, routine: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> dict[str, R | BaseException]:
+        """Run `routine(*args, **kwargs)` once on every worker in rotation that has its tags
+        (and those of the enclosing `wool.options`). Returns each worker's id (`WorkerInfo.id`)
+        mapped to its result or to the exception it raised (`WorkerLost` included): one
+        failure never hides the others. At most once per worker; workers that join meanwhile
+        are left out. `wool.options(timeout=...)` and cancellation apply to the whole
+        broadcast: every call is cancelled, and `TimeoutError`/`CancelledError` raised.
+        `NoWorkersAvailable` if no worker has the tags."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return await broadcast(self._mesh, routine, args, kwargs)
 
     @property
     def processes(self) -> list[WorkerProcess]:
@@ -174,6 +198,7 @@ class WorkerPool:
             keys=self.keys,
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
+            lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         if self.size and templates_work():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -34,6 +35,8 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _contextvars as cv
+from . import _retry
+from . import _route as route
 from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
@@ -63,32 +66,62 @@ def routine(fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenera
 @overload
 def routine(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 @overload
-def routine(*, tags: str | Iterable[str]) -> Callable[[F], F]: ...
-def routine(fn: Any = None, /, *, tags: str | Iterable[str] = ()) -> Any:
+def routine(*, tags: str | Iterable[str] = (), idempotent: bool = False) -> Callable[[F], F]: ...
+def routine(fn: Any = None, /, *, tags: str | Iterable[str] = (), idempotent: bool = False) -> Any:
     """Make `fn` (an `async def` or async generator function) run on a worker of the current
     `WorkerPool`. Raises `TypeError` at decoration time for anything else.
 
     `@wool.routine(tags={"gpu"})`: run only on workers that have every one of `tags` (a
-    single string is one tag); `wool.NoWorkersAvailable` names them when none is live."""
+    single string is one tag); `wool.NoWorkersAvailable` names them when none is live.
+
+    `@wool.routine(idempotent=True)`: running a call twice is harmless, so a call whose
+    worker is lost is sent again (see `_retry`), and `wool.options(hedge_after=...)` may
+    send a second copy. A generator is sent again only if its worker is lost before its
+    first item arrived, and is never hedged."""
     required = check_tags(tags, "routine tags")
+    if not isinstance(idempotent, bool):
+        raise TypeError(f"idempotent must be True or False, not {idempotent!r}")
+    spec = RoutineSpec(required, idempotent)
     if fn is None:
-        return lambda f: _decorate(f, required)
-    return _decorate(fn, required)
+        return lambda f: _decorate(f, spec)
+    return _decorate(fn, spec)
 
 
-def _decorate(fn: Any, tags: frozenset[str]) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoutineSpec:
+    """How a routine was declared; its wrapper carries it as `__wool_routine__`."""
+
+    tags: frozenset[str] = frozenset()
+    idempotent: bool = False
+    generator: bool = False
+
+
+def _decorate(fn: Any, spec: RoutineSpec) -> Any:
     if isinstance(fn, staticmethod):
-        return staticmethod(_decorate(fn.__func__, tags))
+        return staticmethod(_decorate(fn.__func__, spec))
     if isinstance(fn, classmethod):
-        return classmethod(_decorate(fn.__func__, tags))
+        return classmethod(_decorate(fn.__func__, spec))
     if inspect.isasyncgenfunction(fn):
-        return _generator_routine(fn, tags)
+        wrapper = _generator_routine(fn, spec)
+        wrapper.__wool_routine__ = dataclasses.replace(spec, generator=True)  # type: ignore[attr-defined]
+        return wrapper
     if inspect.iscoroutinefunction(fn):
-        return _coroutine_routine(fn, tags)
+        wrapper = _coroutine_routine(fn, spec)
+        wrapper.__wool_routine__ = spec  # type: ignore[attr-defined]
+        return wrapper
     raise TypeError(f"@wool.routine needs an `async def` or async generator function, not {fn!r}")
 
 
-def _coroutine_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable[..., Any]:
+def _coroutine_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..., Any]:
+    tags = spec.tags
+    if spec.idempotent:
+
+        @functools.wraps(fn)
+        async def idempotent(*args: Any, **kwargs: Any) -> Any:
+            return await _idempotent_call(idempotent, tags, args, kwargs)
+
+        return idempotent
+
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         return await _call(wrapper, tags, args, kwargs)
@@ -96,10 +129,18 @@ def _coroutine_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable
     return wrapper
 
 
-def _generator_routine(fn: Callable[..., Any], tags: frozenset[str]) -> Callable[..., Any]:
+def _generator_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..., Any]:
+    tags, retry = spec.tags, spec.idempotent
+
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        stream = _Stream(wrapper, _Placement.now(wrapper.__qualname__, tags), args, kwargs, requested_window())
+        place = _Placement.now(wrapper.__qualname__, tags)
+        if place.options.hedge_after is not None:
+            raise TypeError(
+                f"{wrapper.__qualname__} is an async generator: wool.options(hedge_after=...) applies to "
+                "idempotent coroutine routines only (a stream's items cannot be taken from two copies)"
+            )
+        stream = _Stream(wrapper, place, args, kwargs, requested_window(), retry)
         try:
             done, value = await stream.start()
             while not done:
@@ -237,7 +278,10 @@ async def _dispatch(
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
-            conn = await mesh.choose(not nested, place.tags)
+            if options.affinity is None and route.route_var.get() is None:
+                conn = await mesh.choose(not nested, place.tags)
+            else:
+                conn = await route.choose(mesh, not nested, place.tags, options.affinity)
         except NoWorkersAvailable as e:
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
         call_id = conn.new_call_id()
@@ -253,6 +297,7 @@ async def _dispatch(
             tuple(options.tags),
             options.timeout,
             place.remaining(),
+            options.affinity,
         )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):
@@ -283,7 +328,27 @@ def _capture(what: str, name: str) -> bytes:
 async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
+    if place.options.hedge_after is not None:
+        raise TypeError(
+            f"{name} is not idempotent: wool.options(hedge_after=...) would run it twice; "
+            "declare it @wool.routine(idempotent=True) if running it twice is harmless"
+        )
     payload = _dump("the arguments of {}", name, (args, kwargs))
+    return await _send(wrapper, place, payload)
+
+
+async def _idempotent_call(
+    wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """One deadline and one pickling for every attempt and hedged copy (see `_retry`)."""
+    name = wrapper.__qualname__
+    place = _Placement.now(name, tags)
+    payload = _dump("the arguments of {}", name, (args, kwargs))
+    return await _retry.idempotent(name, lambda: _send(wrapper, place, payload), place.options.hedge_after)
+
+
+async def _send(wrapper: Callable[..., Any], place: _Placement, payload: tuple[p.Frame, ...]) -> Any:
+    name = wrapper.__qualname__
     with waiting_on_peer() as nested:
         if place.deadline is None:
             _, _, reply = await _dispatch(wrapper, place, payload, False, nested)
@@ -303,7 +368,9 @@ class _Stream:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         window: int | None = None,
+        idempotent: bool = False,
     ) -> None:
+        self._idempotent = idempotent  # sent again if its worker is lost before the first item
         self._wrapper = wrapper
         self._place = place
         self._name = wrapper.__qualname__
@@ -330,7 +397,12 @@ class _Stream:
         payload = _dump("the arguments of {}", self._name, self._args)
         with waiting_on_peer() as nested:
             async with self._bounded():
-                self._conn, self._call_id, reply = await _dispatch(self._wrapper, self._place, payload, True, nested)
+                if self._idempotent:
+                    dispatch = functools.partial(_dispatch, self._wrapper, self._place, payload, True, nested)
+                    conn, self._call_id, reply = await _retry.idempotent(self._name, dispatch, None)
+                else:
+                    conn, self._call_id, reply = await _dispatch(self._wrapper, self._place, payload, True, nested)
+        self._conn = conn
         self._open = True
         result = self._settle(reply)
         if self._window is not None and self._open:

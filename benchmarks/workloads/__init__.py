@@ -11,6 +11,7 @@ from ..results import WorkloadResult
 from ..sides import Sides
 from .calls import fanout, latency, throughput
 from .finegrain import finegrain
+from .hedge import hedge
 from .memory import memory
 from .payload import payload
 from .scale import scale
@@ -38,6 +39,7 @@ WORKLOADS = [
     Workload("stream_readahead", stream_readahead),
     Workload("payload", payload),
     Workload("memory", memory),
+    Workload("hedge", hedge),
 ]
 
 NAMES = [w.name for w in WORKLOADS]

@@ -1,6 +1,7 @@
 """What every `Discovery` backend must do. Add a backend by extending `backend`'s params;
-every test here then runs against it (the tests that publish are skipped for static discovery,
-whose publish does nothing)."""
+every test here then runs against it (the tests that publish are skipped for static and DNS
+discovery, whose publish does nothing; DNS runs against a real dnsmasq, or is skipped saying
+why)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,27 @@ import pickle
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import cloudpickle
+import dnsmasq
 import pytest
 
-from wool.discovery import Discovery, DiscoveryEvent, LanDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, _lan
+from wool.discovery import (
+    Discovery,
+    DiscoveryEvent,
+    DnsDiscovery,
+    LanDiscovery,
+    LocalDiscovery,
+    StaticDiscovery,
+    WorkerInfo,
+    _lan,
+)
 
 Factory = Callable[[str], Discovery]
 
 
-@pytest.fixture(params=["local", "lan", "static"])
+@pytest.fixture(params=["local", "lan", "static", "dns"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -29,6 +41,8 @@ def publishes(backend: str) -> None:
     """For the tests that publish and withdraw entries themselves."""
     if backend == "static":
         pytest.skip("static discovery lists a fixed set of endpoints: publish and withdraw do nothing")
+    if backend == "dns":
+        pytest.skip("DNS discovery follows records the cluster publishes: publish and withdraw do nothing")
 
 
 def closed_endpoint() -> str:
@@ -39,7 +53,23 @@ def closed_endpoint() -> str:
 
 
 @pytest.fixture
-async def make_discovery(backend: str) -> AsyncIterator[Factory]:
+async def dns_server(backend: str, tmp_path: Path) -> AsyncIterator[dnsmasq.Dnsmasq | None]:
+    """For the DNS backend, a dnsmasq answering for its names; None for the others."""
+    if backend != "dns":
+        yield None
+        return
+    reason = dnsmasq.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = await dnsmasq.Dnsmasq(tmp_path, wildcard="127.0.0.1").start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def make_discovery(backend: str, dns_server: dnsmasq.Dnsmasq | None) -> AsyncIterator[Factory]:
     """Build discovery objects for namespaces; fail the test if it leaves entries behind."""
     made: list[Discovery] = []
 
@@ -50,6 +80,19 @@ async def make_discovery(backend: str) -> AsyncIterator[Factory]:
             discovery = LanDiscovery(namespace, interfaces=["127.0.0.1"])  # never the machine's LAN
         elif backend == "static":
             discovery = StaticDiscovery([closed_endpoint()], poll_interval=0.05, timeout=0.2)
+        elif backend == "dns":
+            # Every name in the domain has the address 127.0.0.1 (see `dns_server`); nothing
+            # listens at this port: the name resolves, and no worker is there.
+            assert dns_server is not None
+            port = closed_endpoint().rpartition(":")[2]
+            discovery = DnsDiscovery(
+                f"{namespace}.{dnsmasq.DOMAIN}",
+                int(port),
+                interval=0.05,
+                poll_interval=0.05,
+                timeout=0.2,
+                nameservers=[dns_server.nameserver],
+            )
         else:
             raise AssertionError(f"unknown backend {backend}")
         made.append(discovery)

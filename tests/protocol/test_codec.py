@@ -22,6 +22,7 @@ MESSAGES = [
     p.Call(3, "", b"", "", False, b"", (b"",)),
     p.Call(3, "w", DIGEST, "mod.f", False, ROUTINE, (b"a",), b"context", ("gpu", "eu"), 2.5, 0.75),
     p.Call(3, "w", DIGEST, "mod.f", True, ROUTINE, ARGS, b"context", (), None, 0),
+    p.Call(4, "w", DIGEST, "mod.f", False, ROUTINE, ARGS, b"context", (), None, None, DIGEST),
     p.Next(4),
     p.Next(4, b"context"),
     p.Send(5, (b"value",)),
@@ -100,7 +101,7 @@ def env(*items: Any) -> bytes:
 
 V = p.VERSION
 K = p.Kind
-CALL_FIELDS = ("w", DIGEST, "name", False, [], None, None)
+CALL_FIELDS = ("w", DIGEST, "name", False, [], None, None, None)
 
 # (frames, message pattern, call id expected on the error)
 CORRUPT = [
@@ -169,64 +170,97 @@ CORRUPT = [
     ),
     # wrong field types, per kind
     pytest.param(
-        [env(V, K.CALL, 7, 1, DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-worker"
+        [env(V, K.CALL, 7, 1, DIGEST, "n", False, [], None, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-int-worker",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, b"w", DIGEST, "n", False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-bin-worker"
+        [env(V, K.CALL, 7, b"w", DIGEST, "n", False, [], None, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-bin-worker",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", "digest", "n", False, [], None, None), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", "digest", "n", False, [], None, None, None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-str-digest",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, None, False, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-nil-name"
+        [env(V, K.CALL, 7, "w", DIGEST, None, False, [], None, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-nil-name",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", 0, [], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-generator"
+        [env(V, K.CALL, 7, "w", DIGEST, "n", 0, [], None, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-int-generator",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", "yes", [], None, None), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", DIGEST, "n", "yes", [], None, None, None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-str-generator",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, "gpu", None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-tags"
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, "gpu", None, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-str-tags",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [1], None, None), b"r", b"c", b"a"], "malformed call", 7, id="call-int-tag"
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [1], None, None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-int-tag",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, ["t"] * 65, None, None), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, ["t"] * 65, None, None, None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-too-many-tags",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], -1.0, None), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, None, "key"), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-str-affinity",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, None, b"k" * 65), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-long-affinity",
+    ),
+    pytest.param(
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], -1.0, None, None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-negative-timeout",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], "1", None), b"r", b"c", b"a"], "malformed call", 7, id="call-str-timeout"
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], "1", None, None), b"r", b"c", b"a"],
+        "malformed call",
+        7,
+        id="call-str-timeout",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("inf")), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("inf"), None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-infinite-remaining",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("nan")), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, float("nan"), None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-nan-remaining",
     ),
     pytest.param(
-        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, True), b"r", b"c", b"a"],
+        [env(V, K.CALL, 7, "w", DIGEST, "n", False, [], None, True, None), b"r", b"c", b"a"],
         "malformed call",
         7,
         id="call-bool-remaining",

@@ -311,7 +311,7 @@ class Fuzzer:
         kind = self.rng.choice([p.Kind.SEND, p.Kind.THROW, p.Kind.CALL])
         call_id = self.fresh_id()
         if kind is p.Kind.CALL:
-            head = envelope(p.VERSION, int(kind), call_id, self.worker_id, self.good.digest, "fuzz", False, [], None, None)
+            head = envelope(p.VERSION, int(kind), call_id, self.worker_id, self.good.digest, "fuzz", False, [], None, None, None)
             self.expect(call_id, malformed("call needs at least 3 frames after its envelope"))
             return [head, bytes(self.good.routine), b""]
         self.expect(call_id, malformed(f"{kind.name.lower()} needs at least 2 frames after its envelope"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._dns import DnsDiscovery
 from ._interface import Discovery, DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._lan import LanDiscovery
 from ._local import LocalDiscovery
@@ -13,6 +14,7 @@ __all__ = [
     "Discovery",
     "DiscoveryError",
     "DiscoveryEvent",
+    "DnsDiscovery",
     "LanDiscovery",
     "LocalDiscovery",
     "StaticDiscovery",

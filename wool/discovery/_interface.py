@@ -109,6 +109,8 @@ class Discovery(Protocol):
 
     Implementations must be picklable: a pool hands its discovery to the workers it spawns so
     that they find each other (the mesh). All methods are called from a running event loop.
+    A backend whose `publish` does nothing (the list is configuration, or DNS) may say so with
+    a class attribute `publishes = False`: its workers then do not check that they are listed.
     """
 
     async def publish(self, worker: WorkerInfo) -> None:

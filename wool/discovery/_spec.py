@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .._keys import Keys
+from ._dns import DnsDiscovery
 from ._interface import Discovery
 from ._lan import LanDiscovery
 from ._local import LocalDiscovery
@@ -16,14 +17,18 @@ SPEC_HELP = (
     "wool.LocalDiscovery(NAME)), lan[:NAMESPACE][@ADDRESS,...] (Zeroconf on the local network, "
     "optionally only on the interfaces with these addresses; other machines see a worker only "
     "if it binds an address they reach; wool.LanDiscovery(NAMESPACE)), or "
-    "static:ENDPOINT,... (the workers listening at these endpoints; wool.StaticDiscovery([...]))"
+    "static:ENDPOINT,... (the workers listening at these endpoints; wool.StaticDiscovery([...])), or "
+    "dns:NAME[:PORT][@SERVER[:PORT],...] (the workers at the addresses NAME resolves to: its SRV "
+    "records, or its A/AAAA records at PORT; re-resolved every 5 s; asks SERVER instead of the "
+    "system's resolver; wool.DnsDiscovery(NAME, PORT))"
 )
 
 
 def parse_discovery(spec: str, keys: Keys | None = None) -> Discovery:
     """`local:NAME` -> LocalDiscovery(NAME); `lan`, `lan:NAMESPACE`, `lan@ADDR,...` or
-    `lan:NAMESPACE@ADDR,...` -> LanDiscovery; `static:EP,EP...` -> StaticDiscovery([EP, ...]),
-    which reaches its workers with `keys`. Raises `ValueError` naming the problem."""
+    `lan:NAMESPACE@ADDR,...` -> LanDiscovery; `static:EP,EP...` -> StaticDiscovery([EP, ...])
+    and `dns:NAME[:PORT][@SERVER,...]` -> DnsDiscovery(NAME, PORT, nameservers=[SERVER, ...]),
+    which reach their workers with `keys`. Raises `ValueError` naming the problem."""
     scheme, _, rest = spec.partition(":")
     if scheme == "local":
         return LocalDiscovery(rest)
@@ -39,7 +44,25 @@ def parse_discovery(spec: str, keys: Keys | None = None) -> Discovery:
         if not endpoints:
             raise ValueError(f"no endpoints in {spec!r}: expected static:tcp://HOST:PORT,...")
         return StaticDiscovery(endpoints, keys=keys)
-    raise ValueError(f"unknown discovery {spec!r}: expected local:NAME, lan[:NAMESPACE][@ADDRESS,...] or static:ENDPOINT,...")
+    if scheme == "dns":
+        return _parse_dns(spec, rest, keys)
+    raise ValueError(
+        f"unknown discovery {spec!r}: expected local:NAME, lan[:NAMESPACE][@ADDRESS,...], static:ENDPOINT,... "
+        "or dns:NAME[:PORT][@SERVER,...]"
+    )
+
+
+def _parse_dns(spec: str, rest: str, keys: Keys | None) -> DnsDiscovery:
+    target, at, servers = rest.partition("@")
+    name, colon, port = target.partition(":")
+    if not name:
+        raise ValueError(f"no name in {spec!r}: expected dns:NAME[:PORT][@SERVER[:PORT],...]")
+    if colon and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"{spec!r} has no valid port after the name")
+    nameservers = [s for s in servers.split(",") if s]
+    if at and not nameservers:
+        raise ValueError(f"no nameserver after '@' in {spec!r}")
+    return DnsDiscovery(name, int(port) if colon else None, nameservers=nameservers or None, keys=keys)
 
 
 def discovery_from_args(parser: argparse.ArgumentParser, spec: str, keys_dir: str | None) -> tuple[Discovery, Keys | None]:

@@ -30,7 +30,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from .. import protocol as p
 from .._errors import WoolError
@@ -190,6 +190,7 @@ class StaticDiscovery:
     endpoint's worker must hold a key these keys trust. A `WorkerPool` with keys, or a worker
     started with `--keys`, gives its keys to a static discovery that has none."""
 
+    publishes: ClassVar[bool] = False  # a worker need not check that it is listed
     __slots__ = ("endpoints", "poll_interval", "timeout", "keys")
 
     def __init__(

@@ -72,7 +72,7 @@ def encode(msg: Message) -> list[Frame]:
     """The frames of `msg`, envelope first. Over-long text fields (names, messages,
     tracebacks, details) are clipped; any other oversize envelope raises `ProtocolError`."""
     if isinstance(msg, Call):
-        options = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining)
+        options = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining, msg.affinity)
         head = _envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
         frames: list[Frame] = [head, msg.routine, msg.context, *msg.payload]
     elif isinstance(msg, Raise):
@@ -145,6 +145,11 @@ def _seconds(v: object) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"))
 
 
+def _digest(v: object) -> bool:
+    """None, or a short digest (an affinity key's)."""
+    return v is None or (isinstance(v, bytes) and 0 < len(v) <= 64)
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
@@ -153,7 +158,7 @@ def _reason(v: object) -> bool:
 # The first frame after a call's routine, or after the envelope of a step or an outcome, is
 # its context frame.
 _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]] = {
-    Kind.CALL: ((_str, _bin, _str, _bool, _tags, _seconds, _seconds), 3, None),
+    Kind.CALL: ((_str, _bin, _str, _bool, _tags, _seconds, _seconds, _digest), 3, None),
     Kind.NEXT: ((), 1, 1),
     Kind.SEND: ((), 2, None),
     Kind.THROW: ((), 2, None),
@@ -210,7 +215,7 @@ def decode(frames: Sequence[Frame]) -> Message:
 
 
 _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
-    Kind.CALL: lambda i, f, p: Call(i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6]),
+    Kind.CALL: lambda i, f, p: Call(i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6], f[7]),
     Kind.NEXT: lambda i, f, p: Next(i, p[0]),
     Kind.SEND: lambda i, f, p: Send(i, p[1:], p[0]),
     Kind.THROW: lambda i, f, p: Throw(i, p[1:], p[0]),

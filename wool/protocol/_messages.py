@@ -44,7 +44,8 @@ class Call:
     """Start a routine. `worker_id` names the incarnation it is meant for; `digest`
     identifies the pickled routine so a worker unpickles each routine once. `tags` and
     `timeout` are the caller's `wool.options` (in force for the routine's own nested calls);
-    `remaining` is the seconds left before the call's deadline, if it has one."""
+    `remaining` is the seconds left before the call's deadline, if it has one; `affinity`
+    the digest of the caller's affinity key, if any (its nested calls inherit it)."""
 
     call_id: int
     worker_id: str
@@ -57,6 +58,7 @@ class Call:
     tags: tuple[str, ...] = ()
     timeout: float | None = None
     remaining: float | None = None
+    affinity: bytes | None = None
     kind = Kind.CALL
 
 

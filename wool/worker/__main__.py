@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import os
 import pickle
 import sys
+import traceback
 from collections.abc import Coroutine
 from typing import Any
 
+from .. import protocol as p
 from .._errors import WoolError
 from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
+from ._lifespan import LifespanError, load_factory
 from ._runtime import serve
 from ._template import serve_template
 
@@ -113,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow listening on a non-loopback address without --keys: anyone who can reach it can run code as this user",
     )
     parser.add_argument(
+        "--lifespan",
+        metavar="MODULE:ATTR",
+        help="a zero-argument callable returning an async context manager (an @asynccontextmanager "
+        "function), entered once before the first call and exited after the last; routines read "
+        "what it yields with wool.state()",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -171,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-calls must be at least 1")
     if not 0 <= args.idle_timeout < float("inf"):
         parser.error("--idle-timeout must be a non-negative number of seconds (0: never)")
+    lifespan = None
+    if args.lifespan is not None:
+        try:
+            lifespan = load_factory(args.lifespan)
+        except ValueError as e:
+            parser.error(str(e))
+        except Exception as e:
+            parser.error(f"--lifespan {args.lifespan}: cannot import it: {type(e).__name__}: {e}")
     try:
         check_max_message_size(args.max_message_size)
     except ValueError as e:
@@ -188,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             insecure=args.insecure,
             max_message_size=args.max_message_size,
             idle_timeout=args.idle_timeout or None,
+            lifespan=lifespan,
         )
     except ValueError as e:
         parser.error(str(e))
@@ -198,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _run(serve(config, on_ready))
+    except LifespanError as e:
+        assert e.__cause__ is not None
+        trace = "".join(traceback.format_exception(e.__cause__))
+        print(f"wool worker: {e}\n\n{trace}", file=sys.stderr, end="")
+        return 1
     except (OSError, WoolError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
         return 1
@@ -227,7 +252,13 @@ def _run_spawned(ready_fd: int) -> int:
     except BaseException as e:
         if ready:
             raise
-        handshake({"error": f"{type(e).__name__}: {e}"})
+        if isinstance(e, LifespanError) and e.__cause__ is not None:
+            # The user's exception itself, with its traceback, for the pool to raise from.
+            frames = p.dumps_exception(e.__cause__)
+            cause = base64.b64encode(frames[0]).decode() if len(frames) == 1 else None
+            handshake({"error": str(e), "cause": cause, "cause_text": p.describe(e.__cause__)})
+        else:
+            handshake({"error": f"{type(e).__name__}: {e}"})
         return 1
     return 0
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._keys import Keys
@@ -55,6 +58,8 @@ class WorkerConfig:
     # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
+    # Entered before the first call, exited after the last (see `_lifespan`).
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):

@@ -14,6 +14,7 @@ outlives its pool. Readiness is a handshake: once it serves, the worker writes i
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -24,17 +25,29 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import cloudpickle
 
 import wool
 
-from .._errors import WorkerStartError
+from .. import protocol as p
+from .._errors import RemoteError, WorkerStartError
 from ..discovery import WorkerInfo
 from ._config import WorkerConfig
 
 _PACKAGE_ROOT = str(Path(wool.__file__).resolve().parent.parent)
+
+
+def _cause(handshake: dict[str, Any]) -> BaseException | None:
+    """The exception a failed start reported (a lifespan's), rebuilt with its remote
+    traceback; a `RemoteError` with its text when it cannot be rebuilt here."""
+    text = handshake.get("cause_text")
+    if not isinstance(text, list) or len(text) != 3 or not all(isinstance(t, str) for t in text):
+        return None
+    pickled = handshake.get("cause")
+    frames = (base64.b64decode(pickled),) if isinstance(pickled, str) else ()
+    return p.loads_exception(text[0], text[1], text[2], frames) if frames else RemoteError(*text)
 
 
 def _environment() -> dict[str, str]:
@@ -239,7 +252,8 @@ class WorkerProcess:
             ready = json.loads(line)
             if "error" in ready:
                 await self._wait(5.0)
-                raise WorkerStartError(f"worker process {self.pid} failed to start: {ready['error']}")
+                cause = _cause(ready)
+                raise WorkerStartError(f"worker process {self.pid} failed to start: {ready['error']}") from cause
             self.info = WorkerInfo.from_dict(ready)
         except (ValueError, TypeError) as e:
             await self.kill()

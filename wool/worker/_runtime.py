@@ -16,16 +16,21 @@ import resource
 import signal
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from .. import protocol as p
 from .._context import current_mesh_var
 from .._mesh import Mesh
+from .._state import WorkerState, worker_state_var
 from ..discovery import Discovery, WorkerInfo
+from . import _lifespan
 from ._config import WorkerConfig
 from ._server import Server
 
 log = logging.getLogger("wool.worker")
+
+T = TypeVar("T")
 
 # How often a worker checks that discovery still lists it. Each check reads the registry and
 # checks its entries' pids: every second, that was most of what 32 idle workers cost.
@@ -56,6 +61,21 @@ def raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError) as e:  # an unlimited hard limit is above the kernel's nr_open
         log.debug("could not raise the open-file limit from %d to %d: %s", soft, hard, e)
+
+
+async def _unless_stopped(entering: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """`entering`'s result, or None if a stop was requested first (it is then cancelled):
+    a lifespan that hangs must not make the worker deaf to SIGTERM."""
+    task = asyncio.ensure_future(entering)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result() if not task.cancelled() else None
 
 
 async def serve(
@@ -99,6 +119,8 @@ async def serve(
     )
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
+    holder = WorkerState(_lifespan.describe(config.lifespan) if config.lifespan is not None else None)
+    worker_state_var.set(holder)
     server = Server(
         worker_id,
         config.bind,
@@ -122,13 +144,23 @@ async def serve(
     discovery = config.discovery
     published = False
     keeper: asyncio.Task[None] | None = None
+    lifespan: Any = None  # the entered lifespan's context manager, until it exits
     try:
         mesh.add(info)
+        mesh.start_watching()
+        if config.lifespan is not None:
+            # With the mesh up, so that the lifespan can call routines; before publishing,
+            # so that no caller reaches this worker before `wool.state()` is ready.
+            entered = await _unless_stopped(_lifespan.enter(config.lifespan), stop)
+            if entered is None:
+                return
+            lifespan, holder.value = entered
+            holder.ready = True
         if discovery is not None:
             await discovery.publish(info)
             published = True
-            keeper = loop.create_task(_stay_published(discovery, info))
-            mesh.start_watching()
+            if getattr(discovery, "publishes", True):  # False: the list is not this worker's to keep
+                keeper = loop.create_task(_stay_published(discovery, info))
         log.info("worker %s serving at %s (pid %d)", worker_id, server.endpoint, os.getpid())
         on_ready(info)
         await stop.wait()
@@ -141,7 +173,11 @@ async def serve(
             # First, so that pools stop choosing this worker while its calls drain.
             published = False
             await discovery.withdraw(info)
+        stopping = loop.time()
         await server.drain(config.grace)
+        if lifespan is not None:
+            manager, lifespan = lifespan, None
+            await _lifespan.leave(manager, config.lifespan, config.grace - (loop.time() - stopping))
         if config.settle > 0:
             await server.settle(config.grace, config.settle)
     finally:
@@ -150,6 +186,8 @@ async def serve(
             await asyncio.gather(keeper, return_exceptions=True)
         if discovery is not None and published:
             await discovery.withdraw(info)
+        if lifespan is not None:  # serving failed: still tear the lifespan down
+            await _lifespan.leave(lifespan, config.lifespan, config.grace)
         await mesh.close()
         server.close()
         if watch_fd is not None:
