@@ -110,9 +110,10 @@ async def test_pool_follows_workers_joining_and_leaving() -> None:
 
 
 async def test_empty_namespace_raises_no_workers_available() -> None:
-    async with wool.WorkerPool(discovery=wool.LocalDiscovery("empty")) as pool:
+    """Once no worker appeared within `connect_timeout` (see tests/test_pool_waits.py)."""
+    async with wool.WorkerPool(discovery=wool.LocalDiscovery("empty"), connect_timeout=0.1) as pool:
         assert pool.workers == []
-        with pytest.raises(wool.NoWorkersAvailable, match=r"no live workers"):
+        with pytest.raises(wool.NoWorkersAvailable, match=r"no live workers.*\(waited 0.1 s\)"):
             await routines.add(1, 2)
     assert issubclass(wool.NoWorkersAvailable, wool.WoolError)
 

@@ -38,7 +38,8 @@ async def tagged_workers() -> AsyncIterator[dict[str, int]]:
         plain = await stack.enter_async_context(worker())
         gpu = await stack.enter_async_context(worker("gpu"))
         big = await stack.enter_async_context(worker("gpu", "big"))
-        pool = await stack.enter_async_context(wool.WorkerPool(discovery=wool.LocalDiscovery(NAME)))
+        # A call with tags none of them has waits this long for a worker with them to appear.
+        pool = await stack.enter_async_context(wool.WorkerPool(discovery=wool.LocalDiscovery(NAME), connect_timeout=0.2))
         await pool.wait_for_workers(lambda workers: len(workers) == 3, timeout=20)
         assert {frozenset(w.tags) for w in pool.workers} == {frozenset(), frozenset({"gpu"}), frozenset({"gpu", "big"})}
         yield {"plain": plain.pid, "gpu": gpu.pid, "big": big.pid}
@@ -71,7 +72,7 @@ async def test_an_options_block_places_calls_and_their_nested_calls() -> None:
             raise AssertionError("nested calls outside the block never left the big worker")
 
 
-async def test_no_worker_with_the_tags_raises_promptly_naming_them() -> None:
+async def test_no_worker_with_the_tags_raises_after_the_connect_timeout_naming_them() -> None:
     @wool.routine(tags={"tpu", "gpu"})
     async def needs_tpu() -> None:
         raise AssertionError("never runs")

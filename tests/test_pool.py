@@ -117,12 +117,24 @@ async def test_cancelled_body_cancels_its_calls_and_stops_workers() -> None:
         ({"size": True}, TypeError, r"size must be an int.*bool"),
         ({"size": 0}, ValueError, r"size=0.*discovery"),
         ({"discovery": object()}, TypeError, r"discovery must implement wool\.Discovery"),
+        ({"grace": -1}, ValueError, r"grace must be a finite, non-negative number of seconds"),
+        ({"start_timeout": 0}, ValueError, r"start_timeout must be a finite, positive number of seconds"),
+        ({"connect_timeout": "5"}, TypeError, r"connect_timeout must be a number of seconds, not str"),
     ],
-    ids=["negative", "str", "bool", "zero-without-discovery", "not-a-discovery"],
+    ids=["negative", "str", "bool", "zero-without-discovery", "not-a-discovery", "grace", "start-timeout", "connect-timeout"],
 )
 def test_invalid_arguments_are_rejected(kwargs: dict[str, object], error: type[Exception], pattern: str) -> None:
     with pytest.raises(error, match=pattern):
         wool.WorkerPool(**kwargs)  # type: ignore[arg-type]
+    assert worker_pids() == set()
+
+
+def test_a_size_given_as_the_first_positional_argument_is_pointed_out() -> None:
+    """Positional arguments are tags: `WorkerPool(4)` suggests what was probably meant."""
+    with pytest.raises(TypeError, match=r"positional arguments are worker tags, got 4: did you mean size=4\?"):
+        wool.WorkerPool(4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"tags must be non-empty strings, got 4.5"):
+        wool.WorkerPool(4.5)  # type: ignore[arg-type]
     assert worker_pids() == set()
 
 

@@ -33,24 +33,33 @@ import itertools
 import logging
 import os
 import secrets
-import time
 from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from . import _curve
+from . import _curve, _handshake
 from . import protocol as p
 from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
 from ._keys import Keys
-from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
+from ._throttle import Throttle
+from ._transport import (
+    DEFAULT_LIVENESS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    HANDSHAKE_IVL_MS,
+    SocketDriver,
+    new_socket,
+    oversized,
+    show_size,
+)
 from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
 
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED
-_WARN_INTERVAL = 10.0  # at most one malformed-reply warning per connection this often
+_MONITORED = (
+    zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED
+)
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
 
 
@@ -108,12 +117,17 @@ class Connection:
         self.denied = False
         self._quiet = quiet  # no warning when the endpoint refuses connections
         self.liveness = liveness
-        self._warned_at = -_WARN_INTERVAL
+        self._warnings = Throttle(log)  # of malformed replies: at most one per interval
         # What this process accepts from the worker, and what the worker accepts from it
         # (its published limit; else ours, which the workers a pool spawns share).
         self.max_message_size = max_message_size
         self.send_limit = worker.max_message_size or max_message_size
-        sock = new_socket(zmq.DEALER, liveness=liveness, max_message_size=max_message_size)
+        self._tcp_connected_at: float | None = None  # when the handshake began
+        # A worker that does not complete its handshake within the liveness period (at most
+        # the usual bound) is reported as not answering, as one that stops answering
+        # heartbeats is.
+        handshake_ms = max(1, min(HANDSHAKE_IVL_MS, int(liveness * 1000)))
+        sock = new_socket(zmq.DEALER, (zmq.HANDSHAKE_IVL, handshake_ms), liveness=liveness, max_message_size=max_message_size)
         self.routing_id = _routing_id()
         sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         self._public_key = keys.public if keys is not None else None
@@ -153,7 +167,8 @@ class Connection:
         """Send `msg` and return the future of its reply. Raises `WorkerLost` if the worker
         is already known to be gone, `AuthenticationError` if its handshake failed,
         `DispatchError` if a part of it is larger than the worker accepts (nothing is
-        sent)."""
+        sent), `ProtocolError` if `msg` cannot be encoded (not registered either way, so it
+        takes no slot in the window)."""
         if self.lost is not None:
             raise type(self.lost)(str(self.lost))
         frames = p.encode(msg)
@@ -292,21 +307,14 @@ class Connection:
             sink(error)
 
     def _warn_malformed(self, e: p.ProtocolError) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= _WARN_INTERVAL:
-            self._warned_at = now
-            log.warning(
-                "malformed reply from worker %r: %s (further such messages suppressed for %.0f s)",
-                self.worker.id,
-                e,
-                _WARN_INTERVAL,
-            )
-        else:
-            log.debug("malformed reply from worker %r: %s", self.worker.id, e)
+        self._warnings.warn("malformed", "malformed reply from worker %r: %s", self.worker.id, e)
 
     def _on_event(self, frames: list[bytes]) -> None:
-        event = parse_monitor_message(frames)["event"]
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        message = parse_monitor_message(frames)
+        event = message["event"]
+        if event == zmq.EVENT_CONNECTED:
+            self._tcp_connected_at = self._loop.time()
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             if not self.connected.done():
                 # Synchronously, so that the worker is in rotation before anyone waiting on
                 # `connected` runs (they would otherwise find neither a ready nor a
@@ -335,24 +343,18 @@ class Connection:
             self._declare_lost(reason)
         elif event & _HANDSHAKE_FAILED:
             self.denied = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            reason = self._describe_handshake_failure(event)
-            log.debug("%s", reason)
-            self._declare_lost(reason, AuthenticationError)
-
-    def _describe_handshake_failure(self, event: int) -> str:
-        where = f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r}"
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            key = f" {self._public_key}" if self._public_key else ""
-            return f"{where} refused this process: authentication failed (its allow-list does not hold this process's public key{key})"
-        if self.worker.public_key is not None:
-            return (
-                f"authentication of {where} failed: the handshake broke off, so whoever listens there "
-                f"does not hold the secret key of the public key {self.worker.public_key!r} that discovery published for it, "
-                f"or does not use CURVE"
+            started = self._tcp_connected_at
+            failure = _handshake.explain(
+                event,
+                int(message["value"]),
+                f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r}",
+                elapsed=None if started is None else self._loop.time() - started,
+                interval=int(self._driver.socket.getsockopt(zmq.HANDSHAKE_IVL)) / 1000,
+                own_key=self._public_key,
+                worker_key=self.worker.public_key,
             )
-        return (
-            f"the handshake with {where} failed: it requires CURVE keys, which this process has not got, or it is no wool worker"
-        )
+            log.debug("%s", failure.reason)
+            self._declare_lost(failure.reason, AuthenticationError if failure.refused else WorkerLost)
 
     def _declare_lost(self, reason: str, error: type[WoolError] = WorkerLost) -> None:
         if self.lost is not None:

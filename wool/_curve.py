@@ -35,19 +35,18 @@ import logging
 import os
 import secrets
 import threading
-import time
 from typing import Any
 
 import zmq
 from zmq.utils import z85
 
 from ._keys import Keys
+from ._throttle import Throttle
 from ._transport import context
 
 log = logging.getLogger("wool.curve")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
-_WARN_INTERVAL = 10.0
 
 
 def make_client(sock: zmq.Socket[Any], keys: Keys, server_key: str) -> None:
@@ -75,7 +74,7 @@ class _Handler:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.domains: dict[bytes, frozenset[bytes]] = {}
-        self._warned: dict[bytes, float] = {}  # the thread's own
+        self._warnings = Throttle(log)  # one warning per refused key per interval (the thread's own)
         self._wake_r, self._wake_w = os.pipe()
         self._ready = threading.Event()
         self._error: str | None = None
@@ -142,18 +141,12 @@ class _Handler:
         return [route, b"", b"1.0", request_id, status, text, user_id, b""]
 
     def _warn_denied(self, key: bytes, address: bytes) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
-            if len(self._warned) > 1024:
-                self._warned.clear()
-            self._warned[key] = now
-            log.warning(
-                "refused a caller at %r: its public key %s is not trusted (add it to the trusted "
-                "keys to let it in; further refusals of this key suppressed for %.0f s)",
-                address.decode(errors="replace"),
-                key.decode(),
-                _WARN_INTERVAL,
-            )
+        self._warnings.warn(
+            key,
+            "refused a caller at %r: its public key %s is not trusted (add it to the trusted keys to let it in)",
+            address.decode(errors="replace"),
+            key.decode(),
+        )
 
     def close(self) -> None:
         os.write(self._wake_w, b"x")

@@ -58,6 +58,8 @@ from .discovery import Discovery, WorkerInfo
 log = logging.getLogger("wool.mesh")
 
 WATCH_RETRY_DELAY = 1.0
+# How long a call waits for a worker that can run it to connect, or to appear in discovery.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 class _Slot:
@@ -94,13 +96,16 @@ class Mesh:
         discovery: Discovery | None = None,
         balancer: LoadBalancer | None = None,
         *,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         liveness: float = DEFAULT_LIVENESS,
         keys: Keys | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        open_namespace: bool = True,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.discovery = discovery
+        # Whether workers may join `discovery` later: not a pool's private namespace.
+        self.open_namespace = open_namespace
         self.max_message_size = max_message_size
         self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()
@@ -197,9 +202,11 @@ class Mesh:
         return conn
 
     def retire(self, worker_id: str) -> None:
-        """Stop choosing a worker that left discovery. Calls in flight on it may still finish
-        (a worker withdraws before it stops); its connection closes once idle, or fails
-        them with `WorkerLost` when the worker goes away."""
+        """Stop choosing a worker that left discovery. Its connection is closed now if no
+        call is in flight on it. Otherwise those calls may still finish (a worker withdraws
+        before it stops), and the connection stays open, out of rotation, until they have
+        and the idle sweep closes it (see `_idle`), or its worker goes away (calls still in
+        flight then fail with `WorkerLost`), or the mesh closes."""
         slot = self._slots.pop(worker_id, None)
         if slot is not None:
             self._rotation_changed()
@@ -250,10 +257,13 @@ class Mesh:
                 await self._changed.wait()
         return workers
 
-    def _rotation_changed(self) -> None:
-        self._rotation = [s for s in self._slots.values() if self._usable(s)]
+    def _announce(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _rotation_changed(self) -> None:
+        self._rotation = [s for s in self._slots.values() if self._usable(s)]
+        self._announce()
         while self._room:  # every waiter looks again
             _, waiter = self._room.popleft()
             if not waiter.done():
@@ -286,6 +296,16 @@ class Mesh:
         if futures:
             await asyncio.wait(futures, timeout=timeout)
 
+    @property
+    def _may_appear(self) -> bool:
+        """Whether to wait for a suitable worker to appear: discovery is followed, in a
+        namespace other processes' workers may join, and no worker in it is unusable for a
+        reason a call should hear at once (it refused this process's key, its keys do not
+        fit, it refuses connections)."""
+        if self._watcher is None or not self.open_namespace or self._refused or self._ignored:
+            return False
+        return not any(c.refused and not c.connected.done() for c in self._connections.values())
+
     def start_watching(self) -> None:
         if self.discovery is not None and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.discovery))
@@ -296,8 +316,9 @@ class Mesh:
         """A live worker's connection, chosen by the load balancer (or `balancer`) among the
         workers in rotation that have every one of `tags` and room in their window (any, if
         not `bounded`), connecting to it first if need be. If all are full, wait for room; if
-        none is in rotation but some are connecting, wait (up to `connect_timeout`) for the
-        first. If none could ever do, raise `NoWorkersAvailable`."""
+        none is in rotation, wait up to `connect_timeout` for one to connect, or, following
+        discovery, for one to appear (a pool started together with its workers). Then raise
+        `NoWorkersAvailable`."""
         balancer = balancer or self.balancer
         if self._rotation and not tags:  # the common case, without building lists
             slot = balancer.choose(self._rotation)
@@ -309,6 +330,7 @@ class Mesh:
                     return conn
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
+        waiting = False  # for a worker to appear (logged once)
         while True:
             if self.closed:
                 raise NoWorkersAvailable("the pool is closed")
@@ -327,9 +349,19 @@ class Mesh:
                 if not c.connected.done() and not c.refused and tags <= c.worker.tags
             ]
             remaining = deadline - loop.time()
-            if not connecting or remaining <= 0:
-                raise NoWorkersAvailable(self._describe_empty(tags))
-            changed = asyncio.ensure_future(self._changed.wait())  # also set when one refuses
+            if remaining <= 0 or not (connecting or self._may_appear):
+                waited = f" (waited {self.connect_timeout:g} s)" if remaining <= 0 else ""
+                raise NoWorkersAvailable(self._describe_empty(tags) + waited)
+            if not connecting and not waiting:
+                waiting = True
+                log.info(
+                    "no worker%s in %r yet: a call waits up to %g s for one to appear",
+                    f" with the tags {', '.join(sorted(tags))}" if tags else "",
+                    self.discovery,
+                    remaining,
+                )
+            # Set when one connects, refuses, fails, or discovery brings a new one.
+            changed = asyncio.ensure_future(self._changed.wait())
             waiters: list[asyncio.Future[Any]] = [*connecting, changed]
             try:
                 await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 from collections.abc import Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 from ._affinity import key_digest
+from ._seconds import check_optional_seconds
 
 _KEEP: Any = object()
 
@@ -55,17 +55,7 @@ def check_tags(tags: str | Iterable[str], what: str = "tags") -> frozenset[str]:
 
 
 def check_timeout(timeout: float | None) -> float | None:
-    return check_seconds("timeout", timeout)
-
-
-def check_seconds(name: str, seconds: float | None) -> float | None:
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(seconds).__name__}")
-    if not seconds >= 0 or math.isinf(seconds):
-        raise ValueError(f"{name} must be a finite, non-negative number of seconds, got {seconds!r}")
-    return float(seconds)
+    return check_optional_seconds(timeout, "timeout")
 
 
 @contextlib.contextmanager
@@ -99,7 +89,7 @@ def options(
         current.tags if tags is _KEEP else check_tags(tags),
         current.timeout if timeout is _KEEP else check_timeout(timeout),
         current.affinity if affinity is _KEEP else (None if affinity is None else key_digest(affinity)),
-        current.hedge_after if hedge_after is _KEEP else check_seconds("hedge_after", hedge_after),
+        current.hedge_after if hedge_after is _KEEP else check_optional_seconds(hedge_after, "hedge_after"),
     )
     token = options_var.set(new)
     try:

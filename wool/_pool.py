@@ -25,7 +25,8 @@ from ._errors import WorkerStartError
 from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
-from ._mesh import Mesh
+from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
+from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
 from .worker import WorkerConfig, WorkerProcess
@@ -52,6 +53,11 @@ class WorkerPool:
     `liveness` bounds how long a worker (or, on the worker, a caller) may stop answering
     before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
     calls each spawned worker runs at once; past it calls go to workers with room, or wait.
+
+    `connect_timeout` bounds how long a call waits for a worker that can run it: one still
+    connecting, or, over a `discovery`, one that has not appeared yet (a pool started
+    together with its workers, by a script, a systemd unit or a compose file, needs no
+    polling). Then the call raises `NoWorkersAvailable`.
 
     `keys` (a `wool.Keys`, or a key directory made by `python -m wool.keys generate DIR`)
     makes every connection CURVE-encrypted and authenticated: the pool uses only discovered
@@ -92,6 +98,7 @@ class WorkerPool:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -104,6 +111,8 @@ class WorkerPool:
         if size == 0 and discovery is None:
             raise ValueError("a pool with size=0 needs a discovery to find workers in")
         for tag in tags:
+            if isinstance(tag, int) and not isinstance(tag, bool):
+                raise TypeError(f"WorkerPool's positional arguments are worker tags, got {tag!r}: did you mean size={tag!r}?")
             if not isinstance(tag, str) or not tag:
                 raise TypeError(f"tags must be non-empty strings, got {tag!r}")
         if loadbalancer is not None and not callable(getattr(loadbalancer, "choose", None)):
@@ -119,13 +128,14 @@ class WorkerPool:
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)
         self.idle_timeout = check_idle_timeout(idle_timeout)
+        self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
         self.loadbalancer = loadbalancer
-        self.start_timeout = start_timeout
-        self.grace = grace
+        self.start_timeout = check_seconds(start_timeout, "start_timeout", positive=True)
+        self.grace = check_seconds(grace, "grace")
         self._namespace: Discovery | None = None
         self._mesh: Mesh | None = None
         self._processes: list[WorkerProcess] = []
@@ -173,8 +183,10 @@ class WorkerPool:
         self._mesh = Mesh(
             self._namespace,
             self.loadbalancer,
+            connect_timeout=self.connect_timeout,
             liveness=self.liveness,
             keys=self.keys,
+            open_namespace=self.discovery is not None,
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
         )

@@ -6,16 +6,20 @@ stream that is only iterated out of that: after the first item the caller grants
 a credit of N items (a `credit` message); the worker runs the generator and sends each item
 unasked while it has credit, and the caller returns credit as it consumes items (in batches of
 half the window), so at most N items are ever in flight or buffered. Values cannot be sent in
-(`asend`/`athrow` would have to reach items the worker already produced), and closing the
-stream early cancels the remote generator (its `finally` runs there) without waiting for it.
+(`asend`/`athrow` would have to reach items the worker already produced). Closing the stream
+early stops the item in progress on the worker and closes the generator there; `aclose()`
+returns once its `finally` ran, as for a local generator, waiting at most one liveness period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dis
 import inspect
+import sys
+import types
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
@@ -27,6 +31,23 @@ T = TypeVar("T")
 
 # Set while a `ReadAhead` starts its generator: the proxy reads it to open its stream ahead.
 window_var: ContextVar[int | None] = ContextVar("wool_readahead_window", default=None)
+
+
+# The code of the routine proxies' async generator function (`_routine` registers it; every
+# generator routine shares it), by which a generator is recognised as a routine's. Looked up
+# by equality: a proxy pickled by value (a routine defined in `__main__`, used on a worker)
+# carries an equal copy of it.
+_proxy_code: set[types.CodeType] = set()
+
+
+def register_proxy(fn: Callable[..., Any]) -> None:
+    """Record `fn` (an async generator function) as the proxy of generator routines."""
+    _proxy_code.add(fn.__code__)
+
+
+def is_proxy(gen: object) -> bool:
+    """Whether `gen` is a generator returned by a generator routine."""
+    return inspect.isasyncgen(gen) and gen.ag_code in _proxy_code
 
 
 def requested_window() -> int | None:
@@ -42,7 +63,7 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
     """An async iterator over a remote generator that runs up to `window` items ahead."""
 
     def __init__(self, gen: AsyncGenerator[T, Any], window: int) -> None:
-        if not inspect.isasyncgen(gen) or gen.ag_frame is None or gen.ag_frame.f_globals.get("__name__") != "wool._routine":
+        if not is_proxy(gen):
             raise TypeError(f"readahead needs a generator returned by a @wool.routine async generator, not {gen!r}")
         if not _unstarted(gen):
             raise ValueError("readahead needs a generator that has not started yet")
@@ -57,11 +78,11 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
 
     async def __anext__(self) -> T:
         if self._started:
-            return await self._gen.__anext__()  # type: ignore[return-value]
+            return await self._gen.__anext__()
         self._started = True
         token = window_var.set(self._window)
         try:
-            return await self._gen.__anext__()  # type: ignore[return-value]
+            return await self._gen.__anext__()
         finally:
             window_var.reset(token)
 
@@ -72,13 +93,22 @@ class ReadAhead(AsyncIterator[T], Generic[T]):
         raise TypeError(_REFUSAL.format("athrow()", "throw into"))
 
     async def aclose(self) -> None:
-        """Stop the stream: the remote generator is cancelled (its `finally` runs there)."""
+        """Stop the stream: the item in progress on the worker is cancelled and the generator
+        closed there; returns once its `finally` ran (or raises what the `finally` raised)."""
         await self._gen.aclose()
 
 
 def _unstarted(gen: Any) -> bool:
-    # The proxy's first statement binds its stream: before that, nothing was sent.
-    return gen.ag_frame is not None and "stream" not in gen.ag_frame.f_locals
+    """Whether `gen` has not begun: its proxy has sent nothing yet."""
+    if sys.version_info >= (3, 12):
+        return inspect.getasyncgenstate(gen) == inspect.AGEN_CREATED
+    # Python 3.11 has no `getasyncgenstate`: a created generator's frame stands at the
+    # instruction that created it, which a started one has left for good.
+    frame = gen.ag_frame
+    if gen.ag_running or frame is None:
+        return False
+    created = next(i.offset for i in dis.get_instructions(gen.ag_code) if i.opname == "RETURN_GENERATOR")
+    return bool(frame.f_lasti == created)
 
 
 def readahead(gen: AsyncGenerator[T, Any], window: int = 64) -> ReadAhead[T]:
@@ -97,6 +127,7 @@ class Inbox:
         self._waiter: asyncio.Future[None] | None = None
         self._batch = max(1, window // 2)
         self._consumed = 0
+        self._closing = False
         conn.subscribe(call_id, self._deliver)
         conn.notify(p.Credit(call_id, window))
 
@@ -114,9 +145,26 @@ class Inbox:
         item = self._items.popleft()
         if isinstance(item, BaseException):
             raise item
-        if item.kind is p.Kind.YIELD:
+        if item.kind is p.Kind.YIELD and not self._closing:
             self._consumed += 1
             if self._consumed >= self._batch:
                 self._conn.notify(p.Credit(self._call_id, self._consumed))
                 self._consumed = 0
         return item
+
+    def close(self, context: p.Frame) -> bool:
+        """Ask the worker to close the generator (`last` then waits for it to end). Returns
+        False, sending nothing, if the stream had already ended: its last reply is here."""
+        self._closing = True
+        if any(not isinstance(item, BaseException) and item.kind is not p.Kind.YIELD for item in self._items):
+            return False
+        self._conn.notify(p.Close(self._call_id, context))
+        return True
+
+    async def last(self) -> p.Reply:
+        """After `close`: the reply that ended the stream (`stop`, or the `raise` of its
+        `finally`), skipping items that were already on their way."""
+        while True:
+            reply = await self.next()
+            if reply.kind is not p.Kind.YIELD:
+                return reply

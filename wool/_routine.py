@@ -42,7 +42,7 @@ from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
 from ._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
 from ._options import NO_OPTIONS, Options, check_tags, deadline, deadline_var, options_var
-from ._readahead import Inbox, requested_window
+from ._readahead import Inbox, register_proxy, requested_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -156,6 +156,7 @@ def _generator_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..
         finally:
             stream.abandon()
 
+    register_proxy(wrapper)  # how `wool.readahead` recognises the generators it returns
     return wrapper
 
 
@@ -194,17 +195,43 @@ def _merge_context(name: str, reply: p.Reply) -> None:
         cv.merge(cv.unpickle(f"the reply of {name}", reply.context).items())
 
 
-def _outcome(name: str, reply: p.Reply) -> Any:
+def _outcome(name: str, reply: p.Reply, thrown: BaseException | None = None) -> Any:
     """The value of a `Return`/`Yield` reply, or raise what a `Raise`/`Reject` reports;
-    either way after setting the context variables it brought back."""
+    either way after setting the context variables it brought back. `thrown`: the exception
+    this step threw in, which the raised one may be or hold (`_relink`)."""
     _merge_context(name, reply)
     if isinstance(reply, (p.Return, p.Yield)):
         return _load("the value returned by {}", name, reply.payload)
     if isinstance(reply, p.Raise):
-        raise p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
+        exc = p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
+        if thrown is not None and reply.thrown is not None:
+            exc = _relink(exc, reply.thrown, thrown)
+        raise exc
     if isinstance(reply, p.Reject):
         raise DispatchError(f"worker rejected {name}: {reply.detail}")
     raise DispatchError(f"unexpected {reply.kind.name.lower()} reply for {name}")
+
+
+def _relink(exc: BaseException, path: str, thrown: BaseException) -> BaseException:
+    """`exc` with the caller's own `thrown` where the worker's copy of it is (`path`, see
+    `protocol.Raise.thrown`), or `thrown` itself: as a local generator's `athrow` gives it
+    back. Notes the generator added to the exception are kept."""
+    if not path:
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list) and notes != getattr(thrown, "__notes__", None):
+            thrown.__notes__ = notes
+        return thrown
+    node = exc
+    for link in path[:-1]:
+        nxt = node.__cause__ if link == "c" else node.__context__
+        if nxt is None:  # rebuilt without its chain (it could not be unpickled whole)
+            return exc
+        node = nxt
+    if path[-1] == "c":
+        node.__cause__ = thrown
+    else:
+        node.__context__ = thrown
+    return exc
 
 
 async def _abandon(conn: Connection, call_id: int, name: str) -> None:
@@ -381,13 +408,13 @@ class _Stream:
         self._window = window  # read ahead up to this many items (see `_readahead`)
         self._inbox: Inbox | None = None
 
-    def _settle(self, reply: p.Reply) -> tuple[bool, Any]:
+    def _settle(self, reply: p.Reply, thrown: BaseException | None = None) -> tuple[bool, Any]:
         if p.is_final(True, reply.kind):
             self._ended()
         if isinstance(reply, p.Stop):
             _merge_context(self._name, reply)
             return True, None
-        return False, _outcome(self._name, reply)
+        return False, _outcome(self._name, reply, thrown)
 
     def _bounded(self) -> Any:
         """The stream's deadline (if any) around a wait for a step."""
@@ -446,7 +473,7 @@ class _Stream:
                 self._ended()
                 conn.notify(p.Cancel(call_id))  # a bad reply, or lost: drop the remote generator
                 raise
-        return self._settle(reply)
+        return self._settle(reply, value if kind is p.Kind.THROW else None)
 
     async def _step_ahead(self, kind: p.Kind, inbox: Inbox) -> tuple[bool, Any]:
         if kind is not p.Kind.NEXT:
@@ -463,14 +490,45 @@ class _Stream:
 
     async def close(self) -> None:
         """Close the remote generator (its `finally` runs there). If its worker is already
-        gone, or the pool closed, there is nothing left to close. A read-ahead stream is
-        cancelled instead (its generator may be running ahead), without waiting."""
+        gone, or the pool closed, there is nothing left to close."""
         if self._open and self._conn is not None and self._conn.lost is not None:
             self._ended()
         if self._open and self._inbox is not None:
-            self.abandon()
+            await self._close_ahead(self._inbox)
         elif self._open:
             await self.step(p.Kind.CLOSE, None)
+
+    async def _close_ahead(self, inbox: Inbox) -> None:
+        """Close a read-ahead stream, waiting (up to the liveness period) for the remote
+        `finally` to run; the generator may be running ahead, so the worker stops that first."""
+        conn = self._conn
+        assert conn is not None
+        if not inbox.close(_capture("the close of {} was not sent", self._name)):
+            # It ended while running ahead, before the consumer got there: a local generator
+            # closed at this point would not have reached that end, nor its error.
+            with contextlib.suppress(Exception):
+                _merge_context(self._name, await inbox.last())
+            self._ended()
+            return
+        try:
+            async with asyncio.timeout(conn.liveness):
+                reply = await inbox.last()
+        except TimeoutError:
+            log.warning("worker %s did not confirm the close of %s within %g s", conn.worker.id, self._name, conn.liveness)
+            self.abandon()
+            return
+        except WorkerLost:
+            self._ended()  # gone: nothing left to close
+            return
+        except BaseException:
+            self.abandon()
+            raise
+        if isinstance(reply, p.Reject):  # a worker that cannot close it: it is cancelled instead
+            log.debug("worker %s refused to close %s (%s): cancelling it", conn.worker.id, self._name, reply.detail)
+            self._ended()
+            conn.notify(p.Cancel(self._call_id))
+            return
+        self._settle(reply)
 
     def abandon(self) -> None:
         """The proxy ended while the remote generator is still open (the caller's side

@@ -30,6 +30,8 @@ from typing import Any
 
 import zmq
 
+from ._seconds import check_seconds
+
 log = logging.getLogger("wool.transport")
 
 _context: tuple[int, zmq.Context[Any]] | None = None
@@ -86,11 +88,7 @@ def context() -> zmq.Context[Any]:
 
 def check_liveness(liveness: float) -> float:
     """`liveness` as a float, or `ValueError`/`TypeError` naming what is wrong with it."""
-    if isinstance(liveness, bool) or not isinstance(liveness, (int, float)):
-        raise TypeError(f"liveness must be a number of seconds, not {type(liveness).__name__}")
-    if not MIN_LIVENESS <= liveness <= MAX_LIVENESS:
-        raise ValueError(f"liveness must be between {MIN_LIVENESS:g} and {MAX_LIVENESS:g} seconds, got {liveness!r}")
-    return float(liveness)
+    return check_seconds(liveness, "liveness", at_least=MIN_LIVENESS, at_most=MAX_LIVENESS)
 
 
 def check_max_message_size(size: int) -> int:

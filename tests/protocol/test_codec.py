@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wool
 from wool import protocol as p
 
 DIGEST = bytes(range(16))
@@ -47,6 +48,9 @@ MESSAGES = [
     p.Send(18, (b"value",), b"context"),
     p.Throw(18, (b"exc",), b"context"),
     p.Raise(18, "KeyError", "", "", ARGS, b"context"),
+    p.Raise(18, "KeyError", "", "", ARGS, b"context", ""),
+    p.Raise(18, "RuntimeError", "", "", ARGS, thrown="c"),
+    p.Raise(18, "RuntimeError", "", "", ARGS, thrown="xcxcxcxc"),
     p.Pong(19, "worker-a"),
     p.Pong(20, "worker-b", calls=3, queued=2),
     p.Pong(20, "worker-c", 1, 0, ("gpu", "eu"), 8),
@@ -283,6 +287,12 @@ CORRUPT = [
     pytest.param([env(V, K.NEXT, 8, 0)], "malformed next", 8, id="next-extra-field"),
     pytest.param([env(V, K.CANCEL, 8, "why")], "malformed cancel", 8, id="cancel-extra-field"),
     pytest.param([env(V, K.RAISE, 8, "T", "m"), b"e"], "malformed raise", 8, id="raise-missing-field"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", "", ""), b"e"], "malformed raise", 8, id="raise-extra-field"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", None), b"e"], "malformed raise", 8, id="raise-nil-thrown"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", 0), b"e"], "malformed raise", 8, id="raise-int-thrown"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", "cy"), b"e"], "malformed raise", 8, id="raise-thrown-bad-link"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", "c" * 9), b"e"], "malformed raise", 8, id="raise-thrown-too-deep"),
+    pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", b"c"), b"e"], "malformed raise", 8, id="raise-bin-thrown"),
     pytest.param([env(V, K.PONG, 8)], "malformed pong", 8, id="pong-missing-field"),
     pytest.param([env(V, K.PONG, 8, "w", 0, 0)], "malformed pong", 8, id="pong-old-fields"),
     pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0)], "malformed pong", 8, id="pong-extra-field"),
@@ -347,12 +357,33 @@ def test_corrupt_input_raises_protocol_error(frames: list[bytes], pattern: str, 
     assert info.value.call_id == call_id
 
 
-def test_protocol_error_is_a_plain_exception() -> None:
-    """One error type for all of it: not a msgpack or pickle error leaking through."""
+def test_protocol_error_is_a_plain_wool_error() -> None:
+    """One error type for all of it: not a msgpack or pickle error leaking through, and a
+    `WoolError`, so that a user catching wool's errors catches it too."""
     with pytest.raises(p.ProtocolError) as info:
         p.decode([b"\xc1"])
     assert type(info.value) is p.ProtocolError
+    assert isinstance(info.value, wool.WoolError)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_raise_carries_its_path_to_the_thrown_exception_only_when_it_has_one() -> None:
+    """Without one, a `raise` has the shape it always had (three fields): peers that do not
+    know the field still read every other `raise`."""
+    plain = msgpack.unpackb(p.encode(p.Raise(3, "T", "m", "tb", (b"e",)))[0])
+    linked = msgpack.unpackb(p.encode(p.Raise(3, "T", "m", "tb", (b"e",), thrown="xc"))[0])
+    assert plain[3:] == ["T", "m", "tb"] and linked[3:] == ["T", "m", "tb", "xc"]
+    with pytest.raises(p.ProtocolError, match="path to the thrown exception 'z' is malformed"):
+        p.encode(p.Raise(3, "T", "m", "tb", (b"e",), thrown="z"))
+
+
+def test_an_envelope_too_large_to_encode_raises_protocol_error() -> None:
+    """Tags are clipped to 64 of 256 characters, but in 4-byte UTF-8 that is still over
+    the envelope limit: encoding refuses it with the one error, naming the call."""
+    tags = tuple(chr(0x1F600 + i) + "\U0001f600" * 255 for i in range(64))
+    with pytest.raises(p.ProtocolError, match="call envelope of .* bytes exceeds") as info:
+        p.encode(p.Call(7, "w", b"d" * 16, "f", False, b"r", (b"a",), tags=tags))
+    assert info.value.call_id == 7
 
 
 def test_maximal_envelope_size_is_accepted() -> None:

@@ -77,6 +77,14 @@ def test_bad_discovery_exits_2_naming_the_problem(args: tuple[str, ...], pattern
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("grace", ["-1", "nan", "inf"])
+def test_a_bad_grace_period_exits_2_naming_it(grace: str) -> None:
+    result = run_cli("--discovery", f"local:{NAME}", "--grace", grace)
+    assert result.returncode == 2
+    assert "--grace must be a finite, non-negative number of seconds" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- safe defaults -----------------------------------------------------------------------------
 
 

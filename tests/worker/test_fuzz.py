@@ -161,11 +161,14 @@ def malformed(*words: str) -> Expect:
 
 # Argument payloads that fail to unpickle (or to be arguments), and what the reply says.
 BAD_ARGUMENTS: list[tuple[tuple[bytes, ...], tuple[str, ...]]] = [
-    ((b"\x00\x01garbage",), ("UnpicklingError", "invalid load key")),
-    ((b"\x80\x05garbage",), ("UnpicklingError",)),
-    ((b"",), ("EOFError",)),
-    ((b"cno_such_module_for_wool\nThing\n.",), ("ModuleNotFoundError", "no_such_module_for_wool")),
-    ((cloudpickle.dumps(((1, 2), {}), protocol=5)[:-3],), ("UnpicklingError", "truncated")),
+    (
+        (b"\x00\x01garbage",),
+        ("SerializationError", "could not be unpickled on this worker", "UnpicklingError", "invalid load key"),
+    ),
+    ((b"\x80\x05garbage",), ("SerializationError", "UnpicklingError")),
+    ((b"",), ("SerializationError", "EOFError")),
+    ((b"cno_such_module_for_wool\nThing\n.",), ("SerializationError", "import module 'no_such_module_for_wool'", "PYTHONPATH")),
+    ((cloudpickle.dumps(((1, 2), {}), protocol=5)[:-3],), ("SerializationError", "UnpicklingError", "truncated")),
     (p.dumps("not an (args, kwargs) pair"), ("TypeError", "not an (args, kwargs) pair")),
     (p.dumps(((1,), {})), ("TypeError", "missing 1 required positional argument")),
 ]

@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import ClassVar
 
 from .._keys import Keys, PathLike, as_keys
+from .._seconds import check_seconds
 from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._local import _diff
 from ._static import _by_id, _Probe
@@ -117,14 +118,9 @@ class DnsDiscovery:
             if not 0 < port < 65536:
                 raise ValueError(f"port must be between 1 and 65535, not {port}")
         self.port = port
-        for what, value in (("interval", interval), ("poll_interval", poll_interval), ("timeout", timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{what} must be a number of seconds")
-            if not value > 0:
-                raise ValueError(f"{what} must be positive, not {value!r}")
-        self.interval = float(interval)
-        self.poll_interval = float(poll_interval)
-        self.timeout = float(timeout)
+        self.interval = check_seconds(interval, "interval", positive=True)
+        self.poll_interval = check_seconds(poll_interval, "poll_interval", positive=True)
+        self.timeout = check_seconds(timeout, "timeout", positive=True)
         if isinstance(nameservers, str):
             raise TypeError("nameservers must be a list of addresses, not a str")
         servers = None if nameservers is None else tuple(dict.fromkeys(parse_nameserver(s) for s in nameservers))

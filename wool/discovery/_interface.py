@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Literal, Protocol, runtime_checkable
 
+from .._endpoints import parse_endpoint
 from .._errors import WoolError
 from .._keys import check_key
 
@@ -68,8 +69,10 @@ class WorkerInfo:
         host, tags, version = data.get("host", ""), data.get("tags", []), data.get("version", 1)
         if not isinstance(wid, str) or not wid:
             raise ValueError("worker entry 'id' must be a non-empty string")
-        if not isinstance(endpoint, str) or "://" not in endpoint:
-            raise ValueError(f"worker entry 'endpoint' is not an endpoint: {endpoint!r}")
+        try:
+            parse_endpoint(endpoint)
+        except (TypeError, ValueError):
+            raise ValueError(f"worker entry 'endpoint' is not an endpoint: {endpoint!r}") from None
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise ValueError(f"worker entry 'pid' must be a positive integer: {pid!r}")
         if not isinstance(host, str):

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import ifaddr
 
+from .._endpoints import parse_endpoint
 from ._interface import DiscoveryError, WorkerInfo
 
 SERVICE_TYPE = "_wool._tcp.local."
@@ -90,19 +91,20 @@ def _address(text: str) -> Address | None:
 
 def _split_tcp(endpoint: str) -> tuple[str, str] | None:
     """(host, port) of a `tcp://HOST:PORT` endpoint, else None."""
-    if not endpoint.startswith("tcp://"):
+    try:
+        parsed = parse_endpoint(endpoint)
+    except ValueError:
         return None
-    host, sep, port = endpoint[len("tcp://") :].rpartition(":")
-    return (host.strip("[]"), port) if sep else None
+    return (parsed.host, str(parsed.port)) if parsed.scheme == "tcp" else None
 
 
 def is_local_only(endpoint: str) -> bool:
-    """Whether only this machine's network namespace can reach `endpoint`."""
-    tcp = _split_tcp(endpoint)
-    if tcp is None:
-        return True  # ipc://, inproc://
-    address = _address(tcp[0])
-    return tcp[0] == "localhost" or (address is not None and address.is_loopback)
+    """Whether only this machine's network namespace can reach `endpoint` (not, if it is
+    not an endpoint at all)."""
+    try:
+        return parse_endpoint(endpoint).local_only
+    except ValueError:
+        return False
 
 
 def advertise(info: WorkerInfo, interfaces: Sequence[str] | None) -> tuple[str, list[str], int]:

@@ -33,6 +33,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
+from .._seconds import check_seconds
 from ._filewatch import FileWatch
 from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._paths import open_file, private_dir, runtime_dir
@@ -238,12 +239,8 @@ class LocalDiscovery:
             raise ValueError(f"discovery namespace {name!r} may only contain A-Z a-z 0-9 . _ -")
         if name.startswith("."):
             raise ValueError(f"discovery namespace {name!r} must not start with '.'")
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
-            raise TypeError("poll_interval must be a number of seconds")
-        if not poll_interval > 0:
-            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        self.poll_interval = check_seconds(poll_interval, "poll_interval", positive=True)
         self.name = name
-        self.poll_interval = float(poll_interval)
 
     def __repr__(self) -> str:
         return f"LocalDiscovery({self.name!r})"

@@ -27,14 +27,15 @@ process's key is left out, with a warning once per endpoint.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from .. import protocol as p
+from .._endpoints import parse_endpoint
 from .._errors import WoolError
 from .._keys import Keys, PathLike, as_keys
+from .._seconds import check_seconds
 from ._interface import DiscoveryEvent, WorkerInfo
 from ._local import _diff
 
@@ -47,28 +48,20 @@ log = logging.getLogger("wool.discovery")
 def check_endpoint(endpoint: str) -> str:
     """`endpoint` if a caller can connect to it (`tcp://HOST:PORT` or `ipc://PATH`), else
     `ValueError` saying why."""
-    if not isinstance(endpoint, str):
-        raise TypeError(f"an endpoint must be a str, not {type(endpoint).__name__}")
-    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
-        return endpoint
-    host, sep, port = endpoint.removeprefix("tcp://").rpartition(":")
-    if not endpoint.startswith("tcp://") or not sep or not host:
+    parsed = parse_endpoint(endpoint)
+    if parsed.scheme == "inproc":
         raise ValueError(f"{endpoint!r} is not an endpoint: expected tcp://HOST:PORT or ipc://PATH")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if parsed.scheme == "tcp" and parsed.port == 0:
         raise ValueError(f"{endpoint!r} has no valid port")
-    if host in ("*", "0.0.0.0", "[::]"):
+    if parsed.is_wildcard:
         raise ValueError(f"{endpoint!r} is a wildcard: name an address the worker can be reached at")
     return endpoint
 
 
 def _host(endpoint: str) -> str:
-    if not endpoint.startswith("tcp://"):
-        return ""
-    host = endpoint[len("tcp://") :].rpartition(":")[0].strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
+    parsed = parse_endpoint(endpoint)
+    address = parsed.address
+    return str(address) if address is not None else parsed.host
 
 
 class _Probe:
@@ -203,14 +196,9 @@ class StaticDiscovery:
     ) -> None:
         if isinstance(endpoints, str):
             raise TypeError("endpoints must be a list of endpoints, not a str")
-        for name, value in (("poll_interval", poll_interval), ("timeout", timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number of seconds")
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
+        self.poll_interval = check_seconds(poll_interval, "poll_interval", positive=True)
+        self.timeout = check_seconds(timeout, "timeout", positive=True)
         self.endpoints = tuple(dict.fromkeys(check_endpoint(e) for e in endpoints))
-        self.poll_interval = float(poll_interval)
-        self.timeout = float(timeout)
         self.keys = as_keys(keys)
 
     def __repr__(self) -> str:

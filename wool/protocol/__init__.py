@@ -1,6 +1,6 @@
 """The wool wire protocol: pure messages, codec and payload pickling (no I/O)."""
 
-from ._codec import MAX_ENVELOPE, ProtocolError, decode, encode
+from ._codec import MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
 from ._lifecycle import ACCEPTS, STEPS, is_final, legal_reply
 from ._messages import (
     NO_CONTEXT,
@@ -31,6 +31,7 @@ from ._payload import OUT_OF_BAND, describe, dumps, dumps_exception, loads, load
 __all__ = [
     "ACCEPTS",
     "MAX_ENVELOPE",
+    "MAX_LINKS",
     "NO_CONTEXT",
     "OUT_OF_BAND",
     "STEPS",

@@ -1,8 +1,8 @@
 """Frames <-> messages. Pure: no sockets, no event loop, no unpickling.
 
 Envelope: a msgpack array `[VERSION, kind, call_id, *fields]`, whose fields are fixed per kind
-(`_FIELDS`); payload frames follow it in the same multipart message. Anything malformed raises
-`ProtocolError`, whose `call_id` is set when the envelope was readable enough to name the call
+(`_FIELDS`), for some kinds followed by optional ones (`_OPTIONAL`); payload frames follow it
+in the same multipart message. Anything malformed raises whose `call_id` is set when the envelope was readable enough to name the call
 (so the peer can be told which call failed).
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from .._errors import WoolError
 from ._messages import (
     VERSION,
     Call,
@@ -44,10 +45,13 @@ MAX_NAME = 256
 MAX_TEXT = 4096
 MAX_TRACEBACK = 8192
 MAX_TAGS = 64
+MAX_LINKS = 8  # links of a `raise`'s path to the exception thrown in (see `Raise.thrown`)
 
 
-class ProtocolError(Exception):
-    """A message that is not a valid wool message; `call_id` names its call when readable."""
+class ProtocolError(WoolError):
+    """A message that is not a valid wool message, or one too large to encode; `call_id`
+    names its call when readable. A `WoolError` (`_errors` is the one module below the
+    protocol), so a call that fails to encode raises an error users already catch."""
 
     def __init__(self, message: str, call_id: int | None = None) -> None:
         super().__init__(message)
@@ -76,7 +80,17 @@ def encode(msg: Message) -> list[Frame]:
         head = _envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
         frames: list[Frame] = [head, msg.routine, msg.context, *msg.payload]
     elif isinstance(msg, Raise):
-        fields = (_clip(msg.type_name, MAX_NAME), _clip(msg.message, MAX_TEXT), _clip(msg.traceback, MAX_TRACEBACK, True))
+        fields: tuple[str, ...] = (
+            _clip(msg.type_name, MAX_NAME),
+            _clip(msg.message, MAX_TEXT),
+            _clip(msg.traceback, MAX_TRACEBACK, True),
+        )
+        if msg.thrown is not None:  # only then: a `raise` without it has the shape it always had
+            if not _path(msg.thrown):
+                raise ProtocolError(
+                    f"raise path to the thrown exception {_clip(repr(msg.thrown), 100)} is malformed", msg.call_id
+                )
+            fields += (msg.thrown,)
         frames = [_envelope(msg, *fields), msg.context, *msg.payload]
     elif isinstance(msg, (Send, Throw, Return, Yield)):
         frames = [_envelope(msg), msg.context, *msg.payload]
@@ -150,6 +164,10 @@ def _digest(v: object) -> bool:
     return v is None or (isinstance(v, bytes) and 0 < len(v) <= 64)
 
 
+def _path(v: object) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_LINKS and not v.strip("cx")
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
@@ -174,6 +192,9 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
     Kind.REJECT: ((_reason, _str), 0, 0),
 }
 
+
+# Fields a kind may carry after its fixed ones (all of them optional, in order).
+_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {Kind.RAISE: (_path,)}
 
 _KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}  # a lookup: Kind(code) costs 0.5 µs
 
@@ -203,6 +224,10 @@ def decode(frames: Sequence[Frame]) -> Message:
         raise ProtocolError(f"unknown message kind {_clip(repr(kind_code), 100)}", call_id)
     checks, least, most = _FIELDS[kind]
     fields = env[3:]
+    if len(fields) != len(checks):
+        extra = _OPTIONAL.get(kind, ())
+        if len(checks) < len(fields) <= len(checks) + len(extra):
+            checks += extra[: len(fields) - len(checks)]
     if len(fields) != len(checks) or not all(map(operator.call, checks, fields)):
         raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {_clip(repr(fields), 200)}", call_id)
     rest = tuple(frames[1:])
@@ -225,7 +250,7 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.CREDIT: lambda i, f, p: Credit(i, f[0]),
     Kind.RETURN: lambda i, f, p: Return(i, p[1:], p[0]),
     Kind.YIELD: lambda i, f, p: Yield(i, p[1:], p[0]),
-    Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p[1:], p[0]),
+    Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p[1:], p[0], f[3] if len(f) > 3 else None),
     Kind.STOP: lambda i, f, p: Stop(i, p[0]),
     Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4]),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),

@@ -147,7 +147,13 @@ class Yield:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Raise:
     """The call raised. The exception's type name, message and formatted traceback travel as
-    text too, so the caller can report it even when the pickled exception cannot be rebuilt."""
+    text too, so the caller can report it even when the pickled exception cannot be rebuilt.
+
+    `thrown`, on the reply to a `throw`, says where the exception thrown in is in the one
+    raised: "" when it is that very exception, else a path of links from it, "c" for a
+    `__cause__` and "x" for a `__context__` ("cx": the context of its cause). The caller
+    still holds the object it threw, and puts it back there: locally, `athrow` gives back the
+    very object thrown, and `contextlib` relies on it. None: it is not in the chain."""
 
     call_id: int
     type_name: str
@@ -155,6 +161,7 @@ class Raise:
     traceback: str
     payload: tuple[Frame, ...]
     context: Frame = NO_CONTEXT
+    thrown: str | None = None
     kind = Kind.RAISE
 
 

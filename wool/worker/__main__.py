@@ -18,6 +18,7 @@ from typing import Any
 from .. import protocol as p
 from .._errors import WoolError
 from .._idle import DEFAULT_IDLE_TIMEOUT
+from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
@@ -172,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.keys is not None and args.insecure:
         parser.error("--insecure and --keys exclude each other")
     discovery, keys = discovery_from_args(parser, args.discovery, args.keys)
-    if args.grace < 0:
-        parser.error("--grace must not be negative")
+    try:
+        check_seconds(args.grace, "--grace")
+    except ValueError as e:
+        parser.error(str(e))
     try:
         liveness = check_liveness(args.liveness)
     except ValueError as e:

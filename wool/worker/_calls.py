@@ -29,6 +29,7 @@ from .._context import current_slot_var
 from .._errors import DispatchError, RemoteBaseException, SerializationError
 from .._options import Options, deadline_var, options_var
 from .._transport import oversized, show_size
+from . import _unpickling as unpickling
 from ._admission import CallSlot
 
 log = logging.getLogger("wool.worker")
@@ -45,24 +46,53 @@ class Host(Protocol):
     def background(self, aw: Awaitable[Any]) -> None: ...
 
 
-async def _guarded(aw: Awaitable[Any]) -> Any:
+class _PassedOn(Exception):
+    """Carries the exception a generator was thrown, which it let through, out of its step's
+    task (for a `BaseException` such as `CancelledError`, the task could not end with it)."""
+
+    def __init__(self, thrown: BaseException) -> None:
+        super().__init__()
+        self.thrown = thrown
+
+
+async def _guarded(aw: Awaitable[Any], thrown: BaseException | None = None) -> Any:
     try:
         return await aw
-    except (Exception, asyncio.CancelledError):
-        raise
     except BaseException as e:
+        if e is thrown and not isinstance(e, Exception):
+            raise _PassedOn(e) from None
+        if isinstance(e, (Exception, asyncio.CancelledError)):
+            raise
         raise RemoteBaseException(*p.describe(e)) from None
 
 
+def _path_to(exc: BaseException, thrown: BaseException | None) -> str | None:
+    """Where `thrown` is in `exc`'s chain (see `protocol.Raise.thrown`): "" for `exc`
+    itself, "c" for its `__cause__`, "x" for its `__context__`, and so on; None if absent."""
+    if thrown is None:
+        return None
+    paths: list[tuple[BaseException, str]] = [(exc, "")]
+    seen = {id(exc)}
+    for node, path in paths:  # breadth first: the shortest path
+        if node is thrown:
+            return path
+        if len(path) < p.MAX_LINKS:
+            for link, nxt in (("c", node.__cause__), ("x", node.__context__)):
+                if nxt is not None and id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    paths.append((nxt, path + link))
+    return None
+
+
 def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    value = p.loads(msg.payload)
+    value = unpickling.loads(f"the arguments of {msg.name}", msg.payload)
     if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple) and isinstance(value[1], dict)):
         raise TypeError(f"the arguments of {msg.name} are not an (args, kwargs) pair")
     return value[0], value[1]
 
 
-def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT) -> p.Raise:
-    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context)
+def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT, thrown: str | None = None) -> p.Raise:
+    return p.Raise(call_id, *p.describe(exc), p.dumps_exception(exc), context, thrown)
 
 
 def _too_large(what: str, name: str, size: int, limit: int) -> DispatchError:
@@ -226,8 +256,11 @@ class GeneratorCall:
         self._started = False
         self._credit = 0  # items it may still send unasked (read-ahead)
         self._ahead = False
+        self._closing: p.Close | None = None  # a read-ahead stream's close, until it starts
+        self._shut = False  # a read-ahead stream was asked to close: no more credit
         self._reason: BaseException | None = None
         self._step_task: asyncio.Task[Any] | None = None
+        self._thrown: BaseException | None = None  # thrown in by the running step (`throw`)
         # One context for all steps, as for a generator iterated by one local task; each
         # step first takes the caller's variables as they are at that step.
         self._context = _context(slot, msg)
@@ -253,9 +286,9 @@ class GeneratorCall:
         return await self._advance(agen.asend(None))
 
     @staticmethod
-    async def _advance(aw: Awaitable[Any]) -> Any:
+    async def _advance(aw: Awaitable[Any], thrown: BaseException | None = None) -> Any:
         try:
-            return await _guarded(aw)
+            return await _guarded(aw, thrown)
         except StopAsyncIteration:
             raise _Exhausted from None
 
@@ -269,10 +302,15 @@ class GeneratorCall:
             self.cancel()
             return
         if isinstance(msg, p.Credit) and self._started:
+            if self._shut:
+                return
             self._ahead = True
             self._credit += msg.count
             if self.state == "suspended":
                 self._pump()
+            return
+        if self._ahead and isinstance(msg, p.Close) and not self._shut:
+            self._close_ahead(msg)
             return
         if self._ahead:
             detail = f"{msg.kind.name.lower()} on a read-ahead stream, which only iterates"
@@ -287,11 +325,29 @@ class GeneratorCall:
         if isinstance(msg, p.Next):
             self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
         elif isinstance(msg, p.Send):
-            self._step(self._advance_with(msg.context, lambda: agen.asend(p.loads(msg.payload))))
+            what = f"the value sent to {self._name}"
+            self._step(self._advance_with(msg.context, lambda: agen.asend(unpickling.loads(what, msg.payload))))
         elif isinstance(msg, p.Throw):
-            self._step(self._advance_with(msg.context, lambda: agen.athrow(self._thrown(msg))))
+            self._step(self._throw(msg, agen))
         elif isinstance(msg, p.Close):
             self._step(self._close(msg.context, agen))
+
+    def _close_ahead(self, msg: p.Close) -> None:
+        """Close a read-ahead stream: stop the item in progress, if any (its consumer is gone),
+        then close the generator at its `yield`. The reply (`stop`, or the `raise` of its
+        `finally`) comes once the `finally` ran: the caller's `aclose` waits for it."""
+        self._shut = True
+        self._credit = 0
+        self._closing = msg
+        if self._step_task is not None:
+            self._step_task.cancel()  # `_step_done` starts the close
+        else:
+            self._start_close()
+
+    def _start_close(self) -> None:
+        msg, self._closing = self._closing, None
+        assert msg is not None and self._agen is not None
+        self._step(self._close(msg.context, self._agen))
 
     def _pump(self) -> None:
         if self._credit > 0 and self._agen is not None and not self._abandoned:
@@ -322,12 +378,13 @@ class GeneratorCall:
         self._carried.enter(context)
         return await self._advance(make())
 
-    @staticmethod
-    def _thrown(msg: p.Throw) -> BaseException:
-        exc = p.loads(msg.payload)
+    async def _throw(self, msg: p.Throw, agen: AsyncGenerator[Any, Any]) -> Any:
+        self._carried.enter(msg.context)
+        exc = unpickling.loads(f"the exception thrown into {self._name}", msg.payload)
         if not isinstance(exc, BaseException):
             raise TypeError(f"athrow() needs an exception, got {type(exc).__name__}")
-        return exc
+        self._thrown = exc  # the reply says whether what the step raises is, or holds, it
+        return await self._advance(agen.athrow(exc), exc)
 
     async def _close(self, context: p.Frame, agen: AsyncGenerator[Any, Any]) -> Any:
         self._carried.enter(context)
@@ -355,13 +412,21 @@ class GeneratorCall:
 
     def _step_done(self, task: asyncio.Task[Any]) -> None:
         self._step_task = None
-        call_id = self.call_id
+        call_id, thrown, self._thrown = self.call_id, self._thrown, None
+        if task.cancelled() and self._closing is not None and not self._abandoned:
+            self._start_close()  # the item in progress was stopped to close the stream
+            return
         if task.cancelled():
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
         elif isinstance(exc := task.exception(), _Exhausted):
             reply = p.Stop(call_id)
+        elif isinstance(exc, _PassedOn):
+            reply = _raise_reply(call_id, exc.thrown, thrown="")
         elif exc is not None:
-            reply = _raise_reply(call_id, exc)
+            reply = _raise_reply(call_id, exc, thrown=_path_to(exc, thrown))
+        elif self._closing is not None and not self._abandoned and task.result() is _PAUSED:
+            self._start_close()
+            return
         elif task.result() is _PAUSED:
             if self._abandoned:
                 self._finish()

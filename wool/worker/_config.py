@@ -7,11 +7,11 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from .._endpoints import parse_endpoint
 from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..discovery import Discovery
-from ..discovery._lan_record import is_local_only
 from ._server import SETTLE_QUIET
 
 DEFAULT_BIND = "tcp://127.0.0.1:0"
@@ -22,9 +22,10 @@ def is_private(bind: str) -> bool:
     """Whether only this machine can reach a worker listening at `bind`: ipc://, or tcp:// on
     a loopback address (127.0.0.0/8, ::1, localhost). Anything else (a wildcard, an
     interface's address or name, another transport) may be reached from elsewhere."""
-    if bind.startswith(("ipc://", "inproc://")):
-        return True
-    return bind.startswith("tcp://") and is_local_only(bind)
+    try:
+        return parse_endpoint(bind).local_only
+    except (TypeError, ValueError):
+        return False
 
 
 def insecure_bind_refusal(bind: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,7 +31,9 @@ from .. import _curve
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
+from .._throttle import Throttle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
+from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall, GeneratorCall
 
@@ -40,7 +41,6 @@ log = logging.getLogger("wool.worker")
 
 SETTLE_QUIET = 0.25  # after a drain: how long no call may arrive before the socket closes
 ROUTINE_CACHE_SIZE = 1024
-_WARN_INTERVAL = 10.0
 
 
 def caller_name(identity: bytes) -> str:
@@ -72,7 +72,7 @@ class Server:
         self._calls: dict[tuple[bytes, int], CoroutineCall | GeneratorCall] = {}
         self._routines: dict[bytes, Callable[..., Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._warned: dict[str, float] = {}
+        self._warnings = Throttle(log)  # one warning per kind of bad message per interval
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
@@ -106,7 +106,7 @@ class Server:
         if fn is None:
             if hashlib.blake2b(msg.routine, digest_size=16).digest() != msg.digest:
                 raise DispatchError(f"the pickled routine {msg.name} does not match its digest")
-            routine = p.loads((msg.routine,))
+            routine = unpickling.loads(f"the routine {msg.name}", (msg.routine,))
             target = getattr(routine, "__wrapped__", None) or routine
             if not callable(target):
                 raise DispatchError(f"{msg.name} is not callable")
@@ -213,10 +213,7 @@ class Server:
         self._prober = asyncio.get_running_loop().call_later(self._probe_interval, self._probe)
 
     def _warn(self, key: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
-            self._warned[key] = now
-            log.warning("%s (further such messages suppressed for %.0f s)", message, _WARN_INTERVAL)
+        self._warnings.warn(key, "%s", message)
 
     # -- shutdown ----------------------------------------------------------------------------
 
