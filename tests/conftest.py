@@ -1,5 +1,5 @@
 """Shared fixtures: every test gets a private runtime directory, and fails if it leaves a
-child process, a thread or a registry entry behind."""
+child process, a thread, a registry entry or a worker's socket file behind."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ def no_leaks(runtime_dir: Path) -> Iterator[None]:
     ]
     registry = runtime_dir / "registry"
     entries = sorted(p.name for p in registry.iterdir()) if registry.exists() else []
+    sockets_dir = runtime_dir / "sockets"
+    sockets = sorted(p.name for p in sockets_dir.iterdir()) if sockets_dir.exists() else []
     assert not children, f"test left child processes behind: {[c.pid for c in children]}"
     assert not leaked_threads, f"test left threads behind: {leaked_threads}"
     assert not entries, f"test left registry files behind: {entries}"
+    assert not sockets, f"test left worker sockets behind: {sockets}"

@@ -20,6 +20,7 @@ import cloudpickle
 
 import wool
 from wool import protocol as p
+from wool.worker._endpoint import remove_socket
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,6 +164,9 @@ class CliWorker:
             self.proc.wait()
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+            # A killed worker leaves its socket file: the next worker to start would remove
+            # it, as this does.
+            remove_socket(self.endpoint)
 
 
 async def stop_and_wait_withdrawn(discovery: wool.Discovery, worker: CliWorker, timeout: float = 10.0) -> None:

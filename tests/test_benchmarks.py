@@ -89,3 +89,20 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     if plotting:
         assert sorted(p.name for p in plots.iterdir()) == ["ratios.png", "scale.png"]
         assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.iterdir())
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_transport_comparison_runs_both_sides() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "transports.py"), "--rounds", "1", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["ipc", "tcp"]
+    (ratios,) = [line for line in lines if line.startswith("ipc/tcp ")]
+    assert [word for word in ratios.split() if word.endswith("x")] != []
+    assert {"latency_us", "calls_per_s", "payload_mb_per_s"} <= set(ratios.split())

@@ -134,7 +134,9 @@ async def caller_calls_with_keys(keys: str, *endpoints: str) -> None:
 async def calls_through(endpoints: tuple[str, ...], keys: str | None) -> None:
     discovery: wool.Discovery = wool.StaticDiscovery(endpoints) if endpoints else wool.LanDiscovery()
     start = time.monotonic()
-    async with wool.WorkerPool(discovery=discovery, liveness=LIVENESS, keys=keys) as pool:
+    # Keyless workers on other hosts can only be reached by opting in (`--insecure` on theirs).
+    insecure = keys is None
+    async with wool.WorkerPool(discovery=discovery, liveness=LIVENESS, keys=keys, insecure=insecure) as pool:
         workers = await pool.wait_for_workers(lambda ws: len(ws) >= 2, timeout=20)
         found = time.monotonic() - start
         pids = [await routines.pid() for _ in range(4)]
@@ -144,7 +146,7 @@ async def calls_through(endpoints: tuple[str, ...], keys: str | None) -> None:
 
 async def caller_nested(endpoint: str) -> None:
     """Calls sent to the one worker at `endpoint`, which finds its peers by LAN discovery."""
-    async with wool.WorkerPool(discovery=wool.StaticDiscovery([endpoint]), liveness=LIVENESS) as pool:
+    async with wool.WorkerPool(discovery=wool.StaticDiscovery([endpoint]), liveness=LIVENESS, insecure=True) as pool:
         await pool.wait_for_workers(timeout=20)
         emit(nested=await fan_out_pids(2, 8), fib=await routines.fib(12))
 
@@ -187,7 +189,7 @@ async def caller_hold(address: str, endpoint: str) -> None:
     from stdin (the link was just taken down), time how long until the call fails."""
     lines = await stdin()
     async with HostObserver(address) as observer:
-        async with wool.WorkerPool(discovery=wool.StaticDiscovery([endpoint]), liveness=LIVENESS) as pool:
+        async with wool.WorkerPool(discovery=wool.StaticDiscovery([endpoint]), liveness=LIVENESS, insecure=True) as pool:
             await pool.wait_for_workers(timeout=20)
             call = asyncio.create_task(routines.block(observer.address, "held"))
             await observer.wait_matching(r"running held \d+")

@@ -29,8 +29,10 @@ from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
+from .discovery._trust import keyless_refusal
 from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
+from .worker._endpoint import remove_socket
 from .worker._lifespan import LifespanFactory, check_factory
 from .worker._process import Template, templates_work
 from .worker._server import SETTLE_QUIET
@@ -67,6 +69,13 @@ class WorkerPool:
     raises `NoWorkersAvailable` naming the refusal. Loading a key directory raises `OSError`
     or `ValueError`.
 
+    Without keys, the spawned workers listen on `ipc://` sockets in the private runtime
+    directory: only this user (and root) can call them. A keyless pool refuses (`ValueError`)
+    a discovery through which others could pose as workers, `LanDiscovery` or a
+    `StaticDiscovery` listing tcp:// endpoints (or ipc:// ones outside a private directory),
+    unless `insecure=True`: then whoever answers there gets the pool's calls, and what it
+    replies is unpickled here.
+
     `max_message_size` (bytes, default 128 MiB) bounds each message part: one pickled
     argument tuple or result, or one large buffer in it (bytes, bytearray, numpy array),
     which travel as parts of their own. Every socket of the pool and its workers refuses
@@ -95,6 +104,7 @@ class WorkerPool:
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
         keys: Keys | PathLike | None = None,
+        insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
@@ -123,6 +133,15 @@ class WorkerPool:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
         self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
+        if not isinstance(insecure, bool):
+            raise TypeError(f"insecure must be a bool, not {type(insecure).__name__}")
+        if self.keys is not None and insecure:
+            raise ValueError("insecure=True and keys exclude each other: a pool with keys only uses workers that prove theirs")
+        if self.keys is None and not insecure:
+            refusal = keyless_refusal(discovery, "insecure=True")
+            if refusal is not None:
+                raise ValueError(refusal)
+        self.insecure = insecure
         if self.keys is not None and isinstance(discovery, (StaticDiscovery, DnsDiscovery)) and discovery.keys is None:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
@@ -208,6 +227,7 @@ class WorkerPool:
             max_calls=self.max_calls,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
+            insecure=self.insecure,
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
@@ -251,10 +271,16 @@ class WorkerPool:
             template, self._template = self._template, None
             if template is not None:
                 await template.close()
-            if self._namespace is not None:
-                for w in processes:
-                    if w.info is not None:  # a killed worker could not withdraw itself
-                        try:
-                            await self._namespace.withdraw(w.info)
-                        except Exception:
-                            pass
+            for w in processes:
+                if w.info is None:
+                    continue
+                if w.returncode is not None:  # a killed worker could not remove its socket
+                    try:
+                        remove_socket(w.info.endpoint)
+                    except Exception:
+                        pass
+                if self._namespace is not None:  # nor withdraw itself
+                    try:
+                        await self._namespace.withdraw(w.info)
+                    except Exception:
+                        pass

@@ -261,14 +261,15 @@ async def test_cli_worker_is_found_used_and_withdrawn() -> None:
     watch = discovery.watch()
     try:
         pending = asyncio.ensure_future(next_event(watch))
-        async with CliWorker("--discovery", f"lan:{ns}@127.0.0.1", "--tag", "gpu", "--max-calls", "3") as worker:
+        # Keyless on a LAN: any announcement could pose as a peer, so both sides opt in.
+        async with CliWorker("--discovery", f"lan:{ns}@127.0.0.1", "--insecure", "--tag", "gpu", "--max-calls", "3") as worker:
             ready = time.monotonic()
             added = await pending
             joined = time.monotonic() - ready
             assert added.kind == "added"
             assert (added.worker.id, added.worker.endpoint, added.worker.pid) == (worker.id, worker.endpoint, worker.pid)
             assert (added.worker.tags, added.worker.max_calls) == ({"gpu"}, 3)
-            async with wool.WorkerPool(discovery=LanDiscovery(ns, LOOPBACK)) as pool:
+            async with wool.WorkerPool(discovery=LanDiscovery(ns, LOOPBACK), insecure=True) as pool:
                 assert [w.id for w in await pool.wait_for_workers(timeout=10)] == [worker.id]
                 assert await routines.add(2, 3) == 5
             worker.signal(signal.SIGTERM)
@@ -285,7 +286,7 @@ async def test_cli_worker_is_found_used_and_withdrawn() -> None:
 @pytest.mark.timeout(60)
 async def test_pool_spawns_workers_into_a_lan_namespace() -> None:
     ns = namespace()
-    async with wool.WorkerPool(size=2, discovery=LanDiscovery(ns, LOOPBACK)) as pool:
+    async with wool.WorkerPool(size=2, discovery=LanDiscovery(ns, LOOPBACK), insecure=True) as pool:
         pids = {w.pid for w in pool.processes}
         assert {await routines.pid() for _ in range(4)} == pids
         assert {w.pid for w in await LanDiscovery(ns, LOOPBACK).workers()} == pids

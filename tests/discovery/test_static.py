@@ -5,10 +5,12 @@ absent, and pools and workers use the list."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import signal
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -30,10 +32,15 @@ def closed_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
+def nobody_endpoint() -> str:
+    """A private endpoint (in the runtime directory) nothing listens on."""
+    return f"ipc://{os.environ['WOOL_RUNTIME_DIR']}/nobody-{uuid.uuid4().hex[:8]}.sock"
+
+
 def cli_worker(*args: str) -> CliWorker:
-    """A worker whose own static list names no one else: it finds no peers, and publishes
-    nothing anywhere."""
-    return CliWorker("--discovery", f"static:{closed_endpoint()}", *args)
+    """A worker (listening on its private ipc:// socket) whose own static list names no one
+    else: it finds no peers, and publishes nothing anywhere."""
+    return CliWorker("--discovery", f"static:{nobody_endpoint()}", *args)
 
 
 async def next_event(watch: AsyncIterator[DiscoveryEvent], timeout: float = 10) -> DiscoveryEvent:
@@ -85,7 +92,7 @@ async def test_workers_names_each_incarnation_and_skips_unreachable_endpoints() 
         discovery = StaticDiscovery([a.endpoint, closed_endpoint(), b.endpoint], **FAST)
         found = await discovery.workers()
         assert sorted((w.id, w.endpoint) for w in found) == sorted([(a.id, a.endpoint), (b.id, b.endpoint)])
-        assert {(w.host, w.version) for w in found} == {("127.0.0.1", wool.protocol.VERSION)}
+        assert {(w.host, w.version) for w in found} == {("", wool.protocol.VERSION)}  # ipc: no host
 
 
 async def test_watch_reports_a_restart_as_removed_then_added() -> None:
@@ -111,7 +118,7 @@ async def test_watch_reports_a_restart_as_removed_then_added() -> None:
 
 
 async def test_watch_waits_for_an_endpoint_that_comes_up_later() -> None:
-    endpoint = closed_endpoint()
+    endpoint = nobody_endpoint()
     watch = StaticDiscovery([endpoint], **FAST).watch()
     try:
         pending = asyncio.ensure_future(next_event(watch))

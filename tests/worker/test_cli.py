@@ -18,7 +18,7 @@ import routines
 from helpers import REPO, CliWorker, Observer, stop_and_wait_withdrawn
 
 import wool
-from wool.worker._config import WorkerConfig, is_private
+from wool.worker._config import WorkerConfig, bind_refusal
 
 pytestmark = pytest.mark.multiprocess
 
@@ -95,35 +95,68 @@ def test_listening_beyond_loopback_without_keys_is_refused(bind: str) -> None:
     """Refused before anything binds, with the way out spelt out."""
     result = run_cli("--discovery", f"local:{NAME}", "--bind", bind)
     assert result.returncode == 2
-    assert f"refusing to listen on {bind} without CURVE keys" in result.stderr
+    assert f"refusing to listen on {bind} without CURVE keys: anyone who can reach that address" in result.stderr
     assert "python -m wool.keys generate DIR" in result.stderr and "--keys DIR" in result.stderr
     assert "--insecure" in result.stderr
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("bind", ["tcp://127.0.0.1:0", "tcp://[::1]:0", "tcp://localhost:5555"])
+def test_listening_on_loopback_without_keys_is_refused(bind: str) -> None:
+    """Every local user can connect to a loopback port: keyless TCP is an explicit opt-in."""
+    result = run_cli("--discovery", f"local:{NAME}", "--bind", bind)
+    assert result.returncode == 2
+    assert f"refusing to listen on {bind} without CURVE keys: every user of this machine can connect" in result.stderr
+    assert "Leave --bind out" in result.stderr and "--insecure" in result.stderr and "--keys DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ipc_bind_outside_a_private_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)  # whatever the umask
+    bind = f"ipc://{shared}/w.sock"
+    result = run_cli("--discovery", f"local:{NAME}", "--bind", bind)
+    assert result.returncode == 2
+    assert f"refusing to listen on {bind} without CURVE keys: {shared} is open to other users (mode 0755" in result.stderr
+    assert not (shared / "w.sock").exists()
+
+
 @pytest.mark.parametrize(
-    "bind, private",
+    "bind, refused",
     [
-        ("ipc:///tmp/wool-x/w.sock", True),
-        ("tcp://127.0.0.1:0", True),
-        ("tcp://127.9.8.7:0", True),
-        ("tcp://[::1]:0", True),
-        ("tcp://localhost:0", True),
-        ("tcp://0.0.0.0:0", False),
-        ("tcp://192.168.1.2:0", False),
-        ("tcp://lo:0", False),  # an interface name: not worth guessing what it reaches
-        ("ws://127.0.0.1:0", False),
+        (None, None),
+        ("inproc://w", None),
+        ("ipc://@wool-abstract", "an abstract socket, which every user of this machine can connect to"),
+        ("ipc:///nonexistent-wool-dir/w.sock", "/nonexistent-wool-dir does not exist"),
+        ("tcp://127.0.0.1:0", "every user of this machine can connect"),
+        ("tcp://127.9.8.7:0", "every user of this machine can connect"),
+        ("tcp://[::1]:0", "every user of this machine can connect"),
+        ("tcp://localhost:0", "every user of this machine can connect"),
+        ("tcp://0.0.0.0:0", "anyone who can reach that address"),
+        ("tcp://192.168.1.2:0", "anyone who can reach that address"),
+        ("tcp://lo:0", "anyone who can reach that address"),  # an interface name: not worth guessing what it reaches
+        ("ws://127.0.0.1:0", "anyone who can reach that address"),
     ],
 )
-def test_only_this_machine_may_be_served_without_keys(bind: str, private: bool) -> None:
-    assert is_private(bind) is private
-    if private:
+def test_only_this_user_may_be_served_without_keys(bind: str | None, refused: str | None) -> None:
+    problem = bind_refusal(bind)
+    if refused is None:
+        assert problem is None
         WorkerConfig(bind=bind)
     else:
+        assert problem is not None and refused in problem
         with pytest.raises(ValueError, match="without CURVE keys"):
             WorkerConfig(bind=bind)
         WorkerConfig(bind=bind, insecure=True)
         WorkerConfig(bind=bind, keys=wool.Keys.generate())
+
+
+def test_an_ipc_socket_in_a_private_directory_needs_no_keys(runtime_dir: Path, tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    assert bind_refusal(f"ipc://{private}/w.sock") is None
+    assert bind_refusal(f"ipc://{runtime_dir}/w.sock") is None
 
 
 def test_keys_options_are_checked(tmp_path: Path) -> None:
@@ -134,10 +167,12 @@ def test_keys_options_are_checked(tmp_path: Path) -> None:
 
 
 async def test_insecure_worker_starts_and_publishes_no_key() -> None:
-    """`--insecure` lifts the refusal (bound to loopback here: the test exposes nothing)."""
-    async with CliWorker("--discovery", f"local:{NAME}", "--insecure") as worker:
+    """`--insecure` lifts the refusal (bound to loopback here: the test exposes nothing
+    beyond this machine)."""
+    async with CliWorker("--discovery", f"local:{NAME}", "--insecure", "--bind", "tcp://127.0.0.1:0") as worker:
         (info,) = await wool.LocalDiscovery(NAME).workers()
-        assert (info.id, info.public_key) == (worker.id, None)
+        assert (info.id, info.endpoint, info.public_key) == (worker.id, worker.endpoint, None)
+        assert worker.endpoint.startswith("tcp://127.0.0.1:")
         worker.signal()
         assert await worker.wait() == 0
 
@@ -157,7 +192,7 @@ async def test_publishes_itself_and_withdraws_on_stop_signal(sig: signal.Signals
 
 
 async def test_bind_to_any_loopback_port() -> None:
-    async with CliWorker("--discovery", f"local:{NAME}", "--bind", "tcp://127.0.0.1:0") as worker:
+    async with CliWorker("--discovery", f"local:{NAME}", "--insecure", "--bind", "tcp://127.0.0.1:0") as worker:
         match = re.fullmatch(r"tcp://127\.0\.0\.1:(\d+)", worker.endpoint)
         assert match is not None, worker.endpoint
         assert 0 < int(match.group(1)) < 65536

@@ -22,7 +22,7 @@ from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
-from ._config import DEFAULT_BIND, DEFAULT_GRACE, WorkerConfig
+from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
 from ._runtime import serve
 from ._template import serve_template
@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bind",
-        default=DEFAULT_BIND,
         metavar="ENDPOINT",
-        help=f"ZeroMQ endpoint to listen on, tcp://HOST:PORT (port 0: any free port) or ipc://PATH (default: {DEFAULT_BIND})",
+        help="ZeroMQ endpoint to listen on: ipc://PATH (in a directory only this user can access), or "
+        "tcp://HOST:PORT (port 0: any free port), which needs --keys or --insecure "
+        f"(default: {DEFAULT_BIND_HELP}, which only this user and root can connect to)",
     )
     parser.add_argument(
         "--tag", action="append", default=[], metavar="TAG", help="a tag to publish with this worker (repeatable)"
@@ -115,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow listening on a non-loopback address without --keys: anyone who can reach it can run code as this user",
+        help="run without --keys where others could reach this worker or pose as its peers: a tcp:// --bind "
+        "(loopback: every user of this machine can connect; other addresses: every host that reaches them) or "
+        "--discovery lan or static:tcp://...; whoever gets in can run code as this user",
     )
     parser.add_argument(
         "--lifespan",

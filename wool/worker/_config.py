@@ -9,42 +9,65 @@ from typing import Any
 
 from .._endpoints import parse_endpoint
 from .._idle import DEFAULT_IDLE_TIMEOUT
+from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..discovery import Discovery
+from ..discovery._trust import keyless_refusal
 from ._server import SETTLE_QUIET
 
-DEFAULT_BIND = "tcp://127.0.0.1:0"
 DEFAULT_GRACE = 5.0
+DEFAULT_BIND_HELP = "an ipc:// socket of its own in the private runtime directory"
 
 
-def is_private(bind: str) -> bool:
-    """Whether only this machine can reach a worker listening at `bind`: ipc://, or tcp:// on
-    a loopback address (127.0.0.0/8, ::1, localhost). Anything else (a wildcard, an
-    interface's address or name, another transport) may be reached from elsewhere."""
+def _is_loopback_tcp(bind: str) -> bool:
     try:
-        return parse_endpoint(bind).local_only
+        endpoint = parse_endpoint(bind)
     except (TypeError, ValueError):
         return False
+    return endpoint.scheme == "tcp" and endpoint.local_only
 
 
-def insecure_bind_refusal(bind: str) -> str:
-    """Why a worker without keys must not listen at `bind`."""
+def bind_refusal(bind: str | None) -> str | None:
+    """Why a worker without keys must not listen at `bind` (None: only this user and root
+    can reach it there). `None` is the default endpoint (`_endpoint`), private by design."""
+    if bind is None or bind.startswith("inproc://"):
+        return None
+    way_out = (
+        "Leave --bind out (the default, an ipc:// socket in the private runtime directory, reaches only this "
+        "user), or generate keys with `python -m wool.keys generate DIR` and start the worker with `--keys DIR` "
+        "(pools use them with WorkerPool(keys=DIR))"
+    )
+    if bind.startswith("ipc://"):
+        problem = ipc_endpoint_problem(bind)
+        if problem is None:
+            return None
+        return (
+            f"refusing to listen on {bind} without CURVE keys: {problem}, so other users could connect and run "
+            f"code as this user. {way_out}, or pass --insecure if every user of this machine is trusted"
+        )
+    if _is_loopback_tcp(bind):
+        return (
+            f"refusing to listen on {bind} without CURVE keys: every user of this machine can connect to a "
+            f"loopback port and run code as this user. {way_out}, or pass --insecure if every user of this machine "
+            "is trusted"
+        )
     return (
-        f"refusing to listen on {bind} without CURVE keys: anyone who can reach that address could "
-        "run code on this machine as this user. Generate keys with `python -m wool.keys generate DIR` "
-        "and start the worker with `--keys DIR` (pools use them with WorkerPool(keys=DIR)), bind a "
-        "loopback or ipc:// endpoint, or pass --insecure if every host on this network is trusted"
+        f"refusing to listen on {bind} without CURVE keys: anyone who can reach that address could run code on "
+        f"this machine as this user. {way_out}, or pass --insecure if every host on this network and every user "
+        "of this machine is trusted"
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
-    """Raises `ValueError` for a worker that would listen beyond this machine (a non-loopback
-    tcp address) without `keys`, unless `insecure`."""
+    """Raises `ValueError` for a worker without `keys` that other users or hosts could call
+    (any tcp:// bind, an ipc:// socket outside a private directory) or whose discovery they
+    could inject peers into (`keyless_refusal`), unless `insecure`. `bind` None: a private
+    ipc:// socket in the runtime directory (`_endpoint`)."""
 
     discovery: Discovery | None = None
-    bind: str = DEFAULT_BIND
+    bind: str | None = None
     tags: frozenset[str] = frozenset()
     grace: float = DEFAULT_GRACE
     log_level: str | None = None
@@ -55,7 +78,7 @@ class WorkerConfig:
     # 0 for a pool's private namespace, whose only callers are the pool and its workers.
     settle: float = SETTLE_QUIET
     keys: Keys | None = None  # CURVE: serve only callers these keys trust, call only such peers
-    insecure: bool = False  # allow listening beyond loopback without keys
+    insecure: bool = False  # allow, without keys, what other users or hosts could reach
     # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
@@ -66,5 +89,9 @@ class WorkerConfig:
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
         check_max_message_size(self.max_message_size)
-        if self.keys is None and not self.insecure and not is_private(self.bind):
-            raise ValueError(insecure_bind_refusal(self.bind))
+        if self.bind is not None and not isinstance(self.bind, str):
+            raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
+        if self.keys is None and not self.insecure:
+            refusal = bind_refusal(self.bind) or keyless_refusal(self.discovery, "--insecure")
+            if refusal is not None:
+                raise ValueError(refusal)

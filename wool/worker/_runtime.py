@@ -26,6 +26,7 @@ from .._state import WorkerState, worker_state_var
 from ..discovery import Discovery, WorkerInfo
 from . import _lifespan
 from ._config import WorkerConfig
+from ._endpoint import private_endpoint, remove_socket
 from ._server import Server
 
 log = logging.getLogger("wool.worker")
@@ -119,11 +120,12 @@ async def serve(
     )
     # The server's socket callbacks, and so every call task, run in this context.
     current_mesh_var.set(mesh)
+    bind = config.bind if config.bind is not None else private_endpoint(worker_id)
     holder = WorkerState(_lifespan.describe(config.lifespan) if config.lifespan is not None else None)
     worker_state_var.set(holder)
     server = Server(
         worker_id,
-        config.bind,
+        bind,
         liveness=config.liveness,
         max_calls=config.max_calls,
         keys=keys,
@@ -190,6 +192,8 @@ async def serve(
             await _lifespan.leave(lifespan, config.lifespan, config.grace)
         await mesh.close()
         server.close()
+        if config.bind is None:
+            remove_socket(server.endpoint)
         if watch_fd is not None:
             loop.remove_reader(watch_fd)
         for sig in signals:

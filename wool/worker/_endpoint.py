@@ -1,0 +1,92 @@
+"""Where a worker listens when it is given no endpoint: an `ipc://` socket of its own in the
+runtime directory, so that only this user (and root) can call it.
+
+The runtime directory is private (0700), and every socket lives in its `sockets/`
+subdirectory, named after the worker's pid and incarnation: `sockets/PID-ID.sock`. A worker
+removes its socket file when it stops; a pool removes those of the workers it had to kill;
+and every worker, as it starts, removes the files of workers whose process is gone (killed
+by hand), as registry readers prune their entries. Measured at the socket level on this
+machine, a round trip over ipc took 66 µs against 76 µs over loopback TCP, and a 64 MiB echo
+ran at 733 against 535 MB/s (medians of eight runs; `README.md`, "Security model").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from pathlib import Path
+
+from .._ipc import IPC_PATH_MAX, ipc_path
+from ..discovery import runtime_dir
+from ..discovery._paths import private_dir
+
+_SOCKET = re.compile(r"(\d+)-[0-9a-f]{16}\.sock")
+
+
+def sockets_dir() -> Path:
+    """`RUNTIME_DIR/sockets`, created 0700; `DiscoveryError` if it is not this user's own
+    private directory (checked as every runtime directory is, see `discovery._paths`)."""
+    return private_dir(runtime_dir() / "sockets")
+
+
+def private_endpoint(worker_id: str) -> str:
+    """A fresh `ipc://` endpoint for worker incarnation `worker_id`. Raises `DiscoveryError`
+    for an unusable runtime directory, `OSError` when the path would be too long."""
+    directory = sockets_dir()
+    prune_sockets(directory)
+    path = directory / f"{os.getpid()}-{worker_id[:16]}.sock"
+    size = len(os.fsencode(path))
+    if size > IPC_PATH_MAX:
+        raise OSError(
+            errno.ENAMETOOLONG,
+            f"cannot listen at {path}: a Unix socket path may have at most {IPC_PATH_MAX} bytes, this one has {size}. "
+            f"Set WOOL_RUNTIME_DIR to a shorter directory (at most {IPC_PATH_MAX - size + len(os.fsencode(runtime_dir()))} "
+            "bytes; it is created 0700)",
+        )
+    return f"ipc://{path}"
+
+
+def _owner_pid(path: Path) -> int | None:
+    match = _SOCKET.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal, but it exists
+        pass
+    return True
+
+
+def remove_socket(endpoint: str) -> None:
+    """Remove the socket file of a private endpoint (one `private_endpoint` made) whose
+    process has stopped, or is this one stopping. Anything else is left alone."""
+    path = ipc_path(endpoint)
+    if path is None:
+        return
+    socket_path = Path(path)
+    pid = _owner_pid(socket_path)
+    if pid is None or socket_path.parent != runtime_dir() / "sockets":
+        return
+    if pid != os.getpid() and _alive(pid):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()
+
+
+def prune_sockets(directory: Path) -> None:
+    """Remove the socket files left by workers that were killed (best effort)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid = _owner_pid(Path(name))
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
