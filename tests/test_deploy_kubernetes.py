@@ -253,7 +253,12 @@ async def test_the_caller_script_fans_out_to_workers_found_through_dns(tmp_path:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env=dict(os.environ, PYTHONPATH=str(REPO)),
             )  # fmt: skip
-            out, err = await asyncio.wait_for(proc.communicate(), 40)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), 40)
+            finally:
+                if proc.returncode is None:  # timed out: leave no caller behind
+                    proc.kill()
+                    await proc.wait()
     finally:
         await server.close()
     assert proc.returncode == 0, err.decode()

@@ -76,6 +76,27 @@ async def test_a_starting_worker_removes_the_socket_of_one_killed_by_hand(runtim
             assert await worker.wait() == 0
 
 
+async def test_a_worker_restarted_in_place_keeps_the_socket_it_took_over(runtime_dir: Path) -> None:
+    """The killed worker's socket name still names its dead pid, but a worker restarted with
+    `--bind` on that endpoint listens there now: a worker starting later must not remove it."""
+    async with CliWorker("--discovery", f"local:{NAME}") as killed:
+        killed.signal(signal.SIGKILL)
+        assert await killed.wait() == -signal.SIGKILL
+        taken = Path(killed.endpoint.removeprefix("ipc://"))
+        async with CliWorker("--discovery", f"local:{NAME}", "--bind", killed.endpoint) as restarted:
+            async with CliWorker("--discovery", f"local:{NAME}") as later:
+                assert taken.exists()
+                assert sorted(socket_files(runtime_dir)) == sorted([taken.name, Path(later.endpoint).name])
+                async with wool.WorkerPool(discovery=wool.LocalDiscovery(NAME)) as pool:
+                    await pool.wait_for_workers(lambda ws: restarted.id in {w.id for w in ws}, timeout=10)
+                    assert (await pool.broadcast(routines.pid))[restarted.id] == restarted.pid
+                later.signal(signal.SIGTERM)
+                assert await later.wait() == 0
+            restarted.signal(signal.SIGTERM)
+            assert await restarted.wait() == 0
+    assert socket_files(runtime_dir) == []
+
+
 def long_runtime_dir(runtime_dir: Path) -> Path:
     """A runtime directory whose socket paths would pass the Unix socket path limit."""
     return runtime_dir / ("d" * (IPC_PATH_MAX - len(str(runtime_dir))))
