@@ -1,6 +1,7 @@
 """`WorkerPool`: spawn local workers, join discovered ones, and make them the current mesh.
 
-On entry the pool spawns its workers (all at once), waits for each one's handshake and
+On entry the pool spawns its workers (all at once, forked from one pre-imported template
+process), waits for each one's handshake and
 connection, joins whatever its discovery already lists, and follows the namespace from then
 on. On exit it cancels calls still in flight, stops its workers (graceful, then forced),
 withdraws their registry entries and removes a private namespace: nothing is left behind,
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
+from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
@@ -32,6 +34,7 @@ from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._endpoint import remove_socket
 from .worker._lifespan import LifespanFactory, check_factory
+from .worker._process import Template, templates_work
 from .worker._server import SETTLE_QUIET
 
 R = TypeVar("R")
@@ -84,6 +87,10 @@ class WorkerPool:
     each spawned worker before its first call and exited after its last (`wool.state()`
     returns what it yielded). If entering raises, `WorkerStartError` names the exception and
     has it as `__cause__`, with its remote traceback.
+
+    Connections are opened on demand: this process (and each spawned worker) connects to a
+    worker when it first dispatches to it, and closes a connection that carried no call for
+    `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class WorkerPool:
         keys: Keys | PathLike | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
@@ -138,6 +146,7 @@ class WorkerPool:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)
+        self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
         self.tags = frozenset(tags)
@@ -149,6 +158,7 @@ class WorkerPool:
         self._namespace: Discovery | None = None
         self._mesh: Mesh | None = None
         self._processes: list[WorkerProcess] = []
+        self._template: Template | None = None  # forks the spawned workers (see worker._template)
         self._token: Token[Mesh | None] | None = None
 
     @property
@@ -197,6 +207,7 @@ class WorkerPool:
             keys=self.keys,
             open_namespace=self.discovery is not None,
             max_message_size=self.max_message_size,
+            idle_timeout=self.idle_timeout,
         )
         try:
             await self._start()
@@ -218,17 +229,20 @@ class WorkerPool:
             keys=self.keys,
             insecure=self.insecure,
             max_message_size=self.max_message_size,
+            idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
-        self._processes = [WorkerProcess(config) for _ in range(self.size)]
+        if self.size and templates_work():
+            self._template = Template()
+        self._processes = [WorkerProcess(config, self._template) for _ in range(self.size)]
         results = await asyncio.gather(*(w.start(self.start_timeout) for w in self._processes), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
         infos = [r for r in results if isinstance(r, WorkerInfo)]
         for info in infos:
-            self._mesh.add(info)
+            self._mesh.add(info, connect=True)  # entry waits until the pool can reach each one
         await self._mesh.wait_connected(infos, self.start_timeout)
         if infos and not self._mesh.workers:
             raise WorkerStartError("the pool's workers started but none accepted a connection")
@@ -254,6 +268,9 @@ class WorkerPool:
         finally:
             processes, self._processes = self._processes, []
             await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
+            template, self._template = self._template, None
+            if template is not None:
+                await template.close()
             for w in processes:
                 if w.info is None:
                     continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 from .. import protocol as p
 from .._errors import WoolError
+from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
@@ -23,6 +25,7 @@ from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
 from ._runtime import serve
+from ._template import serve_template
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -78,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"its calls cancelled within this time (default: {DEFAULT_LIVENESS:g})",
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection to a peer after this long without calls; it reopens on the next call "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g}; 0: never)",
+    )
+    parser.add_argument(
         "--max-calls",
         type=int,
         metavar="N",
@@ -124,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="level of the 'wool' logger, written to stderr (default: WARNING)",
     )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
+    parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
 
 
@@ -157,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spawned is not None:
         return _run_spawned(args.spawned)
+    if args.template is not None:
+        return _run_template(args.template)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
     if args.keys is not None and args.insecure:
@@ -172,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
+    if not 0 <= args.idle_timeout < float("inf"):
+        parser.error("--idle-timeout must be a non-negative number of seconds (0: never)")
     lifespan = None
     if args.lifespan is not None:
         try:
@@ -196,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             keys=keys,
             insecure=args.insecure,
             max_message_size=args.max_message_size,
+            idle_timeout=args.idle_timeout or None,
             lifespan=lifespan,
         )
     except ValueError as e:
@@ -250,6 +267,19 @@ def _run_spawned(ready_fd: int) -> int:
             handshake({"error": f"{type(e).__name__}: {e}"})
         return 1
     return 0
+
+
+def _run_template(control_fd: int) -> int:
+    """The pool's worker template (see `_template`): import now what every worker needs, so
+    that each forked child starts with it."""
+    if os.environ.get("WOOL_UVLOOP", "1") != "0":
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: F401
+    with contextlib.suppress(ImportError, OSError):
+        import inotify_simple
+
+        inotify_simple.INotify().close()  # it looks libc up (running ldconfig) on first use
+    return serve_template(control_fd, _run_spawned)
 
 
 if __name__ == "__main__":

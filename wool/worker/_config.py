@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .._endpoints import parse_endpoint
+from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
@@ -80,6 +81,7 @@ class WorkerConfig:
     insecure: bool = False  # allow, without keys, what other users or hosts could reach
     # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
     # Entered before the first call, exited after the last (see `_lifespan`).
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 
