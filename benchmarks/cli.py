@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import FULL, QUICK, Config
 from .machine import describe
+from .plot import plot
 from .report import render, write_json
 from .results import WorkloadResult
 from .sides import Sides
@@ -32,6 +33,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", metavar="W1,W2", help=f"run only these workloads, of: {', '.join(NAMES)}")
     parser.add_argument("--reps", type=int, metavar="N", help="repetitions of every workload (default: per workload)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--plot", metavar="DIR", type=Path, help="also write PNG charts to DIR (needs matplotlib: wool[plot])")
     args = parser.parse_args(argv)
     if args.only:
         unknown = set(args.only.split(",")) - set(NAMES)
@@ -88,5 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         write_json(args.json, results, cfg, machine, wall)
         print(f"\nwrote {args.json}")
+    if args.plot:
+        for path in plot(results, args.plot):
+            print(f"wrote {path}")
     missed = any(r.check(t)[1] is False for r in results for t in r.targets)
     sys.exit(1 if any(r.error for r in results) or (args.strict and missed) else 0)

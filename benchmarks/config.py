@@ -27,6 +27,17 @@ class Config:
     memory_stream_items: int = 1_000_000
     memory_calls: int = 1_000_000
     memory_batch: int = 1_000  # calls in flight at a time
+    scale_sizes: tuple[int, ...] = (4, 16, 64)
+    scale_idle_window: float = 10.0
+    scale_reps: int = 3
+    scale_handshake_calls: int = 200
+    finegrain_tasks: int = 2_000
+    finegrain_ms: float = 1.0
+    finegrain_reps: int = 5
+    simulation_sizes: tuple[int, ...] = (10, 100, 1000)
+    simulation_window: float = 5.0
+    simulation_churn: float = 100.0  # registry changes a second (joins and leaves)
+    simulation_reps: int = 1
     hedge_calls: int = 5_000
     hedge_reps: int = 3
 
@@ -52,6 +63,14 @@ QUICK = Config(
     startup_reps=1,
     memory_stream_items=5_000,
     memory_calls=20_000,
+    scale_sizes=(4, 16),
+    scale_idle_window=2.0,
+    scale_reps=1,
+    scale_handshake_calls=20,
+    finegrain_tasks=500,
+    finegrain_reps=2,
+    simulation_sizes=(10, 100),
+    simulation_window=1.0,
     hedge_calls=500,
     hedge_reps=1,
 )

@@ -4,6 +4,8 @@ loop server nor a pool worker needs them pickled by value, as wool's routines ar
 
 from __future__ import annotations
 
+import time
+
 
 async def add(x: int, y: int) -> int:
     return x + y
@@ -29,3 +31,10 @@ def add_sync(x: int, y: int) -> int:
 
 def echo_sync(data: bytes) -> bytes:
     return data
+
+
+def spin_sync(ms: float) -> None:
+    """Hold the CPU for `ms` milliseconds (a fine-grained task)."""
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncGenerator
 
 import wool
@@ -48,3 +49,11 @@ async def sometimes_stalls(x: int, slow_pid: int, every: int, stall_s: float) ->
         if _calls_here % every == 0:
             await asyncio.sleep(stall_s)
     return x + 1
+
+
+@wool.routine
+async def spin(ms: float) -> None:
+    """Hold the worker's CPU for `ms` milliseconds (a fine-grained task)."""
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass

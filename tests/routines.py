@@ -331,3 +331,14 @@ async def peer_ids(count: int) -> list[str]:
     mesh = current_mesh_var.get()
     assert mesh is not None
     return sorted(w.id for w in await mesh.wait_until(lambda workers: len(workers) >= count, 20))
+
+
+# -- connections on demand ----------------------------------------------------------------------
+
+
+@wool.routine
+async def connected_peers() -> list[str]:
+    """The ids of the workers this worker's own mesh holds a connection to, now."""
+    mesh = current_mesh_var.get()
+    assert mesh is not None
+    return sorted(c.worker.id for c in mesh.connections)

@@ -3,6 +3,7 @@ numeric results. It never asserts on ratios or timings, which belong to the mach
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -14,10 +15,27 @@ import pytest
 import wool
 
 REPO = Path(__file__).resolve().parent.parent
-WORKLOADS = ["startup", "tracing", "latency", "throughput", "fanout", "stream", "stream_readahead", "payload", "memory", "hedge"]
+WORKLOADS = [
+    "startup",
+    "tracing",
+    "scale",
+    "simulation",
+    "latency",
+    "throughput",
+    "fanout",
+    "finegrain",
+    "stream",
+    "stream_readahead",
+    "payload",
+    "memory",
+    "hedge",
+]
 BASELINES = {
     "startup": {"loop", "ppe"},
     "tracing": {"untraced"},
+    "scale": set(),  # wool alone, against N
+    "simulation": set(),
+    "finegrain": {"ppe"},
     "latency": {"loop", "ppe"},
     "throughput": {"loop", "ppe"},
     "fanout": {"loop", "ppe"},
@@ -34,14 +52,23 @@ def _numeric(value: object) -> bool:
 
 
 @pytest.mark.multiprocess
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
+    plots = tmp_path / "plots"
+    plotting = importlib.util.find_spec("matplotlib") is not None  # the optional wool[plot] extra
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--quick",
+            "--json",
+            str(out),
+            *(["--plot", str(plots)] * plotting),
+        ],
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=290,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
@@ -61,6 +88,9 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
             assert any(_numeric(v) for v in results[side].values()), (name, side, results[side])
         for target in workload["targets"]:
             assert _numeric(target["value"]) and isinstance(target["holds"], bool), (name, target)
+    if plotting:
+        assert sorted(p.name for p in plots.iterdir()) == ["ratios.png", "scale.png"]
+        assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.iterdir())
 
 
 @pytest.mark.multiprocess

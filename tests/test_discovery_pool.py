@@ -30,7 +30,14 @@ def discovery() -> wool.LocalDiscovery:
 
 
 def child_pids() -> set[int]:
-    return {c.pid for c in psutil.Process().children() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE}
+    """Live worker processes this process started: hand-started ones are children, spawned
+    ones are forked by a pool's template (a child too, left out: it is no worker)."""
+    live = {
+        c.pid: c.ppid()
+        for c in psutil.Process().children(recursive=True)
+        if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+    }
+    return set(live) - set(live.values())
 
 
 async def wait_serving(pool: wool.WorkerPool, pids: set[int]) -> None:

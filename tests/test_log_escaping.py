@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import routines
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 import wool
@@ -92,13 +93,15 @@ async def test_a_zeroconf_id_with_a_newline_is_logged_escaped(capture: Capture) 
 
 async def test_a_registry_id_with_a_newline_is_logged_escaped(capture: Capture) -> None:
     """The same id in a registry entry, for a keyless pool: its endpoint refuses connections,
-    which the pool warns about, escaped."""
+    which the pool warns about, escaped, when a call first connects to it."""
     entry = WorkerInfo(FORGED, "tcp://127.0.0.1:9", os.getpid(), "")
     discovery = LocalDiscovery("escaping")
     await discovery.publish(entry)
     capture.wanted = "refuses connections"
     try:
         async with wool.WorkerPool(discovery=discovery):
+            with pytest.raises(wool.NoWorkersAvailable):  # the only worker refuses: none is live
+                await asyncio.wait_for(routines.add(1, 2), 20)
             await asyncio.wait_for(capture.arrived.wait(), 10)
     finally:
         await discovery.withdraw(entry)

@@ -23,15 +23,16 @@ pytestmark = pytest.mark.multiprocess
 
 
 def worker_pids() -> set[int]:
-    """Pids of this process's live children that run `wool.worker`."""
-    pids = set()
-    for child in psutil.Process().children():
+    """Pids of this process's live descendants that are workers: processes running
+    `wool.worker`, less the pool's template, the parent the workers are forked from."""
+    running = {}
+    for child in psutil.Process().children(recursive=True):
         try:
             if child.status() != psutil.STATUS_ZOMBIE and "wool.worker" in child.cmdline():
-                pids.add(child.pid)
+                running[child.pid] = child.ppid()
         except psutil.NoSuchProcess:
             pass
-    return pids
+    return set(running) - set(running.values())
 
 
 def live_children() -> list[psutil.Process]:

@@ -101,6 +101,9 @@ class Connection:
         # Read-ahead streams: every reply for the call goes to its sink, in order.
         self._sinks: dict[int, Callable[[p.Reply | BaseException], None]] = {}
         self.window = min(worker.max_calls or WINDOW, WINDOW)
+        # Requests sent so far: the mesh closes a connection that stayed idle, with this
+        # unchanged, for its idle timeout (counting is cheaper than reading a clock per call).
+        self.requests = 0
         # Looked up once: on Python 3.11, asyncio.get_running_loop() makes a getpid() system call.
         self._loop = asyncio.get_running_loop()
         self.connected: asyncio.Future[None] = self._loop.create_future()
@@ -152,6 +155,11 @@ class Connection:
     def has_room(self) -> bool:
         return len(self._open) < self.window
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is waiting on the worker: no reply pending, no call or stream open."""
+        return not self._pending and not self._open and not self._sinks
+
     def new_call_id(self) -> int:
         return next(self._ids)
 
@@ -168,6 +176,7 @@ class Connection:
             # The worker would drop the whole connection, failing every call on it.
             raise DispatchError(self._too_large(msg, size))
         future: asyncio.Future[p.Reply] = self._loop.create_future()
+        self.requests += 1
         self._pending[msg.call_id] = (future, generator, msg.kind)
         if msg.kind is p.Kind.CALL:
             self._open.add(msg.call_id)
@@ -241,6 +250,11 @@ class Connection:
         if not self.connected.done():
             self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id!r} closed"))
             self.connected.exception()  # retrieved: nobody may be waiting
+
+    def fail(self, reason: str) -> None:
+        """Declare the worker lost for `reason` (the mesh gave up on its handshake): what is
+        pending fails with `WorkerLost`, as on a disconnection."""
+        self._declare_lost(reason)
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:

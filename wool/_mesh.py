@@ -1,17 +1,36 @@
 """The workers this process can dispatch to, kept in step with discovery.
 
 Both a caller's `WorkerPool` and every worker use a `Mesh`: that is what makes the mesh flat
-(a routine on a worker dispatches nested routines exactly as the caller does). A `Mesh` holds
-one `Connection` per worker incarnation; a connection joins the rotation once its handshake
-completes and leaves it when its worker is lost or withdrawn. Choosing is synchronous (the
-load balancer decides); only waiting for a first worker to connect, or for room on a worker
-whose window of open calls is full, awaits. Calls waiting for room queue in order, and each
-call that ends wakes one of them.
+(a routine on a worker dispatches nested routines exactly as the caller does).
+
+Theory of operation. A `Mesh` knows every worker it may dispatch to (what discovery lists,
+and the workers its pool spawned) as a `_Slot`, and holds a `Connection` only to the workers
+it talks to: the first call that chooses a worker opens its connection and waits for the
+handshake (paid once; about a millisecond on loopback), and a connection that carried no
+call for `idle_timeout` seconds is closed (a sweep every half of that, so it closes after one
+to one and a half times it). Heartbeats and monitor sockets exist only on open connections,
+so an idle process holds no socket to its peers and spends nothing on them, whatever the size
+of its namespace; a busy one holds sockets to the peers it talks to.
+
+The rotation (`workers`, and what the load balancer chooses among) is every known worker not
+known to be unusable: a worker discovery lists is in it on discovery's word, before any
+connection; one that is lost, refuses connections, refused this process's key, or failed its
+handshake is out. Choosing is synchronous (the load balancer decides); a call then awaits
+only the handshake of a worker not yet connected (bounded: a worker that does not complete it
+within ¾ of the liveness bound, at least 1 s, is treated as lost, and the call, which has sent
+nothing, chooses again), room in a window that is full, or, with nobody in rotation, a
+worker still connecting. Calls waiting for room queue in order, and each call that ends wakes
+one of them.
 
 Discovery is a hint for removal too: a worker that leaves it stays in rotation while its
-connection is up (see `_unlisted`). A lost worker stays out of rotation while discovery still
-lists it; after one liveness period it is tried again (a worker that was frozen, then resumed, comes back; one that is
-really gone never completes the handshake, so it is never chosen).
+connection is up (see `_unlisted`), and is dropped when that connection fails or closes for
+idleness; one that is not connected is dropped at once (nothing vouches for it). A lost
+worker stays out of rotation while discovery still lists it; after one liveness period it is
+probed again: a connection is opened in the background and the worker rejoins the rotation
+once that handshake completes (a worker that was frozen, then resumed, comes back; one that is
+really gone never completes it, so it is never chosen). A loss or a refused connection also
+asks discovery for its current workers, which for a registry prunes the entries of dead
+processes, so that every watcher sees them leave.
 
 Security: discovery is an untrusted hint. A mesh with keys connects only to workers that
 publish a public key it trusts (and the CURVE handshake proves they hold its secret key); a
@@ -30,6 +49,7 @@ from typing import Any
 
 from ._connection import Connection
 from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
+from ._idle import DEFAULT_IDLE_TIMEOUT, IdleSweep, check_idle_timeout
 from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
@@ -42,8 +62,34 @@ WATCH_RETRY_DELAY = 1.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
+class _Slot:
+    """A worker this mesh may dispatch to, with its connection while one is open: what a
+    load balancer sees (a `Candidate`)."""
+
+    __slots__ = ("worker", "conn", "probation", "deadline")
+
+    def __init__(self, worker: WorkerInfo) -> None:
+        self.worker = worker
+        self.conn: Connection | None = None
+        # Lost once and being probed again: in rotation only once that handshake completes.
+        self.probation = False
+        self.deadline = 0.0  # loop time by which the open connection's handshake must complete
+
+    def __repr__(self) -> str:
+        return f"<worker {self.worker.id[:8]} {self.conn!r}>"
+
+    @property
+    def in_flight(self) -> int:
+        """Calls of this process open on the worker."""
+        return self.conn.in_flight if self.conn is not None else 0
+
+    @property
+    def has_room(self) -> bool:
+        return self.conn is None or self.conn.has_room
+
+
 class Mesh:
-    """Connections to the workers of one discovery namespace (or a fixed set)."""
+    """The workers of one discovery namespace (or a fixed set), connected on demand."""
 
     def __init__(
         self,
@@ -53,6 +99,7 @@ class Mesh:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         liveness: float = DEFAULT_LIVENESS,
         keys: Keys | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         open_namespace: bool = True,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
@@ -64,49 +111,49 @@ class Mesh:
         self.balancer: LoadBalancer = balancer or RoundRobin()
         self.connect_timeout = connect_timeout
         self.liveness = liveness
+        self.idle_timeout = check_idle_timeout(idle_timeout)
+        self.handshake_timeout = min(connect_timeout, max(1.0, 0.75 * liveness))
+        self._slots: dict[str, _Slot] = {}  # every worker known, in the order it became known
+        self._rotation: list[_Slot] = []  # the usable ones (see `_usable`), rebuilt on changes
+        # Open connections, by worker id; a retired worker's stays until its calls end.
         self._connections: dict[str, Connection] = {}
-        self._ready: list[Connection] = []
         self._lost: set[str] = set()
         self._listed: dict[str, WorkerInfo] = {}  # what discovery currently shows
         self._ignored: dict[str, str] = {}  # worker id -> why it is not used (keys)
-        self._refused: dict[str, str] = {}  # worker id -> why its handshake failed
+        self._refused: dict[str, str] = {}  # worker id -> why its handshake (or connect) failed
         # Calls waiting for room in a window, in order, with the tags their worker needs.
         self._room: deque[tuple[frozenset[str], asyncio.Future[Connection | None]]] = deque()
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # set, and replaced, whenever the rotation changes
+        # Closing idle connections: a timer, armed only while some are open (see `_idle`).
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._idle = IdleSweep()
+        self._pruning: asyncio.Task[None] | None = None
         self.closed = False
 
     @property
     def workers(self) -> list[WorkerInfo]:
         """The workers currently in rotation."""
-        return [c.worker for c in self._ready]
+        return [s.worker for s in self._rotation]
 
-    def add(self, worker: WorkerInfo) -> Connection | None:
-        """Connect to `worker` unless already connected or known lost. Idempotent."""
+    @property
+    def connections(self) -> list[Connection]:
+        """The connections open now (for observing what this process holds)."""
+        return list(self._connections.values())
+
+    def add(self, worker: WorkerInfo, *, connect: bool = False) -> None:
+        """Know `worker` (idempotent); with `connect`, open its connection now rather than on
+        the first call (a pool does so for the workers it spawned)."""
         if self.closed or worker.id in self._lost or worker.id in self._refused:
-            return None
-        conn = self._connections.get(worker.id)
-        if conn is not None:
-            return conn
-        if self._ignore(worker):
-            return None
-        try:
-            conn = Connection(
-                worker,
-                self._on_connected,
-                self._on_lost,
-                self._on_room,
-                liveness=self.liveness,
-                on_refused=lambda _: self._rotation_changed(),
-                keys=self.keys,
-                max_message_size=self.max_message_size,
-            )
-        except WoolError as e:
-            log.warning("skipping worker: %s", e)
-            return None
-        self._connections[worker.id] = conn
-        self._announce()  # a call waiting for a worker to appear waits for this one now
-        return conn
+            return
+        slot = self._slots.get(worker.id)
+        if slot is None:
+            if self._ignore(worker):
+                return
+            slot = self._slots[worker.id] = _Slot(worker)
+            self._rotation_changed()
+        if connect and slot.conn is None:
+            self._connect(slot)
 
     def _ignore(self, worker: WorkerInfo) -> bool:
         """Whether `worker` is not to be connected to, given this mesh's keys; warns once
@@ -130,19 +177,64 @@ class Mesh:
             self._ignored[worker.id] = reason
         return True
 
+    def _connect(self, slot: _Slot) -> Connection | None:
+        """Open `slot`'s connection (its handshake completes later)."""
+        worker = slot.worker
+        try:
+            conn = Connection(
+                worker,
+                self._on_connected,
+                self._on_lost,
+                self._on_room,
+                liveness=self.liveness,
+                on_refused=self._on_refused,
+                keys=self.keys,
+                max_message_size=self.max_message_size,
+            )
+        except WoolError as e:
+            log.warning("skipping worker: %s", e)
+            self._refused[worker.id] = str(e)
+            self._rotation_changed()
+            return None
+        slot.conn = self._connections[worker.id] = conn
+        slot.deadline = asyncio.get_running_loop().time() + self.handshake_timeout
+        self._arm_sweeper()
+        return conn
+
     def retire(self, worker_id: str) -> None:
         """Stop choosing a worker that left discovery. Its connection is closed now if no
         call is in flight on it. Otherwise those calls may still finish (a worker withdraws
-        before it stops), and the connection stays open, out of rotation, also once they
-        have: nothing closes it when it becomes idle. It ends when its worker goes away
-        (calls still in flight then fail with `WorkerLost`) or the mesh closes."""
+        before it stops), and the connection stays open, out of rotation, until they have
+        and the idle sweep closes it (see `_idle`), or its worker goes away (calls still in
+        flight then fail with `WorkerLost`), or the mesh closes."""
+        slot = self._slots.pop(worker_id, None)
+        if slot is not None:
+            self._rotation_changed()
         conn = self._connections.get(worker_id)
+        if conn is not None and conn.idle:
+            self._close(conn)
+
+    def _close(self, conn: Connection) -> None:
+        if self._connections.get(conn.worker.id) is conn:
+            del self._connections[conn.worker.id]
+        slot = self._slots.get(conn.worker.id)
+        if slot is not None and slot.conn is conn:
+            slot.conn = None
+        self._idle.forget(conn)
+        conn.close()
+
+    def _usable(self, slot: _Slot) -> bool:
+        """Whether `slot` is in rotation."""
+        if slot.worker.id in self._lost or slot.worker.id in self._refused:
+            return False
+        conn = slot.conn
         if conn is None:
-            return
-        self._leave_rotation(conn)
-        if conn.in_flight == 0:
-            del self._connections[worker_id]
-            conn.close()
+            return not slot.probation
+        if conn.lost is not None:
+            return False
+        if conn.connected.done():
+            return True
+        return not conn.refused and not slot.probation  # connecting, on discovery's word
 
     def _unlisted(self, worker_id: str) -> None:
         """Discovery no longer lists `worker_id`. A hint, for removal as for addition: a
@@ -150,9 +242,10 @@ class Mesh:
         authenticated connection is up stays in rotation until that connection fails
         (`_on_lost`) or the worker refuses a call (a stopping worker rejects calls as
         SHUTTING_DOWN, and the caller retires it and sends the call elsewhere). One that is
-        not connected is dropped: nothing vouches for it."""
+        not connected is dropped: nothing vouches for it (nor, later, for one whose connection
+        closes for idleness: see `_sweep`)."""
         conn = self._connections.get(worker_id)
-        if conn is not None and conn in self._ready and conn.lost is None:
+        if conn is not None and conn.connected.done() and conn.lost is None:
             log.debug("worker %r left discovery; keeping it while its connection is up", worker_id)
             return
         self.retire(worker_id)
@@ -169,6 +262,7 @@ class Mesh:
         self._changed = asyncio.Event()
 
     def _rotation_changed(self) -> None:
+        self._rotation = [s for s in self._slots.values() if self._usable(s)]
         self._announce()
         while self._room:  # every waiter looks again
             _, waiter = self._room.popleft()
@@ -196,11 +290,6 @@ class Mesh:
                 self._on_room(waiter.result())  # pass the wake-up on
             raise
 
-    def _leave_rotation(self, conn: Connection) -> None:
-        if conn in self._ready:
-            self._ready.remove(conn)
-            self._rotation_changed()
-
     async def wait_connected(self, workers: Iterable[WorkerInfo], timeout: float) -> None:
         """Wait until each of `workers` has connected or is known lost."""
         futures = [c.connected for w in workers if (c := self._connections.get(w.id)) is not None]
@@ -224,27 +313,34 @@ class Mesh:
     async def choose(
         self, bounded: bool = True, tags: frozenset[str] = frozenset(), balancer: LoadBalancer | None = None
     ) -> Connection:
-        """A live worker's connection, chosen by the load balancer (or `balancer`) among those that have
-        every one of `tags` and room in their window (any, if not `bounded`). If all are
-        full, wait for room; if none is live yet, wait up to `connect_timeout` for one to
-        connect, or, following discovery, for one to appear (a pool started together with
-        its workers). Then raise `NoWorkersAvailable`."""
+        """A live worker's connection, chosen by the load balancer (or `balancer`) among the
+        workers in rotation that have every one of `tags` and room in their window (any, if
+        not `bounded`), connecting to it first if need be. If all are full, wait for room; if
+        none is in rotation, wait up to `connect_timeout` for one to connect, or, following
+        discovery, for one to appear (a pool started together with its workers). Then raise
+        `NoWorkersAvailable`."""
         balancer = balancer or self.balancer
-        if self._ready and not tags:
-            conn = balancer.choose(self._ready)
-            if conn.has_room or not bounded:
-                return conn
+        if self._rotation and not tags:  # the common case, without building lists
+            slot = balancer.choose(self._rotation)
+            if slot.has_room or not bounded:
+                conn = slot.conn
+                if conn is not None and conn.lost is None and conn.connected.done():
+                    return conn
+                if (conn := await self._handshake(slot, bounded)) is not None:
+                    return conn
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
         waiting = False  # for a worker to appear (logged once)
         while True:
             if self.closed:
                 raise NoWorkersAvailable("the pool is closed")
-            ready = [c for c in self._ready if tags <= c.worker.tags] if tags else self._ready
-            if ready:
-                roomy = [c for c in ready if c.has_room] if bounded else ready
+            candidates = [s for s in self._rotation if tags <= s.worker.tags] if tags else self._rotation
+            if candidates:
+                roomy = [s for s in candidates if s.has_room] if bounded else candidates
                 if roomy:
-                    return balancer.choose(roomy)
+                    if (conn := await self._handshake(balancer.choose(roomy), bounded)) is not None:
+                        return conn
+                    continue  # it failed (and left the rotation) or filled up meanwhile: choose again
                 await self._wait_for_room(tags)
                 continue
             connecting = [
@@ -272,13 +368,39 @@ class Mesh:
             finally:
                 changed.cancel()
 
+    async def _handshake(self, slot: _Slot, bounded: bool) -> Connection | None:
+        """`slot`'s connection once usable, opened and waited for if need be; None if it
+        failed (refused, lost, closed, or no handshake within `handshake_timeout`: then the
+        worker is treated as lost), or if `bounded` and the calls that waited with this one
+        filled its window. Nothing has been sent on it, so the caller may choose again."""
+        conn = slot.conn if slot.conn is not None else self._connect(slot)
+        loop = asyncio.get_running_loop()
+        while conn is not None and not conn.connected.done() and not conn.refused:
+            remaining = slot.deadline - loop.time()
+            if remaining <= 0:
+                conn.fail(
+                    f"worker {conn.worker.id} (pid {conn.worker.pid}) at {conn.worker.endpoint} "
+                    f"did not complete its handshake within {self.handshake_timeout:g} s"
+                )
+                return None
+            # Woken by its handshake, or by any change of the rotation (a refusal included).
+            changed = asyncio.ensure_future(self._changed.wait())
+            both: list[asyncio.Future[Any]] = [conn.connected, changed]
+            try:
+                await asyncio.wait(both, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+        if conn is None or conn.lost is not None or not conn.connected.done() or slot.conn is not conn:
+            return None
+        return conn if conn.has_room or not bounded else None
+
     def _describe_empty(self, tags: frozenset[str] = frozenset()) -> str:
         where = f" in {self.discovery!r}" if self.discovery is not None else ""
-        if tags and self._ready:
-            seen = sorted({", ".join(repr(t) for t in sorted(c.worker.tags)) or "no tags" for c in self._ready})
+        if tags and self._rotation:
+            seen = sorted({", ".join(repr(t) for t in sorted(s.worker.tags)) or "no tags" for s in self._rotation})
             return (
                 f"no live worker has the tags {', '.join(sorted(tags))}{where}: "
-                f"{len(self._ready)} live workers have {'; '.join(seen)}"
+                f"{len(self._rotation)} live workers have {'; '.join(seen)}"
             )
         if tags:
             where = f" with the tags {', '.join(sorted(tags))}{where}"
@@ -296,20 +418,50 @@ class Mesh:
     async def close(self) -> None:
         """Stop following discovery and close every connection, cancelling their calls."""
         self.closed = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for task in (self._watcher, self._pruning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._connections.values()):
             conn.close()
         self._connections.clear()
-        self._ready.clear()
+        self._idle.clear()
+        self._slots.clear()
         self._rotation_changed()
+
+    # -- idle connections ------------------------------------------------------------------
+
+    def _arm_sweeper(self) -> None:
+        if self._sweeper is None and self.idle_timeout is not None and self._connections and not self.closed:
+            self._sweeper = asyncio.get_running_loop().call_later(self.idle_timeout / 2, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for `idle_timeout` (see `_idle`); runs only while some
+        are open."""
+        self._sweeper = None
+        for conn in self._idle.sweep(list(self._connections.values())):
+            log.debug("closing the idle connection to worker %r", conn.worker.id)
+            self._close(conn)
+            if self.discovery is not None and conn.worker.id not in self._listed:
+                self.retire(conn.worker.id)  # unlisted, kept only while connected (`_unlisted`)
+        self._arm_sweeper()
+
+    # -- connection events -----------------------------------------------------------------
 
     def _on_connected(self, conn: Connection) -> None:
         if conn.lost is None and self._connections.get(conn.worker.id) is conn:
-            self._ready.append(conn)
+            slot = self._slots.get(conn.worker.id)
+            if slot is not None:
+                slot.probation = False
             self._rotation_changed()
             log.debug("worker %r connected at %r", conn.worker.id, conn.worker.endpoint)
+
+    def _on_refused(self, conn: Connection) -> None:
+        self._rotation_changed()
+        self._prune_listing()
 
     def _on_lost(self, conn: Connection) -> None:
         refused = isinstance(conn.lost, AuthenticationError)
@@ -318,21 +470,41 @@ class Mesh:
             log.warning("%s", conn.lost)
         else:
             self._lost.add(conn.worker.id)
-        if self._connections.get(conn.worker.id) is conn:
-            del self._connections[conn.worker.id]
-        self._leave_rotation(conn)
-        if refused:
-            self._rotation_changed()  # a call waiting for it to connect looks again
-        conn.close()
+        self._close(conn)
+        self._rotation_changed()
         if self.discovery is not None and not self.closed and not refused:
             asyncio.get_running_loop().call_later(self.liveness, self._revisit, conn.worker.id)
+            self._prune_listing()
 
     def _revisit(self, worker_id: str) -> None:
+        """Probe a lost worker that discovery still lists: back in rotation once it connects."""
         info = self._listed.get(worker_id)
         if info is not None and worker_id in self._lost and not self.closed:
             log.debug("trying lost worker %r again: discovery still lists it", worker_id)
             self._lost.discard(worker_id)
-            self.add(info)
+            slot = self._slots.get(worker_id)
+            if slot is None:
+                if self._ignore(info):
+                    return
+                slot = self._slots[worker_id] = _Slot(info)
+            slot.probation = True
+            if slot.conn is None:
+                self._connect(slot)
+            self._rotation_changed()
+
+    def _prune_listing(self) -> None:
+        """Ask discovery for its workers once (not while a request runs): a registry prunes
+        the entries of dead processes as it answers, and every watcher sees them leave."""
+        if self.discovery is None or self.closed or (self._pruning is not None and not self._pruning.done()):
+            return
+        self._pruning = asyncio.get_running_loop().create_task(self._ask_discovery(self.discovery))
+
+    @staticmethod
+    async def _ask_discovery(discovery: Discovery) -> None:
+        try:
+            await discovery.workers()
+        except Exception as e:  # DiscoveryError or a user backend's: the watch still works
+            log.debug("could not refresh %r: %s", discovery, e)
 
     async def _watch(self, discovery: Discovery) -> None:
         while not self.closed:

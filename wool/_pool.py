@@ -1,6 +1,7 @@
 """`WorkerPool`: spawn local workers, join discovered ones, and make them the current mesh.
 
-On entry the pool spawns its workers (all at once), waits for each one's handshake and
+On entry the pool spawns its workers (all at once, forked from one pre-imported template
+process), waits for each one's handshake and
 connection, joins whatever its discovery already lists, and follows the namespace from then
 on. On exit it cancels calls still in flight, stops its workers (graceful, then forced),
 withdraws their registry entries and removes a private namespace: nothing is left behind,
@@ -23,6 +24,7 @@ from . import _metrics
 from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
+from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._keys import Keys, PathLike, as_keys
 from ._loadbalancer import LoadBalancer
 from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
@@ -35,6 +37,7 @@ from .worker._config import DEFAULT_GRACE
 from .worker._endpoint import remove_socket
 from .worker._lifespan import LifespanFactory, check_factory
 from .worker._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
+from .worker._process import Template, templates_work
 from .worker._server import SETTLE_QUIET
 
 R = TypeVar("R")
@@ -88,6 +91,9 @@ class WorkerPool:
     returns what it yielded). If entering raises, `WorkerStartError` names the exception and
     has it as `__cause__`, with its remote traceback.
 
+    Connections are opened on demand: this process (and each spawned worker) connects to a
+    worker when it first dispatches to it, and closes a connection that carried no call for
+    `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
     `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
     `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
     worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
@@ -109,6 +115,7 @@ class WorkerPool:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         metrics_port: int | None = None,
         metrics_address: str = DEFAULT_METRICS_ADDRESS,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
@@ -155,6 +162,7 @@ class WorkerPool:
             discovery = discovery.with_keys(self.keys)  # its probes must pass the handshake too
         self.liveness = check_liveness(liveness)
         self.max_message_size = check_max_message_size(max_message_size)
+        self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
         self.tags = frozenset(tags)
@@ -166,6 +174,7 @@ class WorkerPool:
         self._namespace: Discovery | None = None
         self._mesh: Mesh | None = None
         self._processes: list[WorkerProcess] = []
+        self._template: Template | None = None  # forks the spawned workers (see worker._template)
         self._token: Token[Mesh | None] | None = None
 
     @property
@@ -214,6 +223,7 @@ class WorkerPool:
             keys=self.keys,
             open_namespace=self.discovery is not None,
             max_message_size=self.max_message_size,
+            idle_timeout=self.idle_timeout,
         )
         try:
             await self._start()
@@ -235,17 +245,20 @@ class WorkerPool:
             keys=self.keys,
             insecure=self.insecure,
             max_message_size=self.max_message_size,
+            idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
-        self._processes = [WorkerProcess(self._config_of(config, i)) for i in range(self.size)]
+        if self.size and templates_work():
+            self._template = Template()
+        self._processes = [WorkerProcess(self._config_of(config, i), self._template) for i in range(self.size)]
         results = await asyncio.gather(*(w.start(self.start_timeout) for w in self._processes), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
         infos = [r for r in results if isinstance(r, WorkerInfo)]
         for info in infos:
-            self._mesh.add(info)
+            self._mesh.add(info, connect=True)  # entry waits until the pool can reach each one
         await self._mesh.wait_connected(infos, self.start_timeout)
         if infos and not self._mesh.workers:
             raise WorkerStartError("the pool's workers started but none accepted a connection")
@@ -277,6 +290,9 @@ class WorkerPool:
         finally:
             processes, self._processes = self._processes, []
             await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
+            template, self._template = self._template, None
+            if template is not None:
+                await template.close()
             for w in processes:
                 if w.info is None:
                     continue

@@ -241,3 +241,14 @@ def server_span(carrier: dict[str, str] | None, name: str, host: _Served) -> Ser
     )
     _otel_context.attach(_trace.set_span_in_context(span))  # the call's context is its own: no detach
     return ServerSpan(span)
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Export the spans this process's tracer provider still holds (an SDK provider's batch
+    processor), within `timeout` seconds: as a worker stops. A worker forked from the pool's
+    template exits with `os._exit`, which runs no `atexit` hook, the SDK's own flush included."""
+    if _trace is None:
+        return
+    force_flush = getattr(_trace.get_tracer_provider(), "force_flush", None)
+    if callable(force_flush):
+        force_flush(int(timeout * 1000))

@@ -10,9 +10,12 @@ from ..config import Config
 from ..results import WorkloadResult
 from ..sides import Sides
 from .calls import fanout, latency, throughput
+from .finegrain import finegrain
 from .hedge import hedge
 from .memory import memory
 from .payload import payload
+from .scale import scale
+from .simulation import simulation
 from .startup import startup
 from .streams import stream, stream_readahead
 from .tracing import tracing
@@ -28,9 +31,12 @@ class Workload:
 WORKLOADS = [
     Workload("startup", run_alone=startup),
     Workload("tracing", run_alone=tracing),
+    Workload("scale", run_alone=scale),
+    Workload("simulation", run_alone=simulation),
     Workload("latency", latency),
     Workload("throughput", throughput),
     Workload("fanout", fanout),
+    Workload("finegrain", finegrain),
     Workload("stream", stream),
     Workload("stream_readahead", stream_readahead),
     Workload("payload", payload),

@@ -269,6 +269,14 @@ async def test_server_unreachable_keeps_the_last_view_with_a_warning(
         discovery = DnsDiscovery(NAME, port, nameservers=[dnsd.nameserver], **FAST)
         async with wool.WorkerPool(discovery=discovery, keys=keys) as pool:
             assert await ids(pool, a) == {a.id}
+            # The pool's rotation starts from `discovery.workers()` on entry, before its watch
+            # has resolved the name once: wait for the watch too, or stopping the server now
+            # could make its first resolution fail ("no workers found yet").
+            mesh = pool._mesh
+            assert mesh is not None
+            async with asyncio.timeout(20):
+                while a.id not in mesh._listed:
+                    await asyncio.sleep(0.01)
             await dnsd.stop()
             warning = await warnings.wait_for("could not resolve")
             assert f"at {dnsd.nameserver}" in warning and "keeping the 1 endpoints resolved before" in warning

@@ -263,7 +263,8 @@ async def test_remote_entries_are_not_pruned(runtime_dir: Path) -> None:
     await d.withdraw(remote)
 
 
-async def test_watch_reports_a_worker_that_dies(runtime_dir: Path) -> None:
+async def test_watch_reports_a_worker_that_dies(runtime_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_local, "PID_CHECK_INTERVAL", 0.05)  # no file event tells of a death
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     with reaped(proc):
         d = LocalDiscovery("desk", poll_interval=0.01)

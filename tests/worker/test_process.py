@@ -32,12 +32,14 @@ async def test_workers_stop_when_the_pool_process_is_killed() -> None:
         line = await helpers.read_line(owner.stdout)
         pids = [int(p) for p in line.split()]
         assert len(pids) == 2
-        workers = [psutil.Process(pid) for pid in pids]
+        # The workers, and the template they were forked from.
+        descendants = psutil.Process(owner.pid).children(recursive=True)
+        assert set(pids) < {d.pid for d in descendants}
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait()
         # Orphaned workers are reparented, so wait on them through psutil.
-        gone, alive = psutil.wait_procs(workers, timeout=20)
-        assert not alive, f"workers outlived their pool: {alive}"
+        gone, alive = psutil.wait_procs(descendants, timeout=20)
+        assert not alive, f"processes outlived their pool: {alive}"
     finally:
         if owner.poll() is None:
             owner.kill()
@@ -60,3 +62,36 @@ async def test_a_spawned_worker_ignores_sigint_its_pool_decides() -> None:
         assert await routines.pid() == worker.pid  # still in rotation, still serving
         assert await routines.pid() == worker.pid
     assert worker.returncode == 0
+
+
+async def test_workers_are_forked_from_one_template_that_leaves_with_the_pool() -> None:
+    import routines
+
+    import wool
+
+    async with wool.WorkerPool(size=3) as pool:
+        template = pool._template
+        assert template is not None
+        parents = {psutil.Process(w.pid).ppid() for w in pool.processes if w.pid is not None}
+        assert parents == {template.pid}
+        assert {await routines.pid() for _ in range(3)} == {w.pid for w in pool.processes}
+        workers = pool.processes
+    assert [w.returncode for w in workers] == [0, 0, 0]  # as the template reported them
+    assert pool._template is None and not psutil.pid_exists(template.pid)
+
+
+async def test_without_templates_workers_are_fresh_interpreters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a template cannot work (no fork, no descriptor passing), a worker is a
+    `python -m wool.worker --spawned` child of the pool's process: the same worker."""
+    import routines
+
+    import wool
+    from wool import _pool
+
+    monkeypatch.setattr(_pool, "templates_work", lambda: False)
+    async with wool.WorkerPool(size=2) as pool:
+        assert pool._template is None
+        assert {psutil.Process(w.pid).ppid() for w in pool.processes if w.pid is not None} == {os.getpid()}
+        assert {await routines.pid() for _ in range(2)} == {w.pid for w in pool.processes}
+        workers = pool.processes
+    assert [w.returncode for w in workers] == [0, 0]

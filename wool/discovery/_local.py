@@ -7,10 +7,12 @@ that locked a lock file just as it was unlinked sees that the path now names ano
 (or none) and starts over.
 
 A crashed worker never rewrites the file, so readers hide entries whose local pid is gone and
-prune them (best effort). `watch` polls the file's (mtime, size, inode), re-reads it when that
-changes, and re-checks pids on every poll. Timestamps are coarse and inodes are reused, so two
-quick writes could restore a state already seen: as in git's "racily clean" rule, a file
-modified within the last second is re-read on every poll. A corrupt file never breaks a reader:
+prune them (best effort). `watch` sleeps until inotify reports a change of the file (see
+`_filewatch`), re-reads it then, and re-checks pids every `PID_CHECK_INTERVAL` seconds: an idle
+watcher costs next to nothing. Where inotify is unavailable it polls the file's (mtime, size,
+inode) instead and re-reads it when that changes. Timestamps are coarse and inodes are reused,
+so two quick writes could restore a state already seen: as in git's "racily clean" rule, a
+polled file modified within the last second is re-read on every poll. A corrupt file never breaks a reader:
 bad entries are skipped, an unreadable file reads as empty (a watcher keeps its last readable
 view instead, so a torn or clobbered file does not withdraw every worker at once), each problem
 is logged once per file state, and the next writer replaces it.
@@ -32,6 +34,7 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 from .._seconds import check_seconds
+from ._filewatch import FileWatch
 from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._paths import open_file, private_dir, runtime_dir
 
@@ -41,6 +44,11 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_NAME = 100
 _FORMAT = 1
 _RACY_NS = 1_000_000_000
+# How often a watcher checks that the processes of listed local workers still exist: a worker
+# killed outright never rewrites the file, so no file event tells of it. Pools do not wait on
+# this (a lost connection tells them at once, and their `workers()` then prunes the entry);
+# it keeps `watch` truthful, for one kill(pid, 0) per entry each time.
+PID_CHECK_INTERVAL = 5.0
 
 FileState = tuple[int, int, int]
 Entries = dict[str, WorkerInfo]
@@ -126,6 +134,26 @@ def _read(path: Path) -> tuple[FileState | None, Entries | None]:
     return state, entries
 
 
+# The last read of each registry file, so that `workers()` (which every worker calls each
+# second to check that it is still listed) re-reads only a file that may have changed.
+_last_read: dict[Path, tuple[FileState, Entries]] = {}
+
+
+def _read_if_changed(path: Path) -> Entries | None:
+    """`_read(path)`'s entries, from the last read when the file cannot have changed since."""
+    cached = _last_read.get(path)
+    if cached is not None and not _changed(path, cached[0]):
+        return cached[1]
+    state, entries = _read(path)
+    if state is None or entries is None:
+        _last_read.pop(path, None)
+    else:
+        if len(_last_read) > 64:
+            _last_read.clear()
+        _last_read[path] = (state, entries)
+    return entries
+
+
 def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -192,6 +220,7 @@ def _write(path: Path, entries: Entries) -> None:
 class LocalDiscovery:
     """Discovery through a registry file shared by the processes of this user on this machine.
 
+    `poll_interval` is how often the file is polled where inotify is unavailable.
     Picklable: only the name and poll interval travel, and the directory is resolved where it
     is used, so a spawned worker honours its own `WOOL_RUNTIME_DIR`. Methods raise
     `DiscoveryError` when the registry cannot be written (reading a corrupt one never
@@ -269,33 +298,37 @@ class LocalDiscovery:
 
     async def workers(self) -> list[WorkerInfo]:
         """The published workers, minus entries of dead local processes (pruned from the file)."""
-        _, entries = _read(self._path())
-        live, dropped = _live(entries or {})
+        live, dropped = _live(_read_if_changed(self._path()) or {})
         if dropped:
             await self._prune()
         return sorted(live.values(), key=lambda w: w.id)
 
     async def watch(self) -> AsyncGenerator[DiscoveryEvent, None]:
-        """Yield "added" for each current worker, then one event per change, polling every
-        `poll_interval` seconds. Stops cleanly on `aclose()` or cancellation."""
+        """Yield "added" for each current worker, then one event per change: at once for a
+        change of the file (inotify; where that is unavailable, by polling every
+        `poll_interval` seconds), within `PID_CHECK_INTERVAL` for a listed local process
+        that died without withdrawing. Stops cleanly on `aclose()` or cancellation."""
         path = self._path()
-        state, read = _read(path)
-        entries: Entries = read or {}
-        seen: Entries = {}
-        while True:
-            live, dropped = _live(entries)
-            events = _diff(seen, live)
-            seen = live
-            if dropped:
-                await self._prune()
-            for event in events:
-                yield event
-            await asyncio.sleep(self.poll_interval)
-            if _changed(path, state):
-                try:
-                    state, read = _read(path)
-                except DiscoveryError as e:  # replaced by a link or another user's file
-                    _warn_once(path, _stat(path), f"{e}; keeping the entries last read from it")
-                    state, read = _stat(path), None
-                if read is not None:  # else keep the last readable view until a writer fixes it
-                    entries = read
+        with FileWatch(path, self.poll_interval) as changes:
+            state, read = _read(path)  # after the watch is set: no change can slip between
+            entries: Entries = read or {}
+            seen: Entries = {}
+            while True:
+                live, dropped = _live(entries)
+                events = _diff(seen, live)
+                seen = live
+                if dropped:
+                    await self._prune()
+                for event in events:
+                    yield event
+                woken = await changes.wait(PID_CHECK_INTERVAL)
+                # inotify reports every write, so a wake-up always re-reads; a poll's tick
+                # re-reads only a file that may differ (see `_changed`).
+                if woken and (changes.exact or _changed(path, state)):
+                    try:
+                        state, read = _read(path)
+                    except DiscoveryError as e:  # replaced by a link or another user's file
+                        _warn_once(path, _stat(path), f"{e}; keeping the entries last read from it")
+                        state, read = _stat(path), None
+                    if read is not None:  # else keep the last readable view until a writer fixes it
+                        entries = read

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -14,9 +15,10 @@ import traceback
 from collections.abc import Coroutine
 from typing import Any
 
-from .. import _metrics
+from .. import _metrics, _tracing
 from .. import protocol as p
 from .._errors import WoolError
+from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..discovery import WorkerInfo
@@ -26,6 +28,7 @@ from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
 from ._setup import run_setup
+from ._template import serve_template
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -33,15 +36,18 @@ LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run the worker on uvloop when it is installed (`pip install wool[uvloop]`: each call
     costs the worker less loop overhead), unless WOOL_UVLOOP=0; else on asyncio's loop."""
-    if os.environ.get("WOOL_UVLOOP", "1") != "0":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(main)
-            return
-    asyncio.run(main)
+    try:
+        if os.environ.get("WOOL_UVLOOP", "1") != "0":
+            try:
+                import uvloop
+            except ImportError:
+                pass
+            else:
+                uvloop.run(main)
+                return
+        asyncio.run(main)
+    finally:
+        _tracing.flush()  # the spans of its last calls, before the process exits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a caller or peer that stops answering (dead, frozen, unreachable) is dropped and "
         f"its calls cancelled within this time (default: {DEFAULT_LIVENESS:g})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection to a peer after this long without calls; it reopens on the next call "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g}; 0: never)",
     )
     parser.add_argument(
         "--max-calls",
@@ -140,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the address --metrics-port listens on (default: {DEFAULT_METRICS_ADDRESS}: this machine only)",
     )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
+    parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
 
 
@@ -173,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spawned is not None:
         return _run_spawned(args.spawned)
+    if args.template is not None:
+        return _run_template(args.template)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
     if args.keys is not None and args.insecure:
@@ -193,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--metrics-port must be between 0 and 65535")
         if not _metrics.available():
             parser.error("--metrics-port needs prometheus_client: pip install 'wool[metrics]'")
+    if not 0 <= args.idle_timeout < float("inf"):
+        parser.error("--idle-timeout must be a non-negative number of seconds (0: never)")
     lifespan = None
     if args.lifespan is not None:
         try:
@@ -219,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             max_message_size=args.max_message_size,
             metrics_port=args.metrics_port,
             metrics_address=args.metrics_address,
+            idle_timeout=args.idle_timeout or None,
             lifespan=lifespan,
         )
     except ValueError as e:
@@ -276,6 +296,19 @@ def _run_spawned(ready_fd: int) -> int:
             handshake({"error": f"{type(e).__name__}: {e}"})
         return 1
     return 0
+
+
+def _run_template(control_fd: int) -> int:
+    """The pool's worker template (see `_template`): import now what every worker needs, so
+    that each forked child starts with it."""
+    if os.environ.get("WOOL_UVLOOP", "1") != "0":
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: F401
+    with contextlib.suppress(ImportError, OSError):
+        import inotify_simple
+
+        inotify_simple.INotify().close()  # it looks libc up (running ldconfig) on first use
+    return serve_template(control_fd, _run_spawned)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .._endpoints import parse_endpoint
+from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
@@ -82,6 +83,7 @@ class WorkerConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one)
     metrics_address: str = "127.0.0.1"
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
     # Entered before the first call, exited after the last (see `_lifespan`).
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
 

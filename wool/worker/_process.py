@@ -1,8 +1,9 @@
 """A worker process spawned by a pool, seen from the pool.
 
-Workers are started as `python -m wool.worker --spawned FD`, never by forking the caller and
-never by re-importing its `__main__`: a user's script runs once, guard or no guard. The
-config arrives on the child's stdin as two length-prefixed parts: JSON with the caller's
+Workers are forked by the pool's worker template (`python -m wool.worker --template FD`, see
+`_template`), or, where that cannot work, started as `python -m wool.worker --spawned FD`;
+never by forking the caller, and never by re-importing its `__main__`: a user's script runs
+once, guard or no guard. Either way the config arrives on the child's stdin as two length-prefixed parts: JSON with the caller's
 `sys.path` (applied first, so that the second part can refer to the caller's modules), then
 the cloudpickled `WorkerConfig`. Stdin then stays open as a lifeline: when the pool closes it,
 or the pool's process dies, the worker sees end-of-file and stops by itself, so no worker
@@ -14,12 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cloudpickle
 
@@ -44,60 +50,196 @@ def _cause(handshake: dict[str, Any]) -> BaseException | None:
     return p.loads_exception(text[0], text[1], text[2], frames) if frames else RemoteError(*text)
 
 
-class WorkerProcess:
-    """One spawned worker process: start it, learn its endpoint, stop it for sure."""
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    return env
 
-    def __init__(self, config: WorkerConfig) -> None:
+
+def _watch_exit(proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+    """A future of `proc`'s exit code, set when it exits (a pidfd on the loop, else polling)."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int] = loop.create_future()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+
+        def poll() -> None:
+            if proc.poll() is None:
+                loop.call_later(0.05, poll)
+            elif not exited.done():
+                exited.set_result(proc.returncode)
+
+        poll()
+        return exited
+
+    def on_exit() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        code = proc.wait()
+        if not exited.done():
+            exited.set_result(code)
+
+    loop.add_reader(pidfd, on_exit)
+    return exited
+
+
+def templates_work() -> bool:
+    """Whether this platform can fork workers from a template (Linux and most Unixes)."""
+    return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
+
+
+class Template:
+    """The pool's side of its worker template process (see `_template`): ask it to fork
+    workers, learn their pids and, later, their exit codes."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "wool.worker", "--template", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=_environment(),
+            )
+        except OSError as e:
+            ours.close()
+            raise WorkerStartError(f"cannot start the worker template process: {e}") from e
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self._exited = _watch_exit(self._proc)
+        self._pids: deque[asyncio.Future[int]] = deque()  # spawns not yet answered, in order
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._loop.add_reader(ours.fileno(), self._on_readable)
+        self.closed = False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    async def spawn(self, stdin_fd: int, ready_fd: int) -> tuple[int, asyncio.Future[int]]:
+        """Fork a worker with these pipe ends (the caller closes its copies): its pid, and
+        the future of its exit code. Raises `WorkerStartError` if the template is gone."""
+        if self.closed:
+            raise WorkerStartError(f"the worker template process {self.pid} has exited")
+        pid: asyncio.Future[int] = self._loop.create_future()
+        self._pids.append(pid)
+        try:
+            socket.send_fds(self._sock, [b"spawn"], [stdin_fd, ready_fd])
+        except OSError as e:
+            self._pids.remove(pid)
+            raise WorkerStartError(f"cannot ask the worker template process {self.pid} for a worker: {e}") from e
+        child = await pid
+        return child, self._exits[child]
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(64)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._gone()
+                return
+            kind, *fields = data.decode("ascii", "replace").split()
+            if kind == "pid" and len(fields) == 1 and self._pids:
+                child = int(fields[0])
+                self._exits[child] = self._loop.create_future()
+                waiter = self._pids.popleft()
+                if not waiter.done():
+                    waiter.set_result(child)
+                else:  # its start was abandoned (timed out, cancelled): nobody will stop it
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)  # not yet reaped: the template reports exits
+            elif kind == "exit" and len(fields) == 2:
+                exited = self._exits.get(int(fields[0]))
+                if exited is not None and not exited.done():
+                    exited.set_result(int(fields[1]))
+
+    def _gone(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        while self._pids:
+            waiter = self._pids.popleft()
+            if not waiter.done():
+                waiter.set_exception(WorkerStartError(f"the worker template process {self.pid} exited"))
+
+    async def close(self) -> None:
+        """Let the template exit (its workers are stopped first: they outlive it otherwise,
+        until their own stdin closes) and wait for it; kill it if it lingers."""
+        self._gone()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._exited), 5.0)
+        except TimeoutError:
+            self._proc.kill()
+            await asyncio.wait_for(asyncio.shield(self._exited), 10.0)
+
+
+class WorkerProcess:
+    """One spawned worker process: start it, learn its endpoint, stop it for sure. With a
+    `template`, it is forked from that; else it is a fresh interpreter."""
+
+    def __init__(self, config: WorkerConfig, template: Template | None = None) -> None:
         self.config = config
         self.info: WorkerInfo | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._template = template
+        self._pid: int | None = None
+        self._stdin: IO[bytes] | None = None
         self._exited: asyncio.Future[int] | None = None
+        self._signal: Callable[[int], None] | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._pid
 
     @property
     def returncode(self) -> int | None:
-        return self._proc.poll() if self._proc is not None else None
+        exited = self._exited
+        return exited.result() if exited is not None and exited.done() and not exited.cancelled() else None
 
     async def start(self, timeout: float) -> WorkerInfo:
         """Spawn the worker and wait until it serves. Raises `WorkerStartError`."""
         loop = asyncio.get_running_loop()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        deadline = loop.time() + timeout
         read_fd, write_fd = os.pipe()
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "wool.worker", "--spawned", str(write_fd)],
-                stdin=subprocess.PIPE,
-                pass_fds=(write_fd,),
-                env=env,
-            )
-        except OSError as e:
+            if self._template is None:
+                self._popen(write_fd)
+            else:
+                try:
+                    await asyncio.wait_for(self._fork(write_fd), timeout)
+                except TimeoutError:
+                    raise WorkerStartError(f"a worker process was not ready within {timeout:g} s (not even forked)") from None
+        except BaseException:
             os.close(read_fd)
-            raise WorkerStartError(f"cannot start a worker process: {e}") from e
+            raise
         finally:
             os.close(write_fd)
-        self._exited = loop.create_future()
-        self._watch_exit(loop)
         try:
             config = cloudpickle.dumps(self.config)
         except Exception as e:
             await self.kill()
+            os.close(read_fd)
             raise WorkerStartError(f"the worker config (its discovery {self.config.discovery!r}) cannot be pickled: {e}") from e
         header = json.dumps({"sys_path": list(self.config.sys_path)}).encode()
-        assert self._proc.stdin is not None
+        assert self._stdin is not None
         try:
             for part in (header, config):
-                self._proc.stdin.write(len(part).to_bytes(8, "big") + part)
-            self._proc.stdin.flush()
+                self._stdin.write(len(part).to_bytes(8, "big") + part)
+            self._stdin.flush()
         except OSError:
             pass  # it died already: the handshake below reports how
         reader = asyncio.StreamReader()
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout)
+            line = await asyncio.wait_for(reader.readline(), max(0.0, deadline - loop.time()))
         except TimeoutError:
             await self.kill()
             raise WorkerStartError(f"worker process {self.pid} was not ready within {timeout:g} s") from None
@@ -118,30 +260,53 @@ class WorkerProcess:
             raise WorkerStartError(f"worker process {self.pid} sent a bad handshake: {e}") from None
         return self.info
 
-    def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._proc is not None and self._exited is not None
-        proc, exited = self._proc, self._exited
+    def _popen(self, ready_fd: int) -> None:
         try:
-            pidfd = os.pidfd_open(proc.pid)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "wool.worker", "--spawned", str(ready_fd)],
+                stdin=subprocess.PIPE,
+                pass_fds=(ready_fd,),
+                env=_environment(),
+            )
+        except OSError as e:
+            raise WorkerStartError(f"cannot start a worker process: {e}") from e
+        self._pid, self._stdin, self._signal = proc.pid, proc.stdin, proc.send_signal
+        self._exited = _watch_exit(proc)
+
+    async def _fork(self, ready_fd: int) -> None:
+        assert self._template is not None
+        stdin_r, stdin_w = os.pipe()
+        try:
+            self._pid, self._exited = await self._template.spawn(stdin_r, ready_fd)
+        except BaseException:
+            os.close(stdin_w)
+            raise
+        finally:
+            os.close(stdin_r)
+        self._stdin = os.fdopen(stdin_w, "wb")
+        exited = self._exited
+        try:
+            # Not our child: signal it through a pidfd, which cannot reach a later process
+            # that reused the pid.
+            pidfd = os.pidfd_open(self._pid)
         except (AttributeError, OSError):
+            pid = self._pid
 
-            def poll() -> None:
-                if proc.poll() is None:
-                    loop.call_later(0.05, poll)
-                elif not exited.done():
-                    exited.set_result(proc.returncode)
+            def send(sig: int) -> None:
+                if not exited.done():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
 
-            poll()
+            self._signal = send
             return
 
-        def on_exit() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            code = proc.wait()
+        def send_through_pidfd(sig: int) -> None:
             if not exited.done():
-                exited.set_result(code)
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, sig)
 
-        loop.add_reader(pidfd, on_exit)
+        exited.add_done_callback(lambda _: os.close(pidfd))
+        self._signal = send_through_pidfd
 
     async def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the process to exit: its exit code, or None if `timeout` ran out first."""
@@ -156,17 +321,17 @@ class WorkerProcess:
 
     async def stop(self, grace: float) -> int | None:
         """Ask the worker to stop (close its stdin), then SIGTERM, then SIGKILL."""
-        if self._proc is None:
+        if self._exited is None or self._signal is None:
             return None
         try:
-            if self._proc.stdin is not None and not self._proc.stdin.closed:
+            if self._stdin is not None and not self._stdin.closed:
                 try:
-                    self._proc.stdin.close()
+                    self._stdin.close()
                 except OSError:
                     pass
             code = await self._wait(grace + 2.0)
             if code is None:
-                self._proc.terminate()
+                self._signal(signal.SIGTERM)
                 code = await self._wait(2.0)
             if code is None:
                 return await self.kill()
@@ -176,8 +341,8 @@ class WorkerProcess:
             raise
 
     async def kill(self) -> int | None:
-        if self._proc is None:
+        if self._exited is None or self._signal is None:
             return None
-        if self._proc.poll() is None:
-            self._proc.kill()
+        if not self._exited.done():
+            self._signal(signal.SIGKILL)
         return await self._wait(10.0)

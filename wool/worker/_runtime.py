@@ -34,7 +34,9 @@ log = logging.getLogger("wool.worker")
 
 T = TypeVar("T")
 
-REPUBLISH_INTERVAL = 1.0  # how often a worker checks that discovery still lists it
+# How often a worker checks that discovery still lists it. Each check reads the registry and
+# checks its entries' pids: every second, that was most of what 32 idle workers cost.
+REPUBLISH_INTERVAL = 5.0
 
 
 async def _stay_published(discovery: Discovery, info: WorkerInfo) -> None:
@@ -114,7 +116,13 @@ async def serve(
     exposition = Exposition.start(config.metrics_port, config.metrics_address) if config.metrics_port is not None else None
     tags = config.tags if exposition is None else config.tags | {exposition.tag}
     try:
-        mesh = Mesh(config.discovery, liveness=config.liveness, keys=keys, max_message_size=config.max_message_size)
+        mesh = Mesh(
+            config.discovery,
+            liveness=config.liveness,
+            keys=keys,
+            max_message_size=config.max_message_size,
+            idle_timeout=config.idle_timeout,
+        )
         # The server's socket callbacks, and so every call task, run in this context.
         current_mesh_var.set(mesh)
         bind = config.bind if config.bind is not None else private_endpoint(worker_id)
