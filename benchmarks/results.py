@@ -20,6 +20,7 @@ BASELINES = {
     "ppe": "concurrent.futures.ProcessPoolExecutor(max_workers=2, spawn) via loop.run_in_executor",
     "raw": "raw bytes through a DEALER/ROUTER pair, zero-copy echo",
     "push": "raw zmq push stream: the server sends every item unasked",
+    "untraced": "wool with tracing off (no tracer provider), against which `tracing` measures wool traced",
     "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
 }
 

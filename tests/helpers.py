@@ -127,6 +127,7 @@ class CliWorker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
         self.id = ""
+        self.line = ""  # its start-up line
 
     async def __aenter__(self) -> CliWorker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
@@ -134,7 +135,7 @@ class CliWorker:
             [sys.executable, "-m", "wool.worker", *self.args], stdout=subprocess.PIPE, stderr=self.stderr, env=env, cwd=REPO
         )
         assert self.proc.stdout is not None
-        line = await read_line(self.proc.stdout)
+        line = self.line = await read_line(self.proc.stdout)
         match = re.match(r"wool worker (\w+) listening on (\S+) \(pid (\d+)\)", line)
         if match is None:
             self.proc.kill()

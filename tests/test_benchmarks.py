@@ -17,6 +17,7 @@ import wool
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS = [
     "startup",
+    "tracing",
     "scale",
     "simulation",
     "latency",
@@ -31,6 +32,7 @@ WORKLOADS = [
 ]
 BASELINES = {
     "startup": {"loop", "ppe"},
+    "tracing": {"untraced"},
     "scale": set(),  # wool alone, against N
     "simulation": set(),
     "finegrain": {"ppe"},

@@ -38,7 +38,7 @@ from collections.abc import Callable
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from . import _curve, _handshake
+from . import _curve, _handshake, _observe
 from . import protocol as p
 from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
 from ._keys import Keys
@@ -285,7 +285,12 @@ class Connection:
         if entry is None:
             if msg.call_id == 0:
                 return  # the worker probing whether we are still here (call ids start at 1)
-            log.debug("reply for unknown call %d from worker %r", msg.call_id, self.worker.id)
+            log.debug(
+                "reply for unknown call %d from worker %r",
+                msg.call_id,
+                self.worker.id,
+                extra=_observe.call_fields(msg.call_id, None, self.worker.id, self.routing_id.decode()),
+            )
             return
         future, generator, request = entry
         del self._pending[msg.call_id]
@@ -361,7 +366,12 @@ class Connection:
             return
         self._driver.drain()  # replies that arrived before the disconnection still count
         self.lost = error(reason)
-        log.info("%s with %d calls in flight", reason, len(self._pending))
+        log.info(
+            "%s with %d calls in flight",
+            reason,
+            len(self._pending),
+            extra=_observe.call_fields(None, None, self.worker.id, self.routing_id.decode()),
+        )
         pending, self._pending = self._pending, {}
         self._open.clear()
         self._fail_sinks(error(reason))

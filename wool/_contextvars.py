@@ -180,12 +180,15 @@ def _pickle(values: Snapshot) -> bytes:
     raise TypeError("the wool.ContextVar values could not be pickled together")  # pragma: no cover
 
 
-def capture() -> bytes:
-    """The variables set in the current context, pickled (`b""` when none is): what a call
-    carries. Raises `TypeError` naming a variable whose value cannot be pickled."""
-    if not _storage:
+def capture(extra: Snapshot | None = None) -> bytes:
+    """The variables set in the current context, and `extra` (the trace context, under a
+    key no variable has), pickled (`b""` when there is nothing): what a call carries.
+    Raises `TypeError` naming a variable whose value cannot be pickled."""
+    if not _storage and extra is None:
         return b""
     values = {key: value for key, var in tuple(_storage.items()) if (value := var.get()) is not _UNSET}
+    if extra is not None:
+        values.update(extra)
     return _pickle(values) if values else b""
 
 

@@ -11,6 +11,7 @@ including when the body raised or was cancelled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import uuid
@@ -19,6 +20,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _metrics
 from ._broadcast import broadcast
 from ._context import current_mesh_var
 from ._errors import WorkerStartError
@@ -34,6 +36,7 @@ from .worker import WorkerConfig, WorkerProcess
 from .worker._config import DEFAULT_GRACE
 from .worker._endpoint import remove_socket
 from .worker._lifespan import LifespanFactory, check_factory
+from .worker._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
 from .worker._process import Template, templates_work
 from .worker._server import SETTLE_QUIET
 
@@ -91,6 +94,10 @@ class WorkerPool:
     Connections are opened on demand: this process (and each spawned worker) connects to a
     worker when it first dispatches to it, and closes a connection that carried no call for
     `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
+    `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
+    `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
+    worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
+    (see `pool.workers`). Raises `RuntimeError` if prometheus_client is not installed.
     """
 
     def __init__(
@@ -106,6 +113,8 @@ class WorkerPool:
         keys: Keys | PathLike | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        metrics_port: int | None = None,
+        metrics_address: str = DEFAULT_METRICS_ADDRESS,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -131,6 +140,13 @@ class WorkerPool:
             raise TypeError(f"max_calls must be an int or None, not {type(max_calls).__name__}")
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
+        if metrics_port is not None:
+            check_port(metrics_port)
+            if metrics_port and metrics_port + (size or 0) - 1 > 65535:
+                raise ValueError(f"metrics_port {metrics_port} leaves no port for each of {size} workers")
+            _metrics.require()
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address
         self.lifespan = check_factory(lifespan) if lifespan is not None else None
         self.keys = as_keys(keys)
         if not isinstance(insecure, bool):
@@ -235,7 +251,7 @@ class WorkerPool:
         )
         if self.size and templates_work():
             self._template = Template()
-        self._processes = [WorkerProcess(config, self._template) for _ in range(self.size)]
+        self._processes = [WorkerProcess(self._config_of(config, i), self._template) for i in range(self.size)]
         results = await asyncio.gather(*(w.start(self.start_timeout) for w in self._processes), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -250,6 +266,12 @@ class WorkerPool:
             for info in await self.discovery.workers():
                 self._mesh.add(info)
         self._mesh.start_watching()
+
+    def _config_of(self, config: WorkerConfig, index: int) -> WorkerConfig:
+        if self.metrics_port is None:
+            return config
+        port = self.metrics_port + index if self.metrics_port else 0
+        return dataclasses.replace(config, metrics_port=port, metrics_address=self.metrics_address)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._token is not None:

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
+from . import _observe
 from ._errors import NoWorkersAvailable, WorkerLost
 from ._route import Pinned, Tried, route_var
 
@@ -58,7 +59,14 @@ async def idempotent(name: str, attempt: Attempt[T], hedge_after: float | None) 
         except WorkerLost as e:
             lost = e
             if number < MAX_ATTEMPTS:
-                log.info("%s lost its worker (%s); sending it again (attempt %d of %d)", name, e, number + 1, MAX_ATTEMPTS)
+                log.info(
+                    "%s lost its worker (%s); sending it again (attempt %d of %d)",
+                    name,
+                    e,
+                    number + 1,
+                    MAX_ATTEMPTS,
+                    extra=_observe.call_fields(None, name, None, None),
+                )
     assert lost is not None
     raise lost
 

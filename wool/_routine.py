@@ -35,7 +35,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _contextvars as cv
-from . import _retry
+from . import _observe, _retry
 from . import _route as route
 from . import protocol as p
 from ._connection import Connection
@@ -136,10 +136,12 @@ def _generator_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         place = _Placement.now(wrapper.__qualname__, tags)
         if place.options.hedge_after is not None:
-            raise TypeError(
+            error = TypeError(
                 f"{wrapper.__qualname__} is an async generator: wool.options(hedge_after=...) applies to "
                 "idempotent coroutine routines only (a stream's items cannot be taken from two copies)"
             )
+            place.end_watch(error)
+            raise error
         stream = _Stream(wrapper, place, args, kwargs, requested_window(), retry)
         try:
             done, value = await stream.start()
@@ -153,6 +155,11 @@ def _generator_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..
                     done, value = await stream.step(p.Kind.THROW, exc)
                 else:
                     done, value = await stream.step(p.Kind.SEND if sent is not None else p.Kind.NEXT, sent)
+        except BaseException as e:
+            stream.end_watch(None if isinstance(e, GeneratorExit) else e)
+            raise
+        else:
+            stream.end_watch(None)
         finally:
             stream.abandon()
 
@@ -257,7 +264,11 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
         conn.forget(call_id)
         if not future.done():
             log.warning(
-                "worker %r did not confirm the cancellation of call %d within %g s", conn.worker.id, call_id, conn.liveness
+                "worker %r did not confirm the cancellation of call %d within %g s",
+                conn.worker.id,
+                call_id,
+                conn.liveness,
+                extra=_observe.call_fields(call_id, name, conn.worker.id, conn.routing_id.decode()),
             )
             future.cancel()
         elif not future.cancelled() and future.exception() is None:
@@ -267,23 +278,30 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
 
 class _Placement:
     """What a call takes from the context it is made in: the options in force, the tags a
-    worker needs, the deadline."""
+    worker needs, the deadline, and what observes it (its span and metrics) when tracing or
+    metrics are on."""
 
-    __slots__ = ("options", "tags", "deadline")
+    __slots__ = ("options", "tags", "deadline", "watch")
 
-    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None) -> None:
-        self.options, self.tags, self.deadline = options, tags, deadline
+    def __init__(self, options: Options, tags: frozenset[str], deadline: float | None, watch: _observe.CallWatch | None) -> None:
+        self.options, self.tags, self.deadline, self.watch = options, tags, deadline, watch
 
     @classmethod
     def now(cls, name: str, routine_tags: frozenset[str]) -> _Placement:
         options = options_var.get()
         if options is NO_OPTIONS and deadline_var.get() is None:
-            return cls(options, routine_tags, None)
+            return cls(options, routine_tags, None, _observe.watch_call(name))
         loop = asyncio.get_running_loop()
         when = deadline(loop, options.timeout)
         if when is not None and when <= loop.time():
             raise TimeoutError(f"{name} was not called: its deadline had passed")
-        return cls(options, routine_tags | options.tags, when)
+        return cls(options, routine_tags | options.tags, when, _observe.watch_call(name))
+
+    def end_watch(self, exc: BaseException | None) -> None:
+        """The call ended (once): failed with `exc`, or not."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.end(exc)
 
     def remaining(self) -> float | None:
         if self.deadline is None:
@@ -301,7 +319,7 @@ async def _dispatch(
     name = wrapper.__qualname__
     mesh = current_mesh(name)
     digest, routine_pickle = _pickled_routine(wrapper)
-    context = _capture("{} was not called", name)
+    context = _capture("{} was not called", name, place.watch)
     options = place.options
     for _ in range(MAX_ATTEMPTS):
         try:
@@ -311,6 +329,8 @@ async def _dispatch(
                 conn = await route.choose(mesh, not nested, place.tags, options.affinity)
         except NoWorkersAvailable as e:
             raise NoWorkersAvailable(f"{name} was not called: {e}") from None
+        if place.watch is not None:
+            place.watch.peer(conn.worker)
         call_id = conn.new_call_id()
         msg = p.Call(
             call_id,
@@ -328,9 +348,19 @@ async def _dispatch(
         )
         future = conn.request(msg, generator)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("call %d %s sent to worker %r by %s", call_id, name, conn.worker.id, conn.routing_id.decode())
+            caller = conn.routing_id.decode()
+            log.debug(
+                "call %d %s sent to worker %r by %s",
+                call_id,
+                name,
+                conn.worker.id,
+                caller,
+                extra=_observe.call_fields(call_id, name, conn.worker.id, caller),
+            )
         try:
             reply = await future
+            if place.watch is not None:
+                place.watch.replied()
         except asyncio.CancelledError:
             await _abandon(conn, call_id, name)
             raise
@@ -345,9 +375,9 @@ async def _dispatch(
     raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
 
 
-def _capture(what: str, name: str) -> bytes:
+def _capture(what: str, name: str, watch: _observe.CallWatch | None) -> bytes:
     try:
-        return cv.capture()
+        return cv.capture() if watch is None else cv.capture(watch.carry())
     except TypeError as e:
         raise TypeError(f"{what.format(name)}: {e}") from None
 
@@ -355,23 +385,40 @@ def _capture(what: str, name: str) -> bytes:
 async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
-    if place.options.hedge_after is not None:
-        raise TypeError(
-            f"{name} is not idempotent: wool.options(hedge_after=...) would run it twice; "
-            "declare it @wool.routine(idempotent=True) if running it twice is harmless"
-        )
-    payload = _dump("the arguments of {}", name, (args, kwargs))
-    return await _send(wrapper, place, payload)
+    try:
+        if place.options.hedge_after is not None:
+            raise TypeError(
+                f"{name} is not idempotent: wool.options(hedge_after=...) would run it twice; "
+                "declare it @wool.routine(idempotent=True) if running it twice is harmless"
+            )
+        payload = _dump("the arguments of {}", name, (args, kwargs))
+        result = await _send(wrapper, place, payload)
+    except BaseException as e:
+        if place.watch is not None:
+            place.end_watch(e)
+        raise
+    if place.watch is not None:
+        place.end_watch(None)
+    return result
 
 
 async def _idempotent_call(
     wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """One deadline and one pickling for every attempt and hedged copy (see `_retry`)."""
+    """One deadline and one pickling for every attempt and hedged copy (see `_retry`); one
+    CLIENT span too, the parent of each attempt's SERVER span."""
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
-    payload = _dump("the arguments of {}", name, (args, kwargs))
-    return await _retry.idempotent(name, lambda: _send(wrapper, place, payload), place.options.hedge_after)
+    try:
+        payload = _dump("the arguments of {}", name, (args, kwargs))
+        result = await _retry.idempotent(name, lambda: _send(wrapper, place, payload), place.options.hedge_after)
+    except BaseException as e:
+        if place.watch is not None:
+            place.end_watch(e)
+        raise
+    if place.watch is not None:
+        place.end_watch(None)
+    return result
 
 
 async def _send(wrapper: Callable[..., Any], place: _Placement, payload: tuple[p.Frame, ...]) -> Any:
@@ -447,7 +494,9 @@ class _Stream:
         if self._inbox is not None:
             return await self._step_ahead(kind, self._inbox)
         msg: p.Request
-        context = _capture("the next step of {} was not sent", self._name)
+        if self._place.watch is not None:
+            self._place.watch.step(kind.name.lower())
+        context = _capture("the next step of {} was not sent", self._name, self._place.watch)
         if kind is p.Kind.NEXT:
             msg = p.Next(call_id, context)
         elif kind is p.Kind.SEND:
@@ -498,12 +547,15 @@ class _Stream:
         elif self._open:
             await self.step(p.Kind.CLOSE, None)
 
+    def end_watch(self, exc: BaseException | None) -> None:
+        self._place.end_watch(exc)
+
     async def _close_ahead(self, inbox: Inbox) -> None:
         """Close a read-ahead stream, waiting (up to the liveness period) for the remote
         `finally` to run; the generator may be running ahead, so the worker stops that first."""
         conn = self._conn
         assert conn is not None
-        if not inbox.close(_capture("the close of {} was not sent", self._name)):
+        if not inbox.close(_capture("the close of {} was not sent", self._name, self._place.watch)):
             # It ended while running ahead, before the consumer got there: a local generator
             # closed at this point would not have reached that end, nor its error.
             with contextlib.suppress(Exception):
@@ -514,7 +566,13 @@ class _Stream:
             async with asyncio.timeout(conn.liveness):
                 reply = await inbox.last()
         except TimeoutError:
-            log.warning("worker %s did not confirm the close of %s within %g s", conn.worker.id, self._name, conn.liveness)
+            log.warning(
+                "worker %s did not confirm the close of %s within %g s",
+                conn.worker.id,
+                self._name,
+                conn.liveness,
+                extra=_observe.call_fields(self._call_id, self._name, conn.worker.id, conn.routing_id.decode()),
+            )
             self.abandon()
             return
         except WorkerLost:
@@ -524,7 +582,13 @@ class _Stream:
             self.abandon()
             raise
         if isinstance(reply, p.Reject):  # a worker that cannot close it: it is cancelled instead
-            log.debug("worker %s refused to close %s (%s): cancelling it", conn.worker.id, self._name, reply.detail)
+            log.debug(
+                "worker %s refused to close %s (%s): cancelling it",
+                conn.worker.id,
+                self._name,
+                reply.detail,
+                extra=_observe.call_fields(self._call_id, self._name, conn.worker.id, conn.routing_id.decode()),
+            )
             self._ended()
             conn.notify(p.Cancel(self._call_id))
             return

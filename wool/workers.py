@@ -1,4 +1,5 @@
-"""`python -m wool.workers --discovery local:NAME`: list the live workers of a namespace.
+"""`python -m wool.workers --discovery local:NAME`: list the live workers of a namespace
+(`--watch`: keep the list on screen, refreshed every second; see `wool._watch`).
 
 Each worker discovery lists is asked, over its own socket, how many calls it has open and
 how many wait for a slot; one that does not answer within `--timeout` is shown as
@@ -17,6 +18,7 @@ from . import protocol as p
 from ._connection import Connection
 from ._errors import WoolError
 from ._keys import Keys
+from ._watch import watch
 from .discovery import WorkerInfo
 from .discovery._spec import SPEC_HELP, discovery_from_args
 
@@ -76,14 +78,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=2.0, metavar="SECONDS", help="how long to wait for each worker's answer (default: 2)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON array instead of a table (with --watch: one JSON object per line)"
+    )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh the table in place every --interval seconds until Ctrl-C: state, calls per second, open, queued and finished calls",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="with --watch: time between refreshes (default: 1)"
+    )
     parser.add_argument(
         "--keys", metavar="DIR", help="CURVE key directory to ask workers that require keys with (those whose key it trusts)"
     )
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.interval <= 0:
+        parser.error("--interval must be positive")
     discovery, keys = discovery_from_args(parser, args.discovery, args.keys)
+    if args.watch:
+        try:
+            asyncio.run(
+                watch(
+                    discovery,
+                    args.discovery,
+                    sys.stdout,
+                    interval=args.interval,
+                    timeout=args.timeout,
+                    keys=keys,
+                    as_json=args.json,
+                )
+            )
+        except WoolError as e:
+            print(f"wool workers: {e}", file=sys.stderr)
+            return 1
+        return 0
 
     async def run() -> list[dict[str, Any]]:
         return await survey(await discovery.workers(), args.timeout, keys)

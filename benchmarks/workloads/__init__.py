@@ -1,5 +1,5 @@
-"""The workloads, in the order they run. `startup` runs first, alone: it starts and stops its
-own processes, and must not share the machine with the others' idle ones."""
+"""The workloads, in the order they run. `startup` and `tracing` run first, alone: they start
+and stop their own processes, and must not share the machine with the others' idle ones."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .scale import scale
 from .simulation import simulation
 from .startup import startup
 from .streams import stream, stream_readahead
+from .tracing import tracing
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Workload:
 
 WORKLOADS = [
     Workload("startup", run_alone=startup),
+    Workload("tracing", run_alone=tracing),
     Workload("scale", run_alone=scale),
     Workload("simulation", run_alone=simulation),
     Workload("latency", latency),

@@ -54,6 +54,7 @@ MESSAGES = [
     p.Pong(19, "worker-a"),
     p.Pong(20, "worker-b", calls=3, queued=2),
     p.Pong(20, "worker-c", 1, 0, ("gpu", "eu"), 8),
+    p.Pong(21, "worker-d", 0, 0, (), 0, served=12345),
     *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
     p.Ping(0),
     p.Ping(2**64 - 1),
@@ -271,10 +272,10 @@ CORRUPT = [
     ),
     pytest.param([env(V, K.RAISE, 7, "T", "m", 3), b"e"], "malformed raise", 7, id="raise-int-traceback"),
     pytest.param([env(V, K.RAISE, 7, b"T", "m", "tb"), b"e"], "malformed raise", 7, id="raise-bin-type"),
-    pytest.param([env(V, K.PONG, 7, 42, 0, 0, [], 0)], "malformed pong", 7, id="pong-int-worker"),
-    pytest.param([env(V, K.PONG, 7, None, 0, 0, [], 0)], "malformed pong", 7, id="pong-nil-worker"),
-    pytest.param([env(V, K.PONG, 7, "w", 0, 0, ["a", 2], 0)], "malformed pong", 7, id="pong-int-tag"),
-    pytest.param([env(V, K.PONG, 7, "w", 0, 0, [], -1)], "malformed pong", 7, id="pong-negative-max-calls"),
+    pytest.param([env(V, K.PONG, 7, 42, 0, 0, [], 0, 0)], "malformed pong", 7, id="pong-int-worker"),
+    pytest.param([env(V, K.PONG, 7, None, 0, 0, [], 0, 0)], "malformed pong", 7, id="pong-nil-worker"),
+    pytest.param([env(V, K.PONG, 7, "w", 0, 0, ["a", 2], 0, 0)], "malformed pong", 7, id="pong-int-tag"),
+    pytest.param([env(V, K.PONG, 7, "w", 0, 0, [], -1, 0)], "malformed pong", 7, id="pong-negative-max-calls"),
     pytest.param([env(V, K.REJECT, 7, 99, "d")], "malformed reject", 7, id="reject-unknown-reason"),
     pytest.param([env(V, K.REJECT, 7, 0, "d")], "malformed reject", 7, id="reject-reason-zero"),
     pytest.param([env(V, K.REJECT, 7, True, "d")], "malformed reject", 7, id="reject-bool-reason"),
@@ -294,10 +295,11 @@ CORRUPT = [
     pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", "c" * 9), b"e"], "malformed raise", 8, id="raise-thrown-too-deep"),
     pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", b"c"), b"e"], "malformed raise", 8, id="raise-bin-thrown"),
     pytest.param([env(V, K.PONG, 8)], "malformed pong", 8, id="pong-missing-field"),
-    pytest.param([env(V, K.PONG, 8, "w", 0, 0)], "malformed pong", 8, id="pong-old-fields"),
-    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0)], "malformed pong", 8, id="pong-extra-field"),
-    pytest.param([env(V, K.PONG, 8, "w", -1, 0, [], 0)], "malformed pong", 8, id="pong-negative-count"),
-    pytest.param([env(V, K.PONG, 8, "w", 0, "1", [], 0)], "malformed pong", 8, id="pong-text-count"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0)], "malformed pong", 8, id="pong-old-fields"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0, 0)], "malformed pong", 8, id="pong-extra-field"),
+    pytest.param([env(V, K.PONG, 8, "w", -1, 0, [], 0, 0)], "malformed pong", 8, id="pong-negative-count"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, -5)], "malformed pong", 8, id="pong-negative-served"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, "1", [], 0, 0)], "malformed pong", 8, id="pong-text-count"),
     pytest.param([env(V, K.REJECT, 8, 3)], "malformed reject", 8, id="reject-missing-field"),
     # payload frames on a kind that takes none
     *(
@@ -306,7 +308,9 @@ CORRUPT = [
         )
         for kind in (K.CANCEL, K.PING)
     ),
-    pytest.param([env(V, K.PONG, 9, "w", 0, 0, [], 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"),
+    pytest.param(
+        [env(V, K.PONG, 9, "w", 0, 0, [], 0, 0), b"x", b"y"], "pong carries no payload, got 2", 9, id="pong-with-payload"
+    ),
     pytest.param([env(V, K.REJECT, 9, 1, "d"), b""], "reject carries no payload, got 1", 9, id="reject-with-payload"),
     # a step or end that carries more than its context frame, or not even that
     *(

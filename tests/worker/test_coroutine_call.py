@@ -18,6 +18,7 @@ from wool.worker._calls import CoroutineCall
 
 
 class Host:
+    endpoint = "inproc://test"
     max_message_size = DEFAULT_MAX_MESSAGE_SIZE
 
     def __init__(self, fn: Callable[..., Any]) -> None:

@@ -98,7 +98,7 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg), msg.context]
     elif isinstance(msg, Pong):
         tags = [_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]]
-        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued, tags, msg.max_calls)]
+        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued, tags, msg.max_calls, msg.served)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
     elif isinstance(msg, Credit):
@@ -188,7 +188,7 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
     Kind.YIELD: ((), 2, None),
     Kind.RAISE: ((_str, _str, _str), 2, None),
     Kind.STOP: ((), 1, 1),
-    Kind.PONG: ((_str, _count, _count, _tags, _count), 0, 0),
+    Kind.PONG: ((_str, _count, _count, _tags, _count, _count), 0, 0),
     Kind.REJECT: ((_reason, _str), 0, 0),
 }
 
@@ -252,6 +252,6 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.YIELD: lambda i, f, p: Yield(i, p[1:], p[0]),
     Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p[1:], p[0], f[3] if len(f) > 3 else None),
     Kind.STOP: lambda i, f, p: Stop(i, p[0]),
-    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4]),
+    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4], f[5]),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
 }

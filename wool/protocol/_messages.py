@@ -179,8 +179,9 @@ class Pong:
     """The answer to a `ping`: which worker incarnation this is, how many calls it has
     open (running, or suspended between generator steps) and how many wait for a slot, its
     tags and its limit of concurrent calls (0: none), so that a caller that found it without
-    discovery (a static list of endpoints) can place calls on it. With call id 0 it is the
-    worker's probe of a caller (ignored by callers)."""
+    discovery (a static list of endpoints) can place calls on it, and how many calls it has
+    finished since it started (`python -m wool.workers --watch` shows the rate). With call id
+    0 it is the worker's probe of a caller (ignored by callers)."""
 
     call_id: int
     worker_id: str
@@ -188,6 +189,7 @@ class Pong:
     queued: int = 0
     tags: tuple[str, ...] = ()
     max_calls: int = 0
+    served: int = 0
     kind = Kind.PONG
 
 

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Coroutine
 from typing import Any
 
+from .. import _metrics, _tracing
 from .. import protocol as p
 from .._errors import WoolError
 from .._idle import DEFAULT_IDLE_TIMEOUT
@@ -24,7 +25,9 @@ from ..discovery import WorkerInfo
 from ..discovery._spec import SPEC_HELP, discovery_from_args
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
+from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
+from ._setup import run_setup
 from ._template import serve_template
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -33,15 +36,18 @@ LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run the worker on uvloop when it is installed (`pip install wool[uvloop]`: each call
     costs the worker less loop overhead), unless WOOL_UVLOOP=0; else on asyncio's loop."""
-    if os.environ.get("WOOL_UVLOOP", "1") != "0":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(main)
-            return
-    asyncio.run(main)
+    try:
+        if os.environ.get("WOOL_UVLOOP", "1") != "0":
+            try:
+                import uvloop
+            except ImportError:
+                pass
+            else:
+                uvloop.run(main)
+                return
+        asyncio.run(main)
+    finally:
+        _tracing.flush()  # the spans of its last calls, before the process exits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         help="level of the 'wool' logger, written to stderr (default: WARNING)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: any free port, published with the "
+        "worker as the tag metrics=HOST:PORT); needs prometheus_client (pip install 'wool[metrics]')",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default=DEFAULT_METRICS_ADDRESS,
+        metavar="ADDRESS",
+        help=f"the address --metrics-port listens on (default: {DEFAULT_METRICS_ADDRESS}: this machine only)",
+    )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
@@ -186,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
+    if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            parser.error("--metrics-port must be between 0 and 65535")
+        if not _metrics.available():
+            parser.error("--metrics-port needs prometheus_client: pip install 'wool[metrics]'")
     if not 0 <= args.idle_timeout < float("inf"):
         parser.error("--idle-timeout must be a non-negative number of seconds (0: never)")
     lifespan = None
@@ -212,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             keys=keys,
             insecure=args.insecure,
             max_message_size=args.max_message_size,
+            metrics_port=args.metrics_port,
+            metrics_address=args.metrics_address,
             idle_timeout=args.idle_timeout or None,
             lifespan=lifespan,
         )
@@ -220,16 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:
-        print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid})", flush=True)
+        metrics = "".join(f"; metrics at http://{t[len(TAG_PREFIX) :]}/metrics" for t in info.tags if t.startswith(TAG_PREFIX))
+        print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
     try:
+        run_setup()
         _run(serve(config, on_ready))
     except LifespanError as e:
         assert e.__cause__ is not None
         trace = "".join(traceback.format_exception(e.__cause__))
         print(f"wool worker: {e}\n\n{trace}", file=sys.stderr, end="")
         return 1
-    except (OSError, WoolError) as e:
+    except (OSError, WoolError, ValueError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
         return 1
     return 0
@@ -254,6 +282,7 @@ def _run_spawned(ready_fd: int) -> int:
     try:
         config = _read_config()
         _configure_logging(config.log_level)
+        run_setup()
         _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))
     except BaseException as e:
         if ready:

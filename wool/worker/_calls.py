@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from .. import _contextvars as cv
+from .. import _observe, _tracing
 from .. import protocol as p
 from .._context import current_slot_var
 from .._errors import DispatchError, RemoteBaseException, SerializationError
@@ -38,6 +39,7 @@ log = logging.getLogger("wool.worker")
 class Host(Protocol):
     """What a call needs from the server that runs it."""
 
+    endpoint: str
     max_message_size: int  # the largest reply part callers accept (they share the worker's)
 
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
@@ -135,16 +137,27 @@ class _Carried:
     """The `wool.ContextVar`s of one call's context: set from what each request brings,
     compared with it for what each reply takes back."""
 
-    __slots__ = ("name", "context", "baseline")
+    __slots__ = ("name", "context", "baseline", "trace", "watch")
 
     def __init__(self, name: str, context: contextvars.Context) -> None:
         self.name = name
         self.context = context
         self.baseline: cv.Snapshot | None = None  # None until the caller's values are in
+        self.trace: dict[str, str] | None = None  # the trace context the last request brought
+        self.watch: _observe.ServerWatch | None = None
 
     def enter(self, frame: p.Frame) -> None:
         """Inside the call's context: make its variables exactly the caller's."""
-        self.baseline = cv.apply(cv.unpickle(self.name, frame))
+        values = cv.unpickle(self.name, frame)
+        if values:
+            self.trace = _tracing.take(values)
+        self.baseline = cv.apply(values)
+
+    def finish(self, reply: p.Reply | None) -> None:
+        """Report the call's end with its last reply (None: abandoned between steps)."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.finish(reply)
 
     def back(self) -> p.Frame:
         """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
@@ -171,6 +184,7 @@ def _unpack(host: Host, carried: _Carried, request: p.Call) -> tuple[Callable[..
     frameless copy instead, made with `dataclasses.replace`, cost about 7 of the worker's
     31 µs of Python per call.)"""
     carried.enter(request.context)
+    carried.watch = _observe.watch_served(carried.trace, request.name, host)
     fn = host.load_routine(request)
     args, kwargs = _arguments(request)
     return fn, args, kwargs
@@ -214,6 +228,8 @@ class CoroutineCall:
         else:
             reply = _value_reply(call_id, p.Return, self._name, result, self._host.max_message_size)
         reply = carried.reply(reply)
+        if carried.watch is not None:
+            carried.finish(reply)
         self._host.finished((self._identity, call_id))
         self._host.reply(self._identity, reply)
 
@@ -322,6 +338,8 @@ class GeneratorCall:
             return
         agen = self._agen
         assert agen is not None
+        if self._carried.watch is not None:
+            self._carried.watch.step(msg.kind.name.lower())
         if isinstance(msg, p.Next):
             self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
         elif isinstance(msg, p.Send):
@@ -404,7 +422,9 @@ class GeneratorCall:
         else:
             self._finish()
 
-    def _finish(self) -> None:
+    def _finish(self, reply: p.Reply | None = None) -> None:
+        if self._carried.watch is not None:
+            self._carried.finish(reply)
         self._host.finished((self._identity, self.call_id))
         agen, self._agen = self._agen, None
         if agen is not None:
@@ -437,7 +457,7 @@ class GeneratorCall:
             reply = _value_reply(call_id, p.Yield, self._name, task.result(), self._host.max_message_size)
         reply = self._carried.reply(reply)
         if self._abandoned or p.is_final(True, reply.kind):
-            self._finish()
+            self._finish(reply)
         self._host.reply(self._identity, reply)
         if self._ahead and reply.kind is p.Kind.YIELD and not self._abandoned:
             self._pump()

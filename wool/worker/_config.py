@@ -81,6 +81,8 @@ class WorkerConfig:
     insecure: bool = False  # allow, without keys, what other users or hosts could reach
     # The largest message part (bytes) its sockets accept, and the limit its replies keep to.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    metrics_port: int | None = None  # serve Prometheus metrics on this port (0: any free one)
+    metrics_address: str = "127.0.0.1"
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
     # Entered before the first call, exited after the last (see `_lifespan`).
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None

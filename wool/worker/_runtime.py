@@ -27,6 +27,7 @@ from ..discovery import Discovery, WorkerInfo
 from . import _lifespan
 from ._config import WorkerConfig
 from ._endpoint import private_endpoint, remove_socket
+from ._metrics_http import Exposition
 from ._server import Server
 
 log = logging.getLogger("wool.worker")
@@ -111,33 +112,43 @@ async def serve(
 
     worker_id = uuid.uuid4().hex
     keys = config.keys
-    mesh = Mesh(
-        config.discovery,
-        liveness=config.liveness,
-        keys=keys,
-        max_message_size=config.max_message_size,
-        idle_timeout=config.idle_timeout,
-    )
-    # The server's socket callbacks, and so every call task, run in this context.
-    current_mesh_var.set(mesh)
-    bind = config.bind if config.bind is not None else private_endpoint(worker_id)
-    holder = WorkerState(_lifespan.describe(config.lifespan) if config.lifespan is not None else None)
-    worker_state_var.set(holder)
-    server = Server(
-        worker_id,
-        bind,
-        liveness=config.liveness,
-        max_calls=config.max_calls,
-        keys=keys,
-        tags=config.tags,
-        max_message_size=config.max_message_size,
-    )
+    # The metrics endpoint first: its address is published with the worker, and told in pongs.
+    exposition = Exposition.start(config.metrics_port, config.metrics_address) if config.metrics_port is not None else None
+    tags = config.tags if exposition is None else config.tags | {exposition.tag}
+    try:
+        mesh = Mesh(
+            config.discovery,
+            liveness=config.liveness,
+            keys=keys,
+            max_message_size=config.max_message_size,
+            idle_timeout=config.idle_timeout,
+        )
+        # The server's socket callbacks, and so every call task, run in this context.
+        current_mesh_var.set(mesh)
+        bind = config.bind if config.bind is not None else private_endpoint(worker_id)
+        holder = WorkerState(_lifespan.describe(config.lifespan) if config.lifespan is not None else None)
+        worker_state_var.set(holder)
+        server = Server(
+            worker_id,
+            bind,
+            liveness=config.liveness,
+            max_calls=config.max_calls,
+            keys=keys,
+            tags=tags,
+            max_message_size=config.max_message_size,
+        )
+    except BaseException:
+        if exposition is not None:
+            exposition.close()
+        raise
+    if exposition is not None:
+        exposition.watch(server)
     info = WorkerInfo(
         worker_id,
         server.endpoint,
         os.getpid(),
         socket.gethostname(),
-        config.tags,
+        tags,
         p.VERSION,
         config.max_calls,
         keys.public if keys is not None else None,
@@ -191,6 +202,8 @@ async def serve(
         if lifespan is not None:  # serving failed: still tear the lifespan down
             await _lifespan.leave(lifespan, config.lifespan, config.grace)
         await mesh.close()
+        if exposition is not None:
+            exposition.close()
         server.close()
         if config.bind is None:
             remove_socket(server.endpoint)

@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from .. import _curve
+from .. import _curve, _metrics, _observe
 from .. import protocol as p
 from .._errors import DispatchError, WorkerLost
 from .._keys import Keys
@@ -76,6 +76,7 @@ class Server:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
+        self.served = 0  # calls ended since start, told in every pong
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness, max_message_size=max_message_size)
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
@@ -97,6 +98,15 @@ class Server:
     def in_flight(self) -> int:
         """Calls open: running, suspended between generator steps, or waiting for a slot."""
         return len(self._calls)
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a slot."""
+        return self._admission.queued
+
+    @property
+    def socket(self) -> zmq.Socket[Any]:
+        return self._driver.socket
 
     # -- Host interface, used by the calls -------------------------------------------------
 
@@ -122,7 +132,10 @@ class Server:
             # Values are checked where they are pickled (`_calls`); this catches the rest (a
             # huge exception or context), which the caller would drop the connection for.
             log.warning(
-                "replacing a %s reply with a part of %s: over the max message size", msg.kind.name.lower(), show_size(size)
+                "replacing a %s reply with a part of %s: over the max message size",
+                msg.kind.name.lower(),
+                show_size(size),
+                extra=_observe.call_fields(msg.call_id, None, self.worker_id, caller_name(identity)),
             )
             error = DispatchError(
                 f"the worker's {msg.kind.name.lower()} reply was not sent: it has a part of {show_size(size)}, "
@@ -134,6 +147,7 @@ class Server:
     def finished(self, key: tuple[bytes, int]) -> None:
         call = self._calls.pop(key, None)
         if call is not None:
+            self.served += 1
             self._admission.ended(call, call.slot)
         if not self._calls:
             self._idle.set()
@@ -154,12 +168,16 @@ class Server:
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             self._warn("short", "dropped a message with no envelope")
+            if _metrics.WORKER is not None:
+                _metrics.WORKER.malformed.inc()
             return
         identity = frames[0]
         try:
             msg = p.decode(frames[1:])
         except p.ProtocolError as e:
             self._warn("malformed", f"dropped a malformed request: {e}")
+            if _metrics.WORKER is not None:
+                _metrics.WORKER.malformed.inc()
             if e.call_id is not None:
                 self.reply(identity, p.Reject(e.call_id, p.RejectReason.MALFORMED, str(e)))
             return
@@ -167,7 +185,9 @@ class Server:
             self._start(identity, msg)
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
-            self.reply(identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about))
+            self.reply(
+                identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about, self.served)
+            )
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
@@ -192,7 +212,14 @@ class Server:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
             if log.isEnabledFor(logging.DEBUG):  # on every call: skip the formatting work
-                log.debug("call %d %r from %s", msg.call_id, msg.name, caller_name(identity))
+                caller = caller_name(identity)
+                log.debug(
+                    "call %d %r from %s",
+                    msg.call_id,
+                    msg.name,
+                    caller,
+                    extra=_observe.call_fields(msg.call_id, msg.name, self.worker_id, caller),
+                )
             self._idle.clear()
             slot = CallSlot(self._admission)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
@@ -202,7 +229,10 @@ class Server:
         self.reply(identity, p.Reject(msg.call_id, reason, detail))
 
     def _on_unreachable(self, identity: bytes) -> None:
-        log.info("caller %s is gone; cancelling its calls", caller_name(identity))
+        caller = caller_name(identity)
+        log.info(
+            "caller %s is gone; cancelling its calls", caller, extra=_observe.call_fields(None, None, self.worker_id, caller)
+        )
         for key, call in list(self._calls.items()):
             if key[0] == identity:
                 call.cancel()
