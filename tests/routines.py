@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import wool
-from wool._context import current_mesh_var
+from wool.caller._context import current_mesh_var
 
 
 async def _tell(address: str, line: str) -> None:

@@ -13,7 +13,7 @@ import routines
 import tree
 
 import wool
-from wool._affinity import key_digest, place
+from wool.caller._affinity import key_digest, place
 
 WORKERS = [uuid.uuid4().hex for _ in range(4)]
 KEYS = [f"account-{i}" for i in range(1000)]

@@ -19,7 +19,7 @@ import pytest
 from helpers import Observer
 
 import wool
-from wool import _contextvars as cv
+from wool.caller import _contextvars as cv
 
 pytestmark = pytest.mark.timeout(60)
 

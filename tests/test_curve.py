@@ -16,9 +16,9 @@ from helpers import CliWorker
 
 import wool
 from wool import protocol as p
-from wool._connection import Connection
 from wool._keys import generate_directory
-from wool._routine import _dump, _pickled_routine
+from wool.caller._connection import Connection
+from wool.caller._routine import _dump, _pickled_routine
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 

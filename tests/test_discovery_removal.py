@@ -20,7 +20,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 import wool
 from wool._keys import generate_directory
-from wool._mesh import Mesh
+from wool.caller._mesh import Mesh
 from wool.discovery import DiscoveryEvent, LanDiscovery, WorkerInfo
 from wool.discovery import _lan_record as record
 

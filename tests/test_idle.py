@@ -1,4 +1,4 @@
-"""The idle-close decision (`wool._idle`), with stand-in connections: no sockets, no clock."""
+"""The idle-close decision (`wool.caller._idle`), with stand-in connections: no sockets, no clock."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import pytest
 
-from wool._connection import Connection
-from wool._idle import SWEEPS, IdleSweep, check_idle_timeout
+from wool.caller._connection import Connection
+from wool.caller._idle import SWEEPS, IdleSweep, check_idle_timeout
 
 
 @dataclass(eq=False)

@@ -32,8 +32,8 @@ import routines
 from helpers import Observer
 
 import wool
-from wool._context import current_mesh_var
 from wool._keys import generate_directory, trust_key
+from wool.caller._context import current_mesh_var
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 

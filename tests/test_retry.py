@@ -9,8 +9,8 @@ import pytest
 from helpers import Observer
 
 import wool
-from wool._affinity import key_digest, place
-from wool._retry import MAX_ATTEMPTS
+from wool.caller._affinity import key_digest, place
+from wool.caller._retry import MAX_ATTEMPTS
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 

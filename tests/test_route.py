@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 
 import wool
-from wool._affinity import Affinity, key_digest, place
-from wool._loadbalancer import RoundRobin
-from wool._route import Pinned, Tried
+from wool.caller._affinity import Affinity, key_digest, place
+from wool.caller._loadbalancer import RoundRobin
+from wool.caller._route import Pinned, Tried
 
 
 @dataclass

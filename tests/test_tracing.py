@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import wool
 from tests import traced
 from tests.helpers import REPO, Observer
-from wool._affinity import key_digest, place
+from wool.caller._affinity import key_digest, place
 from wool.worker._setup import SETUP_ENV, run_setup
 
 pytestmark = pytest.mark.multiprocess

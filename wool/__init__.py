@@ -8,7 +8,6 @@ async with wool.WorkerPool(size=4):
     await add(1, 2)
 """
 
-from ._contextvars import ContextVar, Token
 from ._errors import (
     AuthenticationError,
     DispatchError,
@@ -22,13 +21,24 @@ from ._errors import (
     WorkerStartError,
 )
 from ._keys import Keys
-from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
-from ._map import Map, map
-from ._options import Options, options, remaining
 from ._pool import WorkerPool
-from ._readahead import ReadAhead, readahead
-from ._routine import routine
 from ._state import state
+from .caller import (
+    Candidate,
+    ContextVar,
+    LeastOutstanding,
+    LoadBalancer,
+    Map,
+    Options,
+    ReadAhead,
+    RoundRobin,
+    Token,
+    map,
+    options,
+    readahead,
+    remaining,
+    routine,
+)
 from .discovery import (
     Discovery,
     DiscoveryError,

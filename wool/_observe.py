@@ -16,7 +16,7 @@ from . import protocol as p
 from ._errors import WorkerLost
 
 if TYPE_CHECKING:
-    from .discovery import WorkerInfo
+    from ._info import WorkerInfo
 
 
 def call_fields(call_id: int | None, routine: str | None, worker_id: str | None, caller: str | None) -> dict[str, Any]:

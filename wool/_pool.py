@@ -21,24 +21,33 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _metrics
-from ._broadcast import broadcast
-from ._context import current_mesh_var
 from ._errors import WorkerStartError
-from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._keys import Keys, PathLike, as_keys
-from ._loadbalancer import LoadBalancer
-from ._mesh import DEFAULT_CONNECT_TIMEOUT, Mesh
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
-from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo
-from .discovery._trust import keyless_refusal
-from .worker import WorkerConfig, WorkerProcess
-from .worker._config import DEFAULT_GRACE
-from .worker._endpoint import remove_socket
-from .worker._lifespan import LifespanFactory, check_factory
-from .worker._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
-from .worker._process import Template, templates_work
-from .worker._server import SETTLE_QUIET
+from .caller import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    LoadBalancer,
+    Mesh,
+    broadcast,
+    check_idle_timeout,
+    current_mesh_var,
+)
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal
+from .worker import (
+    DEFAULT_GRACE,
+    DEFAULT_METRICS_ADDRESS,
+    SETTLE_QUIET,
+    LifespanFactory,
+    Template,
+    WorkerConfig,
+    WorkerProcess,
+    check_factory,
+    check_port,
+    remove_socket,
+    templates_work,
+)
 
 R = TypeVar("R")
 

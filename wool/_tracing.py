@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - exercised by installs without the extr
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from .discovery import WorkerInfo
+    from ._info import WorkerInfo
 
 # Where the trace context travels in a context snapshot: no `wool.ContextVar` has an empty
 # name, so no variable can collide with it.

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from . import protocol as p
-from ._connection import Connection
 from ._errors import WoolError
+from ._info import Discovery, WorkerInfo
 from ._keys import Keys
-from .discovery import Discovery, WorkerInfo
+from .caller import Connection
 
 LOST_KEPT = 60.0  # seconds a lost worker stays on screen
 _HOME_CLEAR = "\x1b[H\x1b[J"

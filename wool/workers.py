@@ -15,12 +15,11 @@ import sys
 from typing import Any
 
 from . import protocol as p
-from ._connection import Connection
 from ._errors import WoolError
 from ._keys import Keys
 from ._watch import watch
-from .discovery import WorkerInfo
-from .discovery._spec import SPEC_HELP, discovery_from_args
+from .caller import Connection
+from .discovery import SPEC_HELP, WorkerInfo, discovery_from_args
 
 
 async def survey(infos: list[WorkerInfo], timeout: float, keys: Keys | None = None) -> list[dict[str, Any]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from .._info import Discovery, DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._dns import DnsDiscovery
-from ._interface import Discovery, DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._lan import LanDiscovery
 from ._local import LocalDiscovery
-from ._paths import runtime_dir
-from ._spec import parse_discovery
+from ._paths import private_dir, runtime_dir
+from ._spec import SPEC_HELP, discovery_from_args, parse_discovery
 from ._static import StaticDiscovery
+from ._trust import keyless_refusal
 
 __all__ = [
     "Discovery",
@@ -17,8 +18,12 @@ __all__ = [
     "DnsDiscovery",
     "LanDiscovery",
     "LocalDiscovery",
+    "SPEC_HELP",
     "StaticDiscovery",
     "WorkerInfo",
+    "discovery_from_args",
+    "keyless_refusal",
     "parse_discovery",
+    "private_dir",
     "runtime_dir",
 ]

@@ -28,9 +28,9 @@ import time
 from collections.abc import AsyncGenerator, Iterable
 from typing import ClassVar
 
+from .._info import DiscoveryError, DiscoveryEvent, WorkerInfo
 from .._keys import Keys, PathLike, as_keys
 from .._seconds import check_seconds
-from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._local import _diff
 from ._static import _by_id, _Probe
 

@@ -33,8 +33,8 @@ from typing import Any
 from zeroconf import DNSQuestionType, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from .._info import DiscoveryError, DiscoveryEvent, WorkerInfo
 from . import _lan_record as record
-from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._local import _MAX_NAME, _NAME, _diff
 
 log = logging.getLogger("wool.discovery")

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import ifaddr
 
 from .._endpoints import parse_endpoint
-from ._interface import DiscoveryError, WorkerInfo
+from .._info import DiscoveryError, WorkerInfo
 
 SERVICE_TYPE = "_wool._tcp.local."
 TXT_VERSION = "1"

@@ -33,9 +33,9 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
+from .._info import DiscoveryError, DiscoveryEvent, WorkerInfo
 from .._seconds import check_seconds
 from ._filewatch import FileWatch
-from ._interface import DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._paths import open_file, private_dir, runtime_dir
 
 log = logging.getLogger("wool.discovery")

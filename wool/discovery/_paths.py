@@ -27,7 +27,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ._interface import DiscoveryError
+from .._info import DiscoveryError
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

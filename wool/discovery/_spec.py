@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from .._info import Discovery
 from .._keys import Keys
 from ._dns import DnsDiscovery
-from ._interface import Discovery
 from ._lan import LanDiscovery
 from ._local import LocalDiscovery
 from ._static import StaticDiscovery

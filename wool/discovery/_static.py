@@ -29,18 +29,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from .. import protocol as p
 from .._endpoints import parse_endpoint
 from .._errors import WoolError
+from .._info import DiscoveryEvent, WorkerInfo
 from .._keys import Keys, PathLike, as_keys
 from .._seconds import check_seconds
-from ._interface import DiscoveryEvent, WorkerInfo
+from ..caller import Connection
 from ._local import _diff
-
-if TYPE_CHECKING:
-    from .._connection import Connection
 
 log = logging.getLogger("wool.discovery")
 
@@ -117,8 +115,6 @@ class _Probe:
 
     def _try_keys(self) -> bool:
         """Start connecting with each candidate server key; False if the endpoint is unusable."""
-        # Imported here: `_connection` imports this package (for `WorkerInfo`).
-        from .._connection import Connection
 
         keys = self.keys
         candidates: list[str | None] = [keys.public, *sorted(keys.trusted - {keys.public})] if keys is not None else [None]

@@ -15,9 +15,9 @@ A user-defined discovery is the user's to judge.
 from __future__ import annotations
 
 from .._endpoints import parse_endpoint
+from .._info import Discovery
 from .._ipc import ipc_endpoint_problem
 from ._dns import DnsDiscovery
-from ._interface import Discovery
 from ._lan import LanDiscovery
 from ._static import StaticDiscovery
 

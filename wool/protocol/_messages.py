@@ -15,7 +15,7 @@ VERSION = 2
 Frame = bytes | memoryview
 
 # Every message that runs user code, or reports on it, carries one context frame: the
-# `wool.ContextVar` values that travel with it, pickled (see `wool._contextvars`). It is
+# `wool.ContextVar` values that travel with it, pickled (see `wool.caller._contextvars`). It is
 # empty when no variable was set (going out) or changed (coming back): the common case.
 NO_CONTEXT = b""
 

@@ -1,6 +1,25 @@
-"""The worker: a process that serves routines (run it with `python -m wool.worker`)."""
+"""The worker: a process that serves routines (run it with `python -m wool.worker`).
 
-from ._config import WorkerConfig
-from ._process import WorkerProcess
+Other packages import from here, never from the private modules below: `wool._pool` spawns
+workers through these names."""
 
-__all__ = ["WorkerConfig", "WorkerProcess"]
+from ._config import DEFAULT_GRACE, WorkerConfig
+from ._endpoint import remove_socket
+from ._lifespan import LifespanFactory, check_factory
+from ._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
+from ._process import Template, WorkerProcess, templates_work
+from ._server import SETTLE_QUIET
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_METRICS_ADDRESS",
+    "SETTLE_QUIET",
+    "LifespanFactory",
+    "Template",
+    "WorkerConfig",
+    "WorkerProcess",
+    "check_factory",
+    "check_port",
+    "remove_socket",
+    "templates_work",
+]

@@ -18,11 +18,10 @@ from typing import Any
 from .. import _metrics, _tracing
 from .. import protocol as p
 from .._errors import WoolError
-from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
-from ..discovery import WorkerInfo
-from ..discovery._spec import SPEC_HELP, discovery_from_args
+from ..caller import DEFAULT_IDLE_TIMEOUT
+from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX

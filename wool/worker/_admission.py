@@ -3,7 +3,7 @@
 Theory of operation. With a limit, a call that arrives while every slot is taken waits, in
 arrival order, without being started (its arguments are not even unpickled); each call that
 ends starts the next. A running call holds its slot until it ends, except while it awaits a
-nested routine call: then it lends the slot (see `wool._context.waiting_on_peer`), because a
+nested routine call: then it lends the slot (see `wool.caller._context.waiting_on_peer`), because a
 fan-out whose parents kept their slots while their children queued for one could deadlock.
 On return it reclaims the slot at once rather than queue again (a parent must be able to
 finish), so the running count can exceed the limit for as long as such parents resume.

@@ -7,7 +7,7 @@ itself as the routine returns (a call cancelled before its task's first step is 
 `cancel`), a generator step's in the task's done-callback. Every task of a call sees the call's slot as
 `current_slot_var`, so nested routine calls can lend it while they wait, and the caller's
 options, deadline and `wool.ContextVar`s; each outcome carries back the variables the routine
-changed (see `wool._contextvars`).
+changed (see `wool.caller._contextvars`).
 Generators are pull-based: a step runs only when the caller asks for it, and the generator is
 suspended at its `yield` in between. A `BaseException` that is not an `Exception` (such as
 `KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
@@ -23,13 +23,11 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from .. import _contextvars as cv
 from .. import _observe, _tracing
 from .. import protocol as p
-from .._context import current_slot_var
 from .._errors import DispatchError, RemoteBaseException, SerializationError
-from .._options import Options, deadline_var, options_var
 from .._transport import oversized, show_size
+from ..caller import Options, Snapshot, apply_snapshot, current_slot_var, deadline_var, options_var, send_back, unpickle_snapshot
 from . import _unpickling as unpickling
 from ._admission import CallSlot
 
@@ -142,16 +140,16 @@ class _Carried:
     def __init__(self, name: str, context: contextvars.Context) -> None:
         self.name = name
         self.context = context
-        self.baseline: cv.Snapshot | None = None  # None until the caller's values are in
+        self.baseline: Snapshot | None = None  # None until the caller's values are in
         self.trace: dict[str, str] | None = None  # the trace context the last request brought
         self.watch: _observe.ServerWatch | None = None
 
     def enter(self, frame: p.Frame) -> None:
         """Inside the call's context: make its variables exactly the caller's."""
-        values = cv.unpickle(self.name, frame)
+        values = unpickle_snapshot(self.name, frame)
         if values:
             self.trace = _tracing.take(values)
-        self.baseline = cv.apply(values)
+        self.baseline = apply_snapshot(values)
 
     def finish(self, reply: p.Reply | None) -> None:
         """Report the call's end with its last reply (None: abandoned between steps)."""
@@ -164,7 +162,7 @@ class _Carried:
         a variable whose value cannot be pickled."""
         if self.baseline is None:
             return p.NO_CONTEXT
-        return cv.send_back(self.context, self.baseline)
+        return send_back(self.context, self.baseline)
 
     def reply(self, reply: p.Reply) -> p.Reply:
         """`reply` carrying the changes; a change that cannot travel fails the call."""

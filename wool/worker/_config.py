@@ -8,12 +8,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .._endpoints import parse_endpoint
-from .._idle import DEFAULT_IDLE_TIMEOUT
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
-from ..discovery import Discovery
-from ..discovery._trust import keyless_refusal
+from ..caller import DEFAULT_IDLE_TIMEOUT
+from ..discovery import Discovery, keyless_refusal
 from ._server import SETTLE_QUIET
 
 DEFAULT_GRACE = 5.0

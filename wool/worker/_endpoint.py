@@ -22,8 +22,7 @@ import socket
 from pathlib import Path
 
 from .._ipc import IPC_PATH_MAX, ipc_path
-from ..discovery import runtime_dir
-from ..discovery._paths import private_dir
+from ..discovery import private_dir, runtime_dir
 
 _SOCKET = re.compile(r"(\d+)-[0-9a-f]{16}\.sock")
 

@@ -29,14 +29,12 @@ from typing import IO, Any
 
 import cloudpickle
 
-import wool
-
 from .. import protocol as p
 from .._errors import RemoteError, WorkerStartError
 from ..discovery import WorkerInfo
 from ._config import WorkerConfig
 
-_PACKAGE_ROOT = str(Path(wool.__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)  # the folder holding `wool/`
 
 
 def _cause(handshake: dict[str, Any]) -> BaseException | None:

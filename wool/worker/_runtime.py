@@ -20,9 +20,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .. import protocol as p
-from .._context import current_mesh_var
-from .._mesh import Mesh
 from .._state import WorkerState, worker_state_var
+from ..caller import Mesh, current_mesh_var
 from ..discovery import Discovery, WorkerInfo
 from . import _lifespan
 from ._config import WorkerConfig

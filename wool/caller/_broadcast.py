@@ -16,8 +16,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from .._errors import NoWorkersAvailable, WorkerLost
 from ._context import current_mesh_var
-from ._errors import NoWorkersAvailable, WorkerLost
 from ._mesh import Mesh
 from ._options import deadline, options_var
 from ._retry import cancel_all

@@ -38,12 +38,13 @@ from collections.abc import Callable
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from . import _curve, _handshake, _observe
-from . import protocol as p
-from ._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
-from ._keys import Keys
-from ._throttle import Throttle
-from ._transport import (
+from .. import _curve, _handshake, _observe
+from .. import protocol as p
+from .._errors import AuthenticationError, DispatchError, WoolError, WorkerLost
+from .._info import WorkerInfo
+from .._keys import Keys
+from .._throttle import Throttle
+from .._transport import (
     DEFAULT_LIVENESS,
     DEFAULT_MAX_MESSAGE_SIZE,
     HANDSHAKE_IVL_MS,
@@ -52,7 +53,6 @@ from ._transport import (
     oversized,
     show_size,
 )
-from .discovery import WorkerInfo
 
 log = logging.getLogger("wool.connection")
 

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import cloudpickle
 
-from ._errors import SerializationError
+from .._errors import SerializationError
 
 T = TypeVar("T")
 D = TypeVar("D")

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
-from . import protocol as p
+from .. import protocol as p
 from ._connection import Connection
 from ._context import waiting_on_peer
 

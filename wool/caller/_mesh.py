@@ -47,13 +47,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._errors import AuthenticationError, NoWorkersAvailable, WoolError
+from .._info import Discovery, WorkerInfo
+from .._keys import Keys
+from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
 from ._connection import Connection
-from ._errors import AuthenticationError, NoWorkersAvailable, WoolError
 from ._idle import DEFAULT_IDLE_TIMEOUT, IdleSweep, check_idle_timeout
-from ._keys import Keys
 from ._loadbalancer import LoadBalancer, RoundRobin
-from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE
-from .discovery import Discovery, WorkerInfo
 
 log = logging.getLogger("wool.mesh")
 

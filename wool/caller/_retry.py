@@ -26,8 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
-from . import _observe
-from ._errors import NoWorkersAvailable, WorkerLost
+from .. import _observe
+from .._errors import NoWorkersAvailable, WorkerLost
 from ._route import Pinned, Tried, route_var
 
 log = logging.getLogger("wool.routine")

@@ -16,8 +16,8 @@ from collections.abc import Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from .._seconds import check_optional_seconds
 from ._affinity import key_digest
-from ._seconds import check_optional_seconds
 
 _KEEP: Any = object()
 

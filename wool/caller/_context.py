@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
-from ._errors import NoPoolError
+from .._errors import NoPoolError
 
 if TYPE_CHECKING:
     from ._mesh import Mesh

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from .discovery import WorkerInfo
+from .._info import WorkerInfo
 
 
 class Candidate(Protocol):

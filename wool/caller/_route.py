@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
 
+from .._errors import NoWorkersAvailable, WorkerLost
 from ._affinity import Affinity
-from ._errors import NoWorkersAvailable, WorkerLost
 from ._loadbalancer import Candidate, LoadBalancer
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Literal, Protocol, runtime_checkable
 
-from .._endpoints import parse_endpoint
-from .._errors import WoolError
-from .._keys import check_key
+from ._endpoints import parse_endpoint
+from ._errors import WoolError
+from ._keys import check_key
 
 
 class DiscoveryError(WoolError):

@@ -34,13 +34,14 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from .. import _observe
+from .. import protocol as p
+from .._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
 from . import _contextvars as cv
-from . import _observe, _retry
+from . import _retry
 from . import _route as route
-from . import protocol as p
 from ._connection import Connection
 from ._context import current_mesh, waiting_on_peer
-from ._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
 from ._options import NO_OPTIONS, Options, check_tags, deadline, deadline_var, options_var
 from ._readahead import Inbox, register_proxy, requested_window
 
