@@ -63,7 +63,8 @@ def listed(endpoint: str) -> bool:
             return any(line.split()[-1] == endpoint[len("ipc://") :] for line in f if len(line.split()) >= 8)
     port = int(endpoint.rpartition(":")[2])
     with open("/proc/net/tcp") as f, open("/proc/net/tcp6") as f6:
-        return any(int(line.split()[1].rpartition(":")[2], 16) == port for line in [*f, *f6][2:] if ":" in line)
+        rows = [*f.readlines()[1:], *f6.readlines()[1:]]  # each table has one header line
+    return any(int(row.split()[1].rpartition(":")[2], 16) == port for row in rows)
 
 
 def raw_connect(endpoint: str) -> int:
