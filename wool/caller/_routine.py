@@ -119,7 +119,7 @@ def _coroutine_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..
 
         @functools.wraps(fn)
         async def idempotent(*args: Any, **kwargs: Any) -> Any:
-            return await _idempotent_call(idempotent, tags, args, kwargs)
+            return await _call(idempotent, tags, args, kwargs, idempotent=True)
 
         return idempotent
 
@@ -383,36 +383,25 @@ def _capture(what: str, name: str, watch: _observe.CallWatch | None) -> bytes:
         raise TypeError(f"{what.format(name)}: {e}") from None
 
 
-async def _call(wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _call(
+    wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any], idempotent: bool = False
+) -> Any:
+    """One call's placement, pickling and CLIENT span. An idempotent routine's attempts and
+    hedged copies (see `_retry`) share all three: one deadline, one pickling, one span, the
+    parent of each attempt's SERVER span."""
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
     try:
-        if place.options.hedge_after is not None:
+        if not idempotent and place.options.hedge_after is not None:
             raise TypeError(
                 f"{name} is not idempotent: wool.options(hedge_after=...) would run it twice; "
                 "declare it @wool.routine(idempotent=True) if running it twice is harmless"
             )
         payload = _dump("the arguments of {}", name, (args, kwargs))
-        result = await _send(wrapper, place, payload)
-    except BaseException as e:
-        if place.watch is not None:
-            place.end_watch(e)
-        raise
-    if place.watch is not None:
-        place.end_watch(None)
-    return result
-
-
-async def _idempotent_call(
-    wrapper: Callable[..., Any], tags: frozenset[str], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """One deadline and one pickling for every attempt and hedged copy (see `_retry`); one
-    CLIENT span too, the parent of each attempt's SERVER span."""
-    name = wrapper.__qualname__
-    place = _Placement.now(name, tags)
-    try:
-        payload = _dump("the arguments of {}", name, (args, kwargs))
-        result = await _retry.idempotent(name, lambda: _send(wrapper, place, payload), place.options.hedge_after)
+        if idempotent:
+            result = await _retry.idempotent(name, lambda: _send(wrapper, place, payload), place.options.hedge_after)
+        else:
+            result = await _send(wrapper, place, payload)
     except BaseException as e:
         if place.watch is not None:
             place.end_watch(e)
