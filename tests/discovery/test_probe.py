@@ -6,17 +6,20 @@ sees a restart as removed then added and a killed worker leave."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import signal
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import routines
-from helpers import CliWorker
+from helpers import CliWorker, Observer
 
 import wool
+from wool._keys import generate_directory
 from wool.discovery import DiscoveryEvent, DnsDiscovery, StaticDiscovery
 from wool.discovery._probe import Schedule
 
@@ -170,3 +173,69 @@ async def test_a_pool_that_loses_a_worker_tells_the_watches_of_its_discovery() -
                 assert await routines.pid() == b.pid
         finally:
             await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_busy_worker_keeps_its_place() -> None:
+    """A worker whose event loop is blocked completes its handshake (libzmq's thread does)
+    but does not answer the ping: busy is not dead. Asked at once (a `workers()` call), the
+    watch reports only the worker that did die."""
+    async with cli_worker() as a, cli_worker() as b, Observer() as observer:
+        discovery = StaticDiscovery([a.endpoint, b.endpoint], **{**ON_DEMAND, "timeout": 0.5})
+        watch = discovery.watch()
+        try:
+            assert {(await next_event(watch)).worker.id for _ in range(2)} == {a.id, b.id}
+            async with wool.WorkerPool(discovery=StaticDiscovery([a.endpoint])) as pool:
+                await pool.wait_for_workers(timeout=10)
+                hogging = asyncio.ensure_future(routines.hog(observer.address, 30))
+                await observer.wait_for("hogging")
+                b.signal(signal.SIGKILL)
+                await b.wait()
+                await discovery.workers()  # the watch asks both again now
+                # Removals come in the list's order: a removed `a` would come first.
+                removed = await next_event(watch)
+                assert (removed.kind, removed.worker.id) == ("removed", b.id)
+                a.signal(signal.SIGKILL)
+                with pytest.raises(wool.WorkerLost):
+                    await hogging
+        finally:
+            await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_worker_refusing_this_process_key_is_left_out_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asked again and again, an endpoint whose worker refuses this process's key is absent
+    and warned about once; a worker that accepts it, at another listed endpoint, is found."""
+    refusing_keys = generate_directory(tmp_path / "refusing")  # trusts only itself
+    accepting_keys = generate_directory(tmp_path / "accepting")
+    caller = wool.Keys.generate([refusing_keys.public, accepting_keys.public])
+    (tmp_path / "accepting" / "trusted" / "caller.pub").write_text(caller.public + "\n")
+    later = f"ipc://{os.environ['WOOL_RUNTIME_DIR']}/later-{uuid.uuid4().hex[:8]}.sock"
+    with caplog.at_level(logging.WARNING, logger="wool.discovery"):
+        async with cli_worker("--keys", str(tmp_path / "refusing")) as refusing:
+
+            def refusals() -> list[str]:
+                return [r.getMessage() for r in caplog.records if refusing.endpoint in r.getMessage()]
+
+            discovery = StaticDiscovery(
+                [refusing.endpoint, later], poll_interval=0.05, recheck_interval=3600, timeout=5, keys=caller
+            )
+            watch = discovery.watch()
+            try:
+                pending = asyncio.ensure_future(next_event(watch))
+                async with asyncio.timeout(10):
+                    while not refusals():
+                        await asyncio.sleep(0.01)
+                # Found in a later round than the one that warned: the refusing worker was
+                # asked again meanwhile.
+                async with cli_worker("--bind", later, "--keys", str(tmp_path / "accepting")) as accepting:
+                    added = await pending
+                    assert (added.kind, added.worker.id, added.worker.public_key) == (
+                        "added",
+                        accepting.id,
+                        accepting_keys.public,
+                    )
+            finally:
+                await watch.aclose()  # type: ignore[attr-defined]
+            (warning,) = refusals()
+            assert "leaving it out" in warning
