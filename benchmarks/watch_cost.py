@@ -1,7 +1,7 @@
 """What watching a static list of endpoints costs a process while nothing changes: its open
 descriptors and its CPU per second of idle, against N listed workers.
 
-    python benchmarks/watch_cost.py [--quick] [--sizes 4,16,64] [--window 30] [--recheck SECONDS]
+    python benchmarks/watch_cost.py [--quick] [--sizes 4,16,64] [--window 30] [--recheck SECONDS] [--keys]
 
 For each N, spawns `WorkerPool(size=N)` (idle workers on private ipc:// sockets), then a
 separate watcher process running `StaticDiscovery(endpoints).watch()` with its defaults (or
@@ -11,7 +11,8 @@ worker "added" and settled, its CPU time over the idle window (all its threads'
 `/proc/PID/task/TID/schedstat`, one core = 100 %) and its descriptors (all, and sockets) are
 read, and the CPU the N workers spent in the same window (answering the probes, and their own
 idle upkeep). The window should span a recheck interval (30 s by default) to count the
-rechecks.
+rechecks. `--keys`: the workers and the watcher share a CURVE key directory, so every
+question pays a CURVE handshake.
 """
 
 from __future__ import annotations
@@ -20,18 +21,22 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import wool  # noqa: E402
+from wool._keys import generate_directory  # noqa: E402
 
 WATCHER = """
 import asyncio, sys
 import wool
 
 async def main():
-    recheck, *endpoints = sys.argv[1:]
+    recheck, keys, *endpoints = sys.argv[1:]
     options = {"recheck_interval": float(recheck)} if recheck else {}
+    if keys:
+        options["keys"] = keys
     seen = set()
     async for event in wool.StaticDiscovery(endpoints, **options).watch():
         if event.kind == "added":
@@ -69,8 +74,8 @@ def _descriptors(pid: int) -> tuple[int, int]:
     return len(links), sum(link.startswith("socket:") for link in links)
 
 
-async def measure(n: int, settle: float, window: float, recheck: float | None) -> dict[str, float]:
-    async with wool.WorkerPool(size=n) as pool:
+async def measure(n: int, settle: float, window: float, recheck: float | None, keys: str | None) -> dict[str, float]:
+    async with wool.WorkerPool(size=n, keys=keys) as pool:
         endpoints = [w.endpoint for w in pool.workers]
         pids = [w.pid for w in pool.processes if w.pid is not None]
         watcher = await asyncio.create_subprocess_exec(
@@ -78,6 +83,7 @@ async def measure(n: int, settle: float, window: float, recheck: float | None) -
             "-c",
             WATCHER,
             "" if recheck is None else str(recheck),
+            keys or "",
             *endpoints,
             stdout=asyncio.subprocess.PIPE,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -117,16 +123,22 @@ async def main() -> None:
     parser.add_argument("--sizes", default="4,16,64")
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--recheck", type=float, default=None, help="the watch's recheck_interval (default: its own)")
+    parser.add_argument("--keys", action="store_true", help="CURVE keys on both sides")
     args = parser.parse_args()
     sizes = [4, 16] if args.quick else [int(s) for s in args.sizes.split(",")]
     window = 3.0 if args.quick else args.window
-    print(f"{'N':>4} {'found s':>8} {'watcher CPU %':>14} {'fds':>5} {'sockets':>8} {'workers CPU %':>14}")
-    for n in sizes:
-        r = await measure(n, settle=2.0, window=window, recheck=args.recheck)
-        print(
-            f"{n:>4} {r['found_s']:>8.2f} {r['idle_cpu_pct']:>14.2f} {r['fds']:>5} {r['sockets']:>8} {r['workers_cpu_pct']:>14.2f}",
-            flush=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="watch-cost-") as tmp:
+        key_dir = None
+        if args.keys:
+            key_dir = os.path.join(tmp, "keys")
+            generate_directory(key_dir)
+        print(f"{'N':>4} {'found s':>8} {'watcher CPU %':>14} {'fds':>5} {'sockets':>8} {'workers CPU %':>14}")
+        for n in sizes:
+            r = await measure(n, settle=2.0, window=window, recheck=args.recheck, keys=key_dir)
+            print(
+                f"{n:>4} {r['found_s']:>8.2f} {r['idle_cpu_pct']:>14.2f} {r['fds']:>5} {r['sockets']:>8} {r['workers_cpu_pct']:>14.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -244,7 +244,8 @@ class Probes:
 
     def nudge(self) -> None:
         """Something suggests a change: ask every endpoint at once. Thread-safe."""
-        self._loop.call_soon_threadsafe(self._nudged)
+        if not self._loop.is_closed():  # a watch never closed, on a loop that has ended
+            self._loop.call_soon_threadsafe(self._nudged)
 
     def _nudged(self) -> None:
         self.schedule.all_due(self._loop.time())
