@@ -239,3 +239,33 @@ async def test_a_worker_refusing_this_process_key_is_left_out_with_one_warning(
                 await watch.aclose()  # type: ignore[attr-defined]
             (warning,) = refusals()
             assert "leaving it out" in warning
+
+
+async def test_a_worker_restarted_with_another_trusted_key_is_found(tmp_path: Path) -> None:
+    """A probe first tries the key the endpoint's worker proved last time; when the worker
+    there now holds another key this process trusts, that fails, and the next probe tries
+    them all again."""
+    first_keys = generate_directory(tmp_path / "first")
+    second_keys = generate_directory(tmp_path / "second")
+    caller = wool.Keys.generate([first_keys.public, second_keys.public])
+    for name in ("first", "second"):
+        (tmp_path / name / "trusted" / "caller.pub").write_text(caller.public + "\n")
+    endpoint = f"ipc://{os.environ['WOOL_RUNTIME_DIR']}/restarted-{uuid.uuid4().hex[:8]}.sock"
+    discovery = StaticDiscovery([endpoint], **ON_DEMAND, keys=caller)
+    watch = discovery.watch()
+    try:
+        async with cli_worker("--bind", endpoint, "--keys", str(tmp_path / "first")) as first:
+            pending = asyncio.ensure_future(next_event(watch))
+            assert [w.id for w in await discovery.workers()] == [first.id]
+            added = await pending
+            assert (added.kind, added.worker.id, added.worker.public_key) == ("added", first.id, first_keys.public)
+            first.signal(signal.SIGTERM)
+            assert await first.wait() == 0
+        async with cli_worker("--bind", endpoint, "--keys", str(tmp_path / "second")) as second:
+            assert [w.id for w in await discovery.workers()] == [second.id]
+            assert await next_event(watch) == DiscoveryEvent("removed", added.worker)  # asked with the first key
+            assert [w.id for w in await discovery.workers()] == [second.id]
+            again = await next_event(watch)
+            assert (again.kind, again.worker.id, again.worker.public_key) == ("added", second.id, second_keys.public)
+    finally:
+        await watch.aclose()  # type: ignore[attr-defined]

@@ -43,7 +43,7 @@ from collections.abc import Iterable
 
 from .. import protocol as p
 from .._endpoints import parse_endpoint
-from .._errors import AuthenticationError, WoolError
+from .._errors import WoolError
 from .._info import WorkerInfo
 from .._keys import Keys
 from ..caller import Connection
@@ -165,8 +165,7 @@ class Probe:
         elif refused.done() and not self._refused_warned:
             self._refused_warned = True
             log.warning("nothing at %r accepts connections; leaving it out until a worker answers there", self.endpoint)
-        if any(isinstance(c.lost, AuthenticationError) for c in conns):
-            self._key = None  # the worker there now may hold another trusted key: try them all
+        self._key = None  # whoever answers there next may hold another trusted key: try them all
         return None
 
 
