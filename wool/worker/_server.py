@@ -35,7 +35,8 @@ from .._throttle import Throttle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
 from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
-from ._calls import CoroutineCall, GeneratorCall
+from ._calls import CoroutineCall
+from ._generator_call import GeneratorCall
 
 log = logging.getLogger("wool.worker")
 
