@@ -28,6 +28,8 @@ from .._errors import DispatchError, WoolError, WorkerLost
 
 Sink = Callable[[p.Reply | BaseException], None]
 _STREAM = p.REPLIES[True][p.Kind.CREDIT]  # what a read-ahead stream may be sent: yields, then its end
+# Module globals: read once per call on the hot path, without the attribute lookups.
+_REPLIES, _NO_REPLIES, _CALL = p.REPLIES, p.NO_REPLIES, p.Kind.CALL
 
 
 class CallLedger:
@@ -69,8 +71,8 @@ class CallLedger:
     def register(self, call_id: int, request: p.Kind, generator: bool) -> asyncio.Future[p.Reply]:
         """The future of the reply to a request just sent; a `call` opens its call."""
         future: asyncio.Future[p.Reply] = self._loop.create_future()
-        self._pending[call_id] = (future, p.REPLIES[generator].get(request, p.NO_REPLIES), request)
-        if request is p.Kind.CALL:
+        self._pending[call_id] = (future, _REPLIES[generator].get(request, _NO_REPLIES), request)
+        if request is _CALL:
             self._open.add(call_id)
         return future
 

@@ -1,6 +1,6 @@
 """The caller's end of a remote async generator: its proxy, and the stream of its steps.
 
-Theory of operation. A generator routine's proxy (`_generator_routine`) is itself a local
+Theory of operation. A generator routine's proxy (`generator_routine`) is itself a local
 async generator, so Python enforces the local rules (no `asend` of a value before the first
 step, no concurrent steps, `aclose` of an unstarted generator sends nothing). Its `_Stream`
 dispatches the `call` (`_dispatch`) and then sends each step (`next`, `send`, `throw`,

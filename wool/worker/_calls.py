@@ -7,12 +7,13 @@ itself as the routine returns (a call cancelled before its task's first step is 
 `cancel`), a generator step's in the task's done-callback. Every task of a call sees the call's slot as
 `current_slot_var`, so nested routine calls can lend it while they wait, and the caller's
 options, deadline and `wool.ContextVar`s; each outcome carries back the variables the routine
-changed (see `wool.caller._contextvars`).
-This module also holds what both kinds share: how an outcome becomes a reply (`_raise_reply`,
-`_value_reply`), the call's context (`_context`, `_Carried`) and unpacking (`_unpack`). A
-`BaseException` that is not an `Exception` (such as
-`KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
+changed (see `wool.caller._contextvars`). A `BaseException` that is not an `Exception` (such
+as `KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
 re-raise it out of the event loop and kill the worker, and reported as `RemoteBaseException`.
+
+This module holds the coroutine call and what both kinds share: how an outcome becomes a reply
+(`_raise_reply`, `_value_reply`), the call's context (`_context`, `_Carried`) and unpacking
+(`_unpack`); the generator call's states are in `_generator_call`.
 """
 
 from __future__ import annotations
