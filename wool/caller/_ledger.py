@@ -105,8 +105,9 @@ class CallLedger:
                 self._on_room()
 
     def match(self, msg: p.Message) -> bool:
-        """File one decoded message from the worker (a request kind is never legal). False if it belongs to no call this ledger knows (call id 0, the
-        worker's probe, is known: it is dropped)."""
+        """File one decoded message from the worker (a request kind is never legal). False
+        if it belongs to no call this ledger knows (call id 0, the worker's probe, is known:
+        it is dropped)."""
         call_id = msg.call_id
         sink = self._sinks.get(call_id)
         if sink is not None:
