@@ -18,7 +18,7 @@ import wool
 from wool import protocol as p
 from wool._keys import generate_directory
 from wool.caller._connection import Connection
-from wool.caller._routine import _dump, _pickled_routine
+from wool.caller._dispatch import _dump, _pickled_routine
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from wool import protocol as p
+from wool.caller._dispatch import _relink
 from wool.caller._readahead import Inbox
-from wool.caller._routine import _relink
 from wool.worker._calls import _path_to
 
 

@@ -105,17 +105,52 @@ def test_steps() -> None:
     assert p.STEPS == {K.NEXT, K.SEND, K.THROW, K.CLOSE}
 
 
+S = p.CallState
+
+
 def test_a_running_call_accepts_only_cancel_and_credit() -> None:
-    assert p.ACCEPTS["running"] == {K.CANCEL, K.CREDIT}
-    assert not p.ACCEPTS["running"] & p.STEPS
+    assert p.ACCEPTS[S.RUNNING] == {K.CANCEL, K.CREDIT}
+    assert not p.ACCEPTS[S.RUNNING] & p.STEPS
 
 
 def test_a_suspended_generator_accepts_every_step_cancel_and_credit() -> None:
-    assert p.ACCEPTS["suspended"] == p.STEPS | {K.CANCEL, K.CREDIT}
+    assert p.ACCEPTS[S.SUSPENDED] == p.STEPS | {K.CANCEL, K.CREDIT}
+
+
+def test_a_read_ahead_stream_only_iterates_but_may_be_closed() -> None:
+    assert p.ACCEPTS[S.READ_AHEAD] == {K.CLOSE, K.CANCEL, K.CREDIT}
+
+
+def test_a_waiting_call_accepts_only_cancel() -> None:
+    assert p.ACCEPTS[S.WAITING] == {K.CANCEL}
+
+
+def test_cancel_is_accepted_in_every_state_and_steps_only_when_suspended() -> None:
+    """A cancel is never answered, so it cannot be rejected; a step needs a generator at a
+    `yield` waiting for it (a read-ahead stream's close aside)."""
+    for state, accepted in p.ACCEPTS.items():
+        assert K.CANCEL in accepted
+        steps = accepted & p.STEPS
+        assert steps == (p.STEPS if state is S.SUSPENDED else {K.CLOSE} if state is S.READ_AHEAD else set())
+
+
+def test_every_state_has_a_row() -> None:
+    assert set(p.ACCEPTS) == set(S)
 
 
 def test_no_state_accepts_a_new_call_ping_or_reply() -> None:
-    assert set(p.ACCEPTS) == {"running", "suspended"}
     for accepted in p.ACCEPTS.values():
         assert K.CALL not in accepted and K.PING not in accepted
         assert not accepted & set(REPLIES)
+
+
+@pytest.mark.parametrize("generator", [False, True])
+def test_the_callers_table_agrees_with_the_rules(generator: bool) -> None:
+    """`REPLIES`, which the caller reads once per reply, says the same as `legal_reply` and
+    `is_final` for every request and reply."""
+    table = GENERATOR if generator else COROUTINE
+    for request in REQUESTS:
+        row = p.REPLIES[generator].get(request, p.NO_REPLIES)
+        assert set(row) == {reply for req, reply in table if req is request}
+        for reply, final in row.items():
+            assert final is p.is_final(generator, reply)

@@ -1,9 +1,11 @@
 """The caller's side of one worker: a DEALER socket that multiplexes calls by call id.
 
 Theory of operation. A `Connection` owns one DEALER connected to one worker incarnation and a
-monitor socket that reports the ZMTP handshake and disconnections. Every request that expects
-a reply registers a future under its call id; the reply resolves it (`_on_reply`). A
-generator call keeps its id for all its steps, with at most one step pending at a time.
+monitor socket that reports the ZMTP handshake and disconnections; it encodes requests, checks
+their size, decodes replies and follows the monitor's events. The bookkeeping of its calls is
+its `CallLedger` (`_ledger`, pure): every request that expects a reply registers a future
+under its call id there, and each decoded reply is matched to it (`_on_reply`). A generator
+call keeps its id for all its steps, with at most one step pending at a time.
 
 Liveness: the handshake marks the connection usable; a disconnection (the worker's process
 died, or ZeroMQ heartbeats timed out) fails every pending future with `WorkerLost`, after
@@ -29,7 +31,7 @@ or the peer is not the worker discovery described) fails the connection at once 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import functools
 import logging
 import os
 import secrets
@@ -53,6 +55,7 @@ from .._transport import (
     oversized,
     show_size,
 )
+from ._ledger import CallLedger, Sink
 
 log = logging.getLogger("wool.connection")
 
@@ -92,20 +95,17 @@ class Connection:
         self._on_refused = on_refused
         self._on_connected = on_connected
         self._on_lost = on_lost
-        self._on_room = on_room
-        self._pending: dict[int, tuple[asyncio.Future[p.Reply], bool, p.Kind]] = {}
-        self._ids = itertools.count(1)
-        # Calls open on the worker: from the `call` until its last reply, between a
-        # generator's steps too.
-        self._open: set[int] = set()
-        # Read-ahead streams: every reply for the call goes to its sink, in order.
-        self._sinks: dict[int, Callable[[p.Reply | BaseException], None]] = {}
-        self.window = min(worker.max_calls or WINDOW, WINDOW)
         # Requests sent so far: the mesh closes a connection that stayed idle, with this
         # unchanged, for its idle timeout (counting is cheaper than reading a clock per call).
         self.requests = 0
         # Looked up once: on Python 3.11, asyncio.get_running_loop() makes a getpid() system call.
         self._loop = asyncio.get_running_loop()
+        window = min(worker.max_calls or WINDOW, WINDOW)
+        room = functools.partial(on_room, self) if on_room is not None else None
+        self.calls = CallLedger(self._loop, worker.id, window, room)
+        self._ids = self.calls.ids
+        self._register = self.calls.register
+        self._match = self.calls.match
         self.connected: asyncio.Future[None] = self._loop.create_future()
         # Why the connection is over: `WorkerLost`, or `AuthenticationError` for a handshake
         # that failed.
@@ -144,21 +144,21 @@ class Connection:
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "connected" if self.connected.done() else "connecting"
-        return f"<Connection {self.worker.id[:8]!r} {self.worker.endpoint!r} {state} pending={len(self._pending)}>"
+        return f"<Connection {self.worker.id[:8]!r} {self.worker.endpoint!r} {state} pending={len(self.calls)}>"
 
     @property
     def in_flight(self) -> int:
         """Calls of this process open on the worker."""
-        return len(self._open)
+        return self.calls.in_flight
 
     @property
     def has_room(self) -> bool:
-        return len(self._open) < self.window
+        return self.calls.has_room
 
     @property
     def idle(self) -> bool:
         """Nothing is waiting on the worker: no reply pending, no call or stream open."""
-        return not self._pending and not self._open and not self._sinks
+        return self.calls.idle
 
     def new_call_id(self) -> int:
         return next(self._ids)
@@ -175,11 +175,8 @@ class Connection:
         if size := oversized(frames, self.send_limit):
             # The worker would drop the whole connection, failing every call on it.
             raise DispatchError(self._too_large(msg, size))
-        future: asyncio.Future[p.Reply] = self._loop.create_future()
         self.requests += 1
-        self._pending[msg.call_id] = (future, generator, msg.kind)
-        if msg.kind is p.Kind.CALL:
-            self._open.add(msg.call_id)
+        future = self._register(msg.call_id, msg.kind, generator)
         self._driver.send(frames)
         return future
 
@@ -194,46 +191,25 @@ class Connection:
     def reattach(self, call_id: int) -> asyncio.Future[p.Reply]:
         """A fresh future for the reply still pending on `call_id` (after the caller's own
         future was cancelled): how a cancelled caller waits for the worker to finish."""
-        future: asyncio.Future[p.Reply] = self._loop.create_future()
-        entry = self._pending.get(call_id)
-        if entry is None or self.lost is not None:
-            future.set_exception(self.lost or WorkerLost("no reply pending"))
-        else:
-            self._pending[call_id] = (future, entry[1], entry[2])
-        return future
+        return self.calls.reattach(call_id)
 
     def forget(self, call_id: int) -> None:
         """Stop waiting for `call_id`'s reply; the call no longer counts as open."""
-        self._pending.pop(call_id, None)
-        self.release(call_id)
+        self.calls.forget(call_id)
 
-    def subscribe(self, call_id: int, sink: Callable[[p.Reply | BaseException], None]) -> None:
+    def subscribe(self, call_id: int, sink: Sink) -> None:
         """Hand every later reply of `call_id` to `sink` (a read-ahead stream), and the
         `WorkerLost` if the worker goes away."""
-        self._sinks[call_id] = sink
+        self.calls.subscribe(call_id, sink)
 
     def release(self, call_id: int) -> None:
         """`call_id` is no longer open on the worker (it ended, or was abandoned)."""
-        self._sinks.pop(call_id, None)
-        if call_id in self._open:
-            self._open.discard(call_id)
-            if self._on_room is not None:  # one slot: one waiting call may go
-                self._on_room(self)
+        self.calls.release(call_id)
 
     def notify(self, msg: p.Request) -> None:
         """Send a request that has no reply of its own (`Cancel`)."""
         if self.lost is None:
             self._driver.send(p.encode(msg))
-
-    def cancel_all(self) -> None:
-        """Cancel every pending call and open generator, on the worker and locally."""
-        for call_id in {*self._pending, *self._open}:
-            self._driver.send(p.encode(p.Cancel(call_id)))
-        for future, _, _ in self._pending.values():
-            future.cancel()
-        self._pending.clear()
-        self._open.clear()
-        self._fail_sinks(self.lost or WorkerLost(f"connection to worker {self.worker.id!r} was closed"))
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
@@ -242,11 +218,12 @@ class Connection:
             return
         if self.lost is None:
             self.lost = WorkerLost(f"connection to worker {self.worker.id!r} was closed")
-        had_pending = bool(self._pending or self._open)
-        self.cancel_all()
+        cancelled = self.calls.close(self.lost)
+        for call_id in cancelled:
+            self._driver.send(p.encode(p.Cancel(call_id)))
         self._driver.socket.disable_monitor()
         self._monitor.close()
-        self._driver.close(linger=200 if had_pending else 0)
+        self._driver.close(linger=200 if cancelled else 0)
         if not self.connected.done():
             self.connected.set_exception(WorkerLost(f"connection to worker {self.worker.id!r} closed"))
             self.connected.exception()  # retrieved: nobody may be waiting
@@ -260,56 +237,17 @@ class Connection:
         try:
             msg = p.decode(frames)
         except p.ProtocolError as e:
-            sink = self._sinks.get(e.call_id) if e.call_id is not None else None
-            if sink is not None and e.call_id is not None:
-                self.release(e.call_id)
-                sink(DispatchError(f"worker {self.worker.id!r} sent a malformed reply: {e}"))
-            entry = self._pending.pop(e.call_id, None) if e.call_id is not None else None
-            if entry is not None and e.call_id is not None:
-                self.release(e.call_id)
-            if entry is not None and not entry[0].done():
-                entry[0].set_exception(DispatchError(f"worker {self.worker.id!r} sent a malformed reply: {e}"))
+            if e.call_id is not None:
+                self.calls.malformed(e.call_id, str(e))
             self._warn_malformed(e)
             return
-        sink = self._sinks.get(msg.call_id)
-        if sink is not None:
-            if not isinstance(msg, (p.Yield, p.Stop, p.Raise, p.Reject)):
-                self.release(msg.call_id)
-                sink(DispatchError(f"worker {self.worker.id!r} sent {msg.kind.name.lower()} into a stream"))
-                return
-            if p.is_final(True, msg.kind):
-                self.release(msg.call_id)
-            sink(msg)
-            return
-        entry = self._pending.get(msg.call_id)
-        if entry is None:
-            if msg.call_id == 0:
-                return  # the worker probing whether we are still here (call ids start at 1)
+        if not self._match(msg):
             log.debug(
                 "reply for unknown call %d from worker %r",
                 msg.call_id,
                 self.worker.id,
                 extra=_observe.call_fields(msg.call_id, None, self.worker.id, self.routing_id.decode()),
             )
-            return
-        future, generator, request = entry
-        del self._pending[msg.call_id]
-        legal = p.legal_reply(generator, request, msg.kind)
-        if not legal or p.is_final(generator, msg.kind):
-            self.release(msg.call_id)
-        if future.done():
-            return
-        if legal:
-            future.set_result(msg)  # type: ignore[arg-type]
-        else:
-            future.set_exception(
-                DispatchError(f"worker {self.worker.id!r} answered {request.name.lower()} with {msg.kind.name.lower()}")
-            )
-
-    def _fail_sinks(self, error: BaseException) -> None:
-        sinks, self._sinks = self._sinks, {}
-        for sink in sinks.values():
-            sink(error)
 
     def _warn_malformed(self, e: p.ProtocolError) -> None:
         self._warnings.warn("malformed", "malformed reply from worker %r: %s", self.worker.id, e)
@@ -369,15 +307,10 @@ class Connection:
         log.info(
             "%s with %d calls in flight",
             reason,
-            len(self._pending),
+            len(self.calls),
             extra=_observe.call_fields(None, None, self.worker.id, self.routing_id.decode()),
         )
-        pending, self._pending = self._pending, {}
-        self._open.clear()
-        self._fail_sinks(error(reason))
-        for future, _, _ in pending.values():
-            if not future.done():
-                future.set_exception(error(reason))
+        self.calls.fail_all(self.lost)
         if not self.connected.done():
             self.connected.set_exception(error(reason))
             self.connected.exception()

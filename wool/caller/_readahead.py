@@ -33,7 +33,7 @@ T = TypeVar("T")
 window_var: ContextVar[int | None] = ContextVar("wool_readahead_window", default=None)
 
 
-# The code of the routine proxies' async generator function (`_routine` registers it; every
+# The code of the routine proxies' async generator function (`_stream` registers it; every
 # generator routine shares it), by which a generator is recognised as a routine's. Looked up
 # by equality: a proxy pickled by value (a routine defined in `__main__`, used on a worker)
 # carries an equal copy of it.

@@ -1,7 +1,7 @@
 """The wool wire protocol: pure messages, codec and payload pickling (no I/O)."""
 
 from ._codec import MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
-from ._lifecycle import ACCEPTS, STEPS, is_final, legal_reply
+from ._lifecycle import ACCEPTS, NO_REPLIES, REPLIES, STEPS, CallState, is_final, legal_reply
 from ._messages import (
     NO_CONTEXT,
     VERSION,
@@ -33,10 +33,13 @@ __all__ = [
     "MAX_ENVELOPE",
     "MAX_LINKS",
     "NO_CONTEXT",
+    "NO_REPLIES",
     "OUT_OF_BAND",
+    "REPLIES",
     "STEPS",
     "VERSION",
     "Call",
+    "CallState",
     "Cancel",
     "Close",
     "Credit",

@@ -1,4 +1,4 @@
-"""Running one call on a worker: a coroutine, or a generator driven step by step.
+"""Running one call on a worker: a coroutine here, a generator in `_generator_call`.
 
 A call is built when it arrives and started when the worker admits it (see `_admission`); a
 call cancelled while it waits is answered at once. Each step runs as its own asyncio task;
@@ -7,11 +7,13 @@ itself as the routine returns (a call cancelled before its task's first step is 
 `cancel`), a generator step's in the task's done-callback. Every task of a call sees the call's slot as
 `current_slot_var`, so nested routine calls can lend it while they wait, and the caller's
 options, deadline and `wool.ContextVar`s; each outcome carries back the variables the routine
-changed (see `wool.caller._contextvars`).
-Generators are pull-based: a step runs only when the caller asks for it, and the generator is
-suspended at its `yield` in between. A `BaseException` that is not an `Exception` (such as
-`KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
+changed (see `wool.caller._contextvars`). A `BaseException` that is not an `Exception` (such
+as `KeyboardInterrupt` or `SystemExit`) is caught inside the task, where asyncio would otherwise
 re-raise it out of the event loop and kill the worker, and reported as `RemoteBaseException`.
+
+This module holds the coroutine call and what both kinds share: how an outcome becomes a reply
+(`_raise_reply`, `_value_reply`), the call's context (`_context`, `_Carried`) and unpacking
+(`_unpack`); the generator call's states are in `_generator_call`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .. import _observe, _tracing
@@ -246,216 +248,3 @@ class CoroutineCall:
         if not self._running:  # waiting for a slot, or for its task's first step: it never ran
             self._host.finished((self._identity, self.call_id))
             self._host.reply(self._identity, _raise_reply(self.call_id, reason or asyncio.CancelledError()))
-
-
-class _Exhausted(Exception):
-    pass
-
-
-_PAUSED = object()  # a read-ahead run that used up its credit: no reply, the call is suspended
-_AHEAD_YIELD_EVERY = 64  # items a read-ahead run produces before letting other work run
-
-
-class GeneratorCall:
-    """An async generator routine, advanced one step per request."""
-
-    def __init__(self, host: Host, identity: bytes, msg: p.Call, slot: CallSlot) -> None:
-        self._host = host
-        self._identity = self.identity = identity
-        self._request: p.Call | None = msg  # until its first step unpacks it (`_unpack`)
-        self.call_id, self._name = msg.call_id, msg.name
-        self.slot = slot
-        self._agen: AsyncGenerator[Any, Any] | None = None
-        self._abandoned = False
-        self._started = False
-        self._credit = 0  # items it may still send unasked (read-ahead)
-        self._ahead = False
-        self._closing: p.Close | None = None  # a read-ahead stream's close, until it starts
-        self._shut = False  # a read-ahead stream was asked to close: no more credit
-        self._reason: BaseException | None = None
-        self._step_task: asyncio.Task[Any] | None = None
-        self._thrown: BaseException | None = None  # thrown in by the running step (`throw`)
-        # One context for all steps, as for a generator iterated by one local task; each
-        # step first takes the caller's variables as they are at that step.
-        self._context = _context(slot, msg)
-        self._carried = _Carried(msg.name, self._context)
-
-    def start(self) -> None:
-        self._started = True
-        self._step(self._start())
-
-    @property
-    def state(self) -> str:
-        return "running" if self._step_task is not None else "suspended" if self._started else "waiting"
-
-    async def _start(self) -> Any:
-        request, self._request = self._request, None
-        assert request is not None
-        fn, args, kwargs = _unpack(self._host, self._carried, request)
-        del request
-        agen = fn(*args, **kwargs)
-        if not isinstance(agen, AsyncGenerator):
-            raise TypeError(f"{self._name} did not return an async generator")
-        self._agen = agen
-        return await self._advance(agen.asend(None))
-
-    @staticmethod
-    async def _advance(aw: Awaitable[Any], thrown: BaseException | None = None) -> Any:
-        try:
-            return await _guarded(aw, thrown)
-        except StopAsyncIteration:
-            raise _Exhausted from None
-
-    def _step(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro, context=self._context)
-        task.add_done_callback(self._step_done)
-        self._step_task = task
-
-    def handle(self, msg: p.Request) -> None:
-        if isinstance(msg, p.Cancel):
-            self.cancel()
-            return
-        if isinstance(msg, p.Credit) and self._started:
-            if self._shut:
-                return
-            self._ahead = True
-            self._credit += msg.count
-            if self.state == "suspended":
-                self._pump()
-            return
-        if self._ahead and isinstance(msg, p.Close) and not self._shut:
-            self._close_ahead(msg)
-            return
-        if self._ahead:
-            detail = f"{msg.kind.name.lower()} on a read-ahead stream, which only iterates"
-            self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, detail))
-            return
-        if self.state != "suspended" or msg.kind not in p.ACCEPTS["suspended"]:
-            detail = f"{msg.kind.name.lower()} while a step is {self.state}"
-            self._host.reply(self._identity, p.Reject(msg.call_id, p.RejectReason.BAD_STATE, detail))
-            return
-        agen = self._agen
-        assert agen is not None
-        if self._carried.watch is not None:
-            self._carried.watch.step(msg.kind.name.lower())
-        if isinstance(msg, p.Next):
-            self._step(self._advance_with(msg.context, lambda: agen.asend(None)))
-        elif isinstance(msg, p.Send):
-            what = f"the value sent to {self._name}"
-            self._step(self._advance_with(msg.context, lambda: agen.asend(unpickling.loads(what, msg.payload))))
-        elif isinstance(msg, p.Throw):
-            self._step(self._throw(msg, agen))
-        elif isinstance(msg, p.Close):
-            self._step(self._close(msg.context, agen))
-
-    def _close_ahead(self, msg: p.Close) -> None:
-        """Close a read-ahead stream: stop the item in progress, if any (its consumer is gone),
-        then close the generator at its `yield`. The reply (`stop`, or the `raise` of its
-        `finally`) comes once the `finally` ran: the caller's `aclose` waits for it."""
-        self._shut = True
-        self._credit = 0
-        self._closing = msg
-        if self._step_task is not None:
-            self._step_task.cancel()  # `_step_done` starts the close
-        else:
-            self._start_close()
-
-    def _start_close(self) -> None:
-        msg, self._closing = self._closing, None
-        assert msg is not None and self._agen is not None
-        self._step(self._close(msg.context, self._agen))
-
-    def _pump(self) -> None:
-        if self._credit > 0 and self._agen is not None and not self._abandoned:
-            self._step(self._run_ahead(self._agen))
-
-    async def _run_ahead(self, agen: AsyncGenerator[Any, Any]) -> Any:
-        """Produce items while credit lasts, each sent as a `yield` unasked, in one task."""
-        call_id, produced = self.call_id, 0
-        while self._credit > 0:
-            self._credit -= 1
-            value = await self._advance(agen.asend(None))
-            try:
-                payload = p.dumps(value)
-            except Exception as e:
-                raise SerializationError(
-                    f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}"
-                ) from None
-            if size := oversized(payload, self._host.max_message_size):
-                raise _too_large("yielded value", self._name, size, self._host.max_message_size)
-            self._host.reply(self._identity, p.Yield(call_id, payload, self._carried.back()))
-            produced += 1
-            if produced % _AHEAD_YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-        return _PAUSED
-
-    async def _advance_with(self, context: p.Frame, make: Callable[[], Awaitable[Any]]) -> Any:
-        # Unpickling inside the step makes a bad payload fail this step only.
-        self._carried.enter(context)
-        return await self._advance(make())
-
-    async def _throw(self, msg: p.Throw, agen: AsyncGenerator[Any, Any]) -> Any:
-        self._carried.enter(msg.context)
-        exc = unpickling.loads(f"the exception thrown into {self._name}", msg.payload)
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"athrow() needs an exception, got {type(exc).__name__}")
-        self._thrown = exc  # the reply says whether what the step raises is, or holds, it
-        return await self._advance(agen.athrow(exc), exc)
-
-    async def _close(self, context: p.Frame, agen: AsyncGenerator[Any, Any]) -> Any:
-        self._carried.enter(context)
-        await _guarded(agen.aclose())
-        raise _Exhausted
-
-    def cancel(self, reason: BaseException | None = None) -> None:
-        """Abandon the call: stop the running step (reporting `reason`, by default
-        `CancelledError`, if it ends cancelled) and close the generator."""
-        self._abandoned = True
-        self._reason = reason
-        if self._step_task is not None:
-            self._step_task.cancel()
-        elif not self._started:  # still waiting for a slot: it never ran
-            self._finish()
-            self._host.reply(self._identity, _raise_reply(self.call_id, reason or asyncio.CancelledError()))
-        else:
-            self._finish()
-
-    def _finish(self, reply: p.Reply | None = None) -> None:
-        if self._carried.watch is not None:
-            self._carried.finish(reply)
-        self._host.finished((self._identity, self.call_id))
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            self._host.background(agen.aclose())  # runs its finally; a no-op once exhausted
-
-    def _step_done(self, task: asyncio.Task[Any]) -> None:
-        self._step_task = None
-        call_id, thrown, self._thrown = self.call_id, self._thrown, None
-        if task.cancelled() and self._closing is not None and not self._abandoned:
-            self._start_close()  # the item in progress was stopped to close the stream
-            return
-        if task.cancelled():
-            reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
-        elif isinstance(exc := task.exception(), _Exhausted):
-            reply = p.Stop(call_id)
-        elif isinstance(exc, _PassedOn):
-            reply = _raise_reply(call_id, exc.thrown, thrown="")
-        elif exc is not None:
-            reply = _raise_reply(call_id, exc, thrown=_path_to(exc, thrown))
-        elif self._closing is not None and not self._abandoned and task.result() is _PAUSED:
-            self._start_close()
-            return
-        elif task.result() is _PAUSED:
-            if self._abandoned:
-                self._finish()
-            else:
-                self._pump()  # credit that arrived as the run ended
-            return
-        else:
-            reply = _value_reply(call_id, p.Yield, self._name, task.result(), self._host.max_message_size)
-        reply = self._carried.reply(reply)
-        if self._abandoned or p.is_final(True, reply.kind):
-            self._finish(reply)
-        self._host.reply(self._identity, reply)
-        if self._ahead and reply.kind is p.Kind.YIELD and not self._abandoned:
-            self._pump()

@@ -3,7 +3,7 @@
 Theory of operation. One ROUTER socket serves every caller; ZeroMQ prefixes each request
 with the caller's routing identity, and a call is keyed by (identity, call id). Requests are
 handled synchronously in the socket driver's callback: decoding, validation and bookkeeping
-never await, and a call's work runs in its own task (see `_calls`). Nothing a peer sends can
+never await, and a call's work runs in its own task (see `_calls` and `_generator_call`). Nothing a peer sends can
 stop the loop: a malformed message is logged (rate-limited) and, when its call id is
 readable, answered with `Reject`. `ROUTER_MANDATORY` turns a reply to a vanished caller into
 an error we see, and that caller's calls are cancelled. A caller that vanishes while its
@@ -35,7 +35,8 @@ from .._throttle import Throttle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, SocketDriver, new_socket, oversized, show_size
 from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
-from ._calls import CoroutineCall, GeneratorCall
+from ._calls import CoroutineCall
+from ._generator_call import GeneratorCall
 
 log = logging.getLogger("wool.worker")
 
