@@ -6,10 +6,14 @@ and `withdraw` do nothing, and `watch()` follows the name:
 - every `interval` seconds it resolves the name to a set of endpoints: with no port, the
   name's SRV records (each target's A and AAAA addresses, at the record's port); with a port,
   the name's own A and AAAA addresses at that port;
-- every `poll_interval` seconds each endpoint is asked which worker serves there, with the
-  very probes `StaticDiscovery` uses (a ping naming the incarnation, the same key handling),
-  so a worker restarted at the same address is "removed" then "added", and an address where
-  nobody answers is absent;
+- each endpoint is asked which worker serves there with the very probes `StaticDiscovery`
+  uses (a connection opened for a ping naming the incarnation and closed after it, the same
+  key handling, see `_probe`): an endpoint newly listed at once, one where nobody answered
+  every `poll_interval` seconds, one where a worker answered every `recheck_interval`
+  seconds, and all of them when `workers()` is called on an equal discovery in this process
+  (the mesh does so when it loses a worker). So a worker restarted at the same address is
+  "removed" then "added", an address where nobody answers is absent, and an address the
+  name stops listing is removed at once;
 - a name that does not exist, or has no such records, is an empty set: every worker is gone;
 - a resolution that fails (no server answers, a timeout, a server failure) changes nothing:
   the endpoints last resolved are kept and still asked, and a warning says so (when it starts
@@ -32,7 +36,8 @@ from .._info import DiscoveryError, DiscoveryEvent, WorkerInfo
 from .._keys import Keys, PathLike, as_keys
 from .._seconds import check_seconds
 from ._local import _diff
-from ._static import _by_id, _Probe
+from ._probe import Probes, ask_once, nudge_watches, unwatching, watching
+from ._static import recheck_interval_of
 
 log = logging.getLogger("wool.discovery")
 
@@ -84,9 +89,10 @@ class DnsDiscovery:
     `port` (a headless Service's name: `wool-workers.default.svc.cluster.local`, 7001). Without,
     `name` is an SRV name whose records give each worker's host and port
     (`_wool._tcp.wool-workers.default.svc.cluster.local`). The name is resolved every
-    `interval` seconds (default 5) and each address asked every `poll_interval` seconds which
-    worker serves there, answering within `timeout`; a failed resolution keeps the workers
-    last found (see the module's theory of operation). `publish` and `withdraw` do nothing: a
+    `interval` seconds (default 5) and each address asked which worker serves there,
+    answering within `timeout`: every `poll_interval` seconds while nobody answers there,
+    every `recheck_interval` seconds (default: 30 poll intervals) once a worker has; a failed
+    resolution keeps the workers last found (see the module's theory of operation). `publish` and `withdraw` do nothing: a
     worker started with `--discovery dns:...` finds its peers through the name, and the
     cluster lists it once it is ready.
 
@@ -98,7 +104,7 @@ class DnsDiscovery:
     discovery that has none. Picklable; raises `ValueError` for a bad name, port or server."""
 
     publishes: ClassVar[bool] = False  # a worker need not check that it is listed
-    __slots__ = ("name", "port", "interval", "poll_interval", "timeout", "nameservers", "keys")
+    __slots__ = ("name", "port", "interval", "poll_interval", "recheck_interval", "timeout", "nameservers", "keys")
 
     def __init__(
         self,
@@ -107,6 +113,7 @@ class DnsDiscovery:
         *,
         interval: float = DEFAULT_INTERVAL,
         poll_interval: float = 1.0,
+        recheck_interval: float | None = None,
         timeout: float = 1.0,
         nameservers: Iterable[str] | None = None,
         keys: Keys | PathLike | None = None,
@@ -120,6 +127,7 @@ class DnsDiscovery:
         self.port = port
         self.interval = check_seconds(interval, "interval", positive=True)
         self.poll_interval = check_seconds(poll_interval, "poll_interval", positive=True)
+        self.recheck_interval = recheck_interval_of(self.poll_interval, recheck_interval)
         self.timeout = check_seconds(timeout, "timeout", positive=True)
         if isinstance(nameservers, str):
             raise TypeError("nameservers must be a list of addresses, not a str")
@@ -157,14 +165,11 @@ class DnsDiscovery:
         """Nothing to do: the cluster removes a stopping worker's records."""
 
     async def workers(self) -> list[WorkerInfo]:
-        """The workers answering at the name's addresses now (one ping each, concurrently).
-        Raises `DiscoveryError` if the name could not be resolved."""
-        probes = _Probes(self.keys)
-        try:
-            probes.track(await self.resolve())
-            return sorted((await probes.ask(self.timeout)).values(), key=lambda w: w.id)
-        finally:
-            probes.close()
+        """The workers answering at the name's addresses now (one ping each, concurrently);
+        every watch of this discovery in this process asks its endpoints again too. Raises
+        `DiscoveryError` if the name could not be resolved."""
+        nudge_watches(self)
+        return await ask_once(await self.resolve(), self.keys, self.timeout)
 
     async def resolve(self) -> list[str]:
         """The endpoints the name lists now, sorted (empty if the name does not exist or has
@@ -187,9 +192,10 @@ class DnsDiscovery:
 
     async def watch(self) -> AsyncGenerator[DiscoveryEvent, None]:
         """Yield "added" for each worker found, then one event per change: the name resolved
-        every `interval` seconds, its endpoints asked every `poll_interval` seconds. Stops
-        cleanly on `aclose()` or cancellation."""
-        probes = _Probes(self.keys)
+        every `interval` seconds, its endpoints asked as the class says. Stops cleanly on
+        `aclose()` or cancellation."""
+        probes = Probes(self.keys, self.poll_interval, self.recheck_interval)
+        watching(probes, self)
         outage = _Outage(self)
         loop = asyncio.get_running_loop()
         seen: dict[str, WorkerInfo] = {}
@@ -204,43 +210,14 @@ class DnsDiscovery:
                         outage.failed(e, len(probes))
                     else:
                         outage.recovered()
-                current = await probes.ask(self.timeout)
+                current = await probes.ask_due(self.timeout)
                 events = _diff(seen, current)
                 seen = current
                 for event in events:
                     yield event
-                await asyncio.sleep(self.poll_interval)
+                await probes.wait(until=resolve_at)
         finally:
-            probes.close()
-
-
-class _Probes:
-    """One `StaticDiscovery` probe per endpoint, for a set of endpoints that changes."""
-
-    def __init__(self, keys: Keys | None) -> None:
-        self.keys = keys
-        self._probes: dict[str, _Probe] = {}
-
-    def __len__(self) -> int:
-        return len(self._probes)
-
-    def track(self, endpoints: Iterable[str]) -> None:
-        """Probe exactly these endpoints from now on (an endpoint kept keeps its connection)."""
-        wanted = dict.fromkeys(endpoints)
-        for gone in [e for e in self._probes if e not in wanted]:
-            self._probes.pop(gone).close()
-        for new in wanted:
-            if new not in self._probes:
-                self._probes[new] = _Probe(new, self.keys)
-
-    async def ask(self, timeout: float) -> dict[str, WorkerInfo]:
-        """The workers answering now, by id."""
-        return _by_id(await asyncio.gather(*(probe.ask(timeout) for probe in list(self._probes.values()))))
-
-    def close(self) -> None:
-        for probe in self._probes.values():
-            probe.close()
-        self._probes.clear()
+            unwatching(probes)
 
 
 class _Outage:
