@@ -29,6 +29,7 @@ from . import _contextvars as cv
 from . import _route as route
 from ._connection import Connection
 from ._context import current_mesh
+from ._mesh import ready
 from ._options import NO_OPTIONS, Options, deadline, deadline_var, options_var
 
 log = logging.getLogger("wool.routine")
@@ -196,7 +197,8 @@ async def _dispatch(
     for _ in range(MAX_ATTEMPTS):
         try:
             if options.affinity is None and route.route_var.get() is None:
-                conn = await mesh.choose(not nested, place.tags)
+                slot = mesh.pick(place.tags, not nested, mesh.balancer)  # `choose`, minus a coroutine
+                conn = ready(slot) or await mesh.wait(slot, not nested, place.tags, mesh.balancer)
             else:
                 conn = await route.choose(mesh, not nested, place.tags, options.affinity)
         except NoWorkersAvailable as e:
@@ -219,6 +221,7 @@ async def _dispatch(
             options.affinity,
         )
         future = conn.request(msg, generator)
+        del msg  # while the call runs, its frames (the arguments) are held by nothing here
         if log.isEnabledFor(logging.DEBUG):
             caller = conn.routing_id.decode()
             log.debug(

@@ -117,7 +117,8 @@ async def _call(
 ) -> Any:
     """One call's placement, pickling and CLIENT span. An idempotent routine's attempts and
     hedged copies (see `_retry`) share all three: one deadline, one pickling, one span, the
-    parent of each attempt's SERVER span."""
+    parent of each attempt's SERVER span. (No closure here: its cells would be three more
+    objects per call in flight for the garbage collector to traverse, thousands at a time.)"""
     name = wrapper.__qualname__
     place = _Placement.now(name, tags)
     try:
@@ -128,7 +129,8 @@ async def _call(
             )
         payload = _dump("the arguments of {}", name, (args, kwargs))
         if idempotent:
-            result = await _retry.idempotent(name, lambda: _send(wrapper, place, payload), place.options.hedge_after)
+            attempt = functools.partial(_send, wrapper, place, payload)
+            result = await _retry.idempotent(name, attempt, place.options.hedge_after)
         else:
             result = await _send(wrapper, place, payload)
     except BaseException as e:
