@@ -27,7 +27,7 @@ class Config:
     memory_stream_items: int = 1_000_000
     memory_calls: int = 1_000_000
     memory_batch: int = 1_000  # calls in flight at a time
-    scale_sizes: tuple[int, ...] = (4, 16, 64)
+    scale_sizes: tuple[int, ...] = (4, 16, 32, 64)
     scale_idle_window: float = 10.0
     scale_reps: int = 3
     scale_handshake_calls: int = 200
