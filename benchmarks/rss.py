@@ -1,4 +1,4 @@
-"""Resident memory of the processes in a comparison, in MB (10^6 bytes).
+"""What the processes in a comparison hold: resident memory in MB (10^6 bytes), and CPU time.
 
 Peak RSS is the kernel's high-water mark (`VmHWM`). Writing "5" to `/proc/PID/clear_refs`
 resets it to the current RSS (Linux >= 4.0, own processes), which is what lets one process
@@ -8,6 +8,7 @@ that worked, and the report says when it did not.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,3 +37,18 @@ def reset_peak(pids: Iterable[int]) -> bool:
         except OSError:
             ok = False
     return ok
+
+
+def cpu_seconds(pid: int) -> float:
+    """Time all of `pid`'s threads (its event loop, and libzmq's I/O thread, which sends the
+    heartbeats) have spent on a CPU, in nanosecond resolution (`/proc/PID/task/TID/schedstat`):
+    `/proc/PID/schedstat` alone counts only the main thread, and the 10 ms clock ticks of
+    `cpu_times` round an idle process's second to zero. A thread that just ended is skipped."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            continue
+    return total / 1e9

@@ -26,6 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import wool  # noqa: E402
+from benchmarks.rss import cpu_seconds  # noqa: E402
 from wool._keys import generate_directory  # noqa: E402
 
 WATCHER = """
@@ -47,19 +48,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of all of `pid`'s threads (libzmq's I/O thread sends the heartbeats), in
-    nanosecond resolution: `/proc/PID/schedstat` alone counts only the main thread."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            continue  # a thread that just ended
-    return total / 1e9
 
 
 def _descriptors(pid: int) -> tuple[int, int]:
@@ -99,11 +87,11 @@ async def measure(n: int, settle: float, window: float, recheck: float | None, k
                     break
             found = time.perf_counter() - t0
             await asyncio.sleep(settle)
-            before = _cpu_seconds(watcher.pid)
-            workers_before = sum(_cpu_seconds(pid) for pid in pids)
+            before = cpu_seconds(watcher.pid)
+            workers_before = sum(cpu_seconds(pid) for pid in pids)
             await asyncio.sleep(window)
-            cpu = _cpu_seconds(watcher.pid) - before
-            workers_cpu = sum(_cpu_seconds(pid) for pid in pids) - workers_before
+            cpu = cpu_seconds(watcher.pid) - before
+            workers_cpu = sum(cpu_seconds(pid) for pid in pids) - workers_before
             fds, sockets = _descriptors(watcher.pid)
         finally:
             watcher.terminate()

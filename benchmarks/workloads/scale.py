@@ -12,7 +12,6 @@ calls on an open connection, on a pool of one worker.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 
@@ -23,21 +22,7 @@ import wool
 from .. import routines
 from ..config import Config
 from ..results import Metric, Target, WorkloadResult
-
-
-def _cpu_seconds(pid: int) -> float:
-    """Time all of `pid`'s threads (its event loop, and libzmq's I/O thread) have spent on a
-    CPU, in nanosecond resolution (`/proc/PID/task/TID/schedstat`), rather than the 10 ms
-    clock ticks of `cpu_times`, which round an idle worker's second to zero. A thread that
-    ended in between is not counted: a worker's threads live as long as it does."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            continue
-    return total / 1e9
+from ..rss import cpu_seconds
 
 
 async def _size(n: int, idle_window: float) -> dict[str, float]:
@@ -47,9 +32,9 @@ async def _size(n: int, idle_window: float) -> dict[str, float]:
         await asyncio.gather(*(routines.add(i, 1) for i in range(n)))  # round robin: one each
         procs = [psutil.Process(w.pid) for w in pool.processes if w.pid is not None]
         await asyncio.sleep(1.0)  # let start-up stragglers (registry reads, connections) settle
-        before = [_cpu_seconds(p.pid) for p in procs]
+        before = [cpu_seconds(p.pid) for p in procs]
         await asyncio.sleep(idle_window)
-        after = [_cpu_seconds(p.pid) for p in procs]
+        after = [cpu_seconds(p.pid) for p in procs]
         fds = [p.num_fds() for p in procs]
         rss = [p.memory_info().rss for p in procs]
     return {

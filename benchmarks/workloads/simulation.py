@@ -23,7 +23,7 @@ import psutil
 
 from ..config import Config
 from ..results import Metric, WorkloadResult
-from .scale import _cpu_seconds
+from ..rss import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,9 +49,9 @@ def _start(role: str, namespace: str, n: int) -> subprocess.Popen[str]:
 
 
 async def _cpu_pct(pid: int, seconds: float) -> float:
-    before = _cpu_seconds(pid)
+    before = cpu_seconds(pid)
     await asyncio.sleep(seconds)
-    return 100 * (_cpu_seconds(pid) - before) / seconds
+    return 100 * (cpu_seconds(pid) - before) / seconds
 
 
 async def _mesh(n: int, window: float, rate: float) -> dict[str, float]:
