@@ -80,6 +80,29 @@ async def test_workers_are_forked_from_one_template_that_leaves_with_the_pool() 
     assert pool._template is None and not psutil.pid_exists(template.pid)
 
 
+async def test_workers_outlive_a_killed_template_and_the_pool_still_learns_when_they_exit() -> None:
+    """The template dying takes nothing with it: its workers keep serving, and closing the
+    pool stops them and learns that each exited (its pidfd tells; the code died with the
+    template, so it reads EXIT_UNKNOWN), rather than waiting out every timeout for a report
+    that will never come."""
+    import routines
+
+    import wool
+    from wool.worker._process import EXIT_UNKNOWN
+
+    async with wool.WorkerPool(size=2) as pool:
+        template = pool._template
+        assert template is not None
+        workers = pool.processes
+        os.kill(template.pid, signal.SIGKILL)
+        await template._exited  # reaped by the pool's process, whose child it is
+        assert {await routines.pid() for _ in range(2)} == {w.pid for w in workers}
+        procs = [psutil.Process(w.pid) for w in workers if w.pid is not None]
+    assert [w.returncode for w in workers] == [EXIT_UNKNOWN, EXIT_UNKNOWN]
+    gone, alive = psutil.wait_procs(procs, timeout=10)  # reparented: reaped by init
+    assert not alive
+
+
 async def test_without_templates_workers_are_fresh_interpreters(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a template cannot work (no fork, no descriptor passing), a worker is a
     `python -m wool.worker --spawned` child of the pool's process: the same worker."""

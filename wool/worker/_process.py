@@ -35,6 +35,9 @@ from ..discovery import WorkerInfo
 from ._config import WorkerConfig
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)  # the folder holding `wool/`
+# The exit code of a forked worker that exited after its template did: the template reaped
+# nothing for it, so its code is lost (no signal has this number).
+EXIT_UNKNOWN = -255
 
 
 def _cause(handshake: dict[str, Any]) -> BaseException | None:
@@ -111,6 +114,7 @@ class Template:
         self._exited = _watch_exit(self._proc)
         self._pids: deque[asyncio.Future[int]] = deque()  # spawns not yet answered, in order
         self._exits: dict[int, asyncio.Future[int]] = {}
+        self._dead: dict[int, asyncio.Future[int]] = {}  # exited, code not reported yet
         self._loop.add_reader(ours.fileno(), self._on_readable)
         self.closed = False
 
@@ -155,15 +159,30 @@ class Template:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child, signal.SIGKILL)  # not yet reaped: the template reports exits
             elif kind == "exit" and len(fields) == 2:
+                self._dead.pop(int(fields[0]), None)
                 exited = self._exits.get(int(fields[0]))
                 if exited is not None and not exited.done():
                     exited.set_result(int(fields[1]))
+
+    def exited(self, pid: int, exited: asyncio.Future[int]) -> None:
+        """Worker `pid` has exited (its pidfd says so). Its code comes from the template,
+        which reaps it; once the template is gone nobody can tell it, and `exited` gets
+        `EXIT_UNKNOWN`, so that nothing waits for a code that will never come."""
+        if self.closed:
+            if not exited.done():
+                exited.set_result(EXIT_UNKNOWN)
+        else:
+            self._dead[pid] = exited
 
     def _gone(self) -> None:
         if not self.closed:
             self.closed = True
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
+        dead, self._dead = self._dead, {}
+        for exited in dead.values():  # exited, and the template went before it reported them
+            if not exited.done():
+                exited.set_result(EXIT_UNKNOWN)
         while self._pids:
             waiter = self._pids.popleft()
             if not waiter.done():
@@ -303,7 +322,20 @@ class WorkerProcess:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(pidfd, sig)
 
-        exited.add_done_callback(lambda _: os.close(pidfd))
+        # The pidfd also says when the worker exits: its code still comes from the template,
+        # which reaps it, unless the template is gone (see `Template.exited`).
+        template, pid, loop = self._template, self._pid, asyncio.get_running_loop()
+
+        def on_exit() -> None:
+            loop.remove_reader(pidfd)
+            template.exited(pid, exited)
+
+        def release(_: object) -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+        loop.add_reader(pidfd, on_exit)
+        exited.add_done_callback(release)
         self._signal = send_through_pidfd
 
     async def wait(self, timeout: float | None = None) -> int | None:
