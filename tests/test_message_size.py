@@ -71,6 +71,22 @@ async def test_a_hand_started_worker_publishes_its_smaller_limit_and_callers_kee
         assert await cli.wait() == 0
 
 
+async def test_a_worker_found_through_a_static_list_tells_its_limit_and_callers_keep_to_it() -> None:
+    """A static list (or DNS) says only where a worker listens; its pong says the rest,
+    its limit included. Without it, a caller with the default, larger limit would send the
+    part, and the worker would drop the whole connection, failing every call on it."""
+    async with CliWorker("--discovery", "local:limits-static", "--max-message-size", str(LIMIT)) as cli:
+        async with wool.WorkerPool(discovery=wool.StaticDiscovery([cli.endpoint])) as pool:
+            (info,) = await pool.wait_for_workers(timeout=10)
+            assert (info.id, info.max_message_size) == (cli.id, LIMIT)
+            with pytest.raises(wool.DispatchError, match=rf"more than the 1048576 bytes .* worker '{cli.id}' accepts"):
+                await routines.echo(bytes(2 * MiB))
+            assert await routines.pid() == cli.pid
+            assert pool.workers == [info]  # its connection never broke
+        cli.signal()
+        assert await cli.wait() == 0
+
+
 @pytest.mark.parametrize(("value", "error"), [(1024, ValueError), (True, TypeError), (1.5, TypeError)])
 def test_the_pool_checks_the_limit(value: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_message_size"):

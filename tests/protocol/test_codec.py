@@ -55,6 +55,7 @@ MESSAGES = [
     p.Pong(20, "worker-b", calls=3, queued=2),
     p.Pong(20, "worker-c", 1, 0, ("gpu", "eu"), 8),
     p.Pong(21, "worker-d", 0, 0, (), 0, served=12345),
+    p.Pong(22, "worker-e", 0, 0, (), 0, 7, max_message_size=1 << 20),
     *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
     p.Ping(0),
     p.Ping(2**64 - 1),
@@ -296,7 +297,9 @@ CORRUPT = [
     pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", b"c"), b"e"], "malformed raise", 8, id="raise-bin-thrown"),
     pytest.param([env(V, K.PONG, 8)], "malformed pong", 8, id="pong-missing-field"),
     pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0)], "malformed pong", 8, id="pong-old-fields"),
-    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0, 0)], "malformed pong", 8, id="pong-extra-field"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0, 0)], "malformed pong", 8, id="pong-zero-message-size"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0, "1")], "malformed pong", 8, id="pong-text-message-size"),
+    pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, 0, 1, 1)], "malformed pong", 8, id="pong-extra-field"),
     pytest.param([env(V, K.PONG, 8, "w", -1, 0, [], 0, 0)], "malformed pong", 8, id="pong-negative-count"),
     pytest.param([env(V, K.PONG, 8, "w", 0, 0, [], 0, -5)], "malformed pong", 8, id="pong-negative-served"),
     pytest.param([env(V, K.PONG, 8, "w", 0, "1", [], 0, 0)], "malformed pong", 8, id="pong-text-count"),
@@ -379,6 +382,16 @@ def test_a_raise_carries_its_path_to_the_thrown_exception_only_when_it_has_one()
     assert plain[3:] == ["T", "m", "tb"] and linked[3:] == ["T", "m", "tb", "xc"]
     with pytest.raises(p.ProtocolError, match="path to the thrown exception 'z' is malformed"):
         p.encode(p.Raise(3, "T", "m", "tb", (b"e",), thrown="z"))
+
+
+def test_a_pong_tells_its_message_size_limit_only_when_it_has_one() -> None:
+    """Without one, a `pong` has the shape it always had (six fields), which every peer reads;
+    a pong of that shape decodes with no limit."""
+    plain = msgpack.unpackb(p.encode(p.Pong(3, "w"))[0])
+    told = msgpack.unpackb(p.encode(p.Pong(3, "w", max_message_size=4096))[0])
+    assert len(plain) == 3 + 6 and told[3:] == [*plain[3:], 4096]
+    decoded = p.decode([env(V, K.PONG, 3, "w", 0, 0, [], 0, 0)])
+    assert isinstance(decoded, p.Pong) and decoded.max_message_size is None
 
 
 def test_an_envelope_too_large_to_encode_raises_protocol_error() -> None:

@@ -113,6 +113,7 @@ class Probe:
                 p.VERSION,
                 reply.max_calls or None,
                 conn.worker.public_key,
+                reply.max_message_size,
             )
         return self.worker
 

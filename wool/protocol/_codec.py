@@ -98,7 +98,10 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg), msg.context]
     elif isinstance(msg, Pong):
         tags = [_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]]
-        frames = [_envelope(msg, _clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued, tags, msg.max_calls, msg.served)]
+        about: tuple[Any, ...] = (_clip(msg.worker_id, MAX_NAME), msg.calls, msg.queued, tags, msg.max_calls, msg.served)
+        if msg.max_message_size is not None:  # only then: a pong without it has the shape it always had
+            about += (msg.max_message_size,)
+        frames = [_envelope(msg, *about)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
     elif isinstance(msg, Credit):
@@ -194,7 +197,7 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
 
 
 # Fields a kind may carry after its fixed ones (all of them optional, in order).
-_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {Kind.RAISE: (_path,)}
+_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {Kind.RAISE: (_path,), Kind.PONG: (_positive,)}
 
 _KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}  # a lookup: Kind(code) costs 0.5 µs
 
@@ -252,6 +255,6 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.YIELD: lambda i, f, p: Yield(i, p[1:], p[0]),
     Kind.RAISE: lambda i, f, p: Raise(i, f[0], f[1], f[2], p[1:], p[0], f[3] if len(f) > 3 else None),
     Kind.STOP: lambda i, f, p: Stop(i, p[0]),
-    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4], f[5]),
+    Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4], f[5], f[6] if len(f) > 6 else None),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
 }

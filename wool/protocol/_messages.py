@@ -180,8 +180,10 @@ class Pong:
     open (running, or suspended between generator steps) and how many wait for a slot, its
     tags and its limit of concurrent calls (0: none), so that a caller that found it without
     discovery (a static list of endpoints) can place calls on it, and how many calls it has
-    finished since it started (`python -m wool.workers --watch` shows the rate). With call id
-    0 it is the worker's probe of a caller (ignored by callers)."""
+    finished since it started (`python -m wool.workers --watch` shows the rate), and the
+    largest message part it accepts (None: not told, as by older workers: a trailing field),
+    so that such a caller keeps its calls within it. With call id 0 it is the worker's probe
+    of a caller (ignored by callers)."""
 
     call_id: int
     worker_id: str
@@ -190,6 +192,7 @@ class Pong:
     tags: tuple[str, ...] = ()
     max_calls: int = 0
     served: int = 0
+    max_message_size: int | None = None
     kind = Kind.PONG
 
 

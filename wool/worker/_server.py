@@ -186,8 +186,9 @@ class Server:
             self._start(identity, msg)
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
+            calls = len(self._calls) - queued
             self.reply(
-                identity, p.Pong(msg.call_id, self.worker_id, len(self._calls) - queued, queued, *self._about, self.served)
+                identity, p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
             )
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(
