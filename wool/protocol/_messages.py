@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-VERSION = 2
+# 3: a call's envelope ends with its affinity key's digest, and a pong with the worker's max
+# message size. A peer of another version is refused with a message naming both, rather than
+# failing on a field it does not know.
+VERSION = 3
 
 Frame = bytes | memoryview
 
