@@ -136,6 +136,7 @@ CORRUPT = [
     pytest.param([env(V, K.PING, None)], "call id", None, id="nil-call-id"),
     pytest.param([env(V, K.PING, [1])], "call id", None, id="array-call-id"),
     pytest.param([env(99, K.PING, 5)], r"version 99\b", 5, id="future-version"),
+    pytest.param([env(V - 1, K.CALL, 5)], rf"version {V - 1} \(this peer speaks {V}\)", 5, id="previous-version"),
     pytest.param([env(0, K.PING, 5)], r"version 0\b", 5, id="version-zero"),
     pytest.param([env("1", K.PING, 5)], "version '1'", 5, id="str-version"),
     pytest.param([env(None, K.PING, 5)], "version None", 5, id="nil-version"),

@@ -284,7 +284,8 @@ class Fuzzer:
     # -- garbage whose reply is predicted ----------------------------------------------------
 
     def unknown_version(self) -> list[bytes]:
-        version = self.rng.choice([0, 1, 3, 99, 255, 2**16, 2**63, -1, "1", 1.0, None, True, [1]])
+        others: list[Any] = [0, p.VERSION - 1, p.VERSION + 1, 99, 255, 2**16, 2**63, -1, str(p.VERSION), float(p.VERSION)]
+        version = self.rng.choice([*others, None, True, [p.VERSION]])
         code = self.rng.choice([*list(p.Kind), 77])
         call_id = self.expect(self.fresh_id(), malformed("unsupported protocol version"))
         return [envelope(version, int(code), call_id), *self.frames()]
