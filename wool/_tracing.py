@@ -82,6 +82,17 @@ def _on() -> Tracer | None:
     return _tracer
 
 
+def _tracer_now(traced: bool = False) -> Tracer | None:
+    """The tracer, turned on now if a provider has been set since (or, `traced`, for a call
+    that brought a trace: passed on even with no SDK here); None while tracing is off."""
+    if traced and _trace is not None:
+        return _turn_on()
+    if _api is not None:
+        # The private global first: the whole cost of a call when tracing is off.
+        return None if _api._TRACER_PROVIDER is None else _turn_on()
+    return _on()
+
+
 if _trace is not None and os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):
     _trace.get_tracer_provider()  # loads the provider the environment names, once
 
@@ -161,14 +172,9 @@ class ClientSpan(_Traced):
 def client_span(name: str) -> ClientSpan | None:
     """A CLIENT span for a call of routine `name`, child of the current span; None (at the
     cost of one test) when tracing is off."""
-    tracer = _tracer
+    tracer = _tracer if _tracer is not None else _tracer_now()
     if tracer is None:
-        if _api is not None:
-            if _api._TRACER_PROVIDER is None:  # the whole cost of a call when tracing is off
-                return None
-            tracer = _turn_on()
-        elif (tracer := _on()) is None:
-            return None
+        return None
     span = tracer.start_span(
         name, kind=SpanKind.CLIENT, attributes={"rpc.system": "wool", "rpc.method": name}, record_exception=False
     )
@@ -220,16 +226,9 @@ def server_span(carrier: dict[str, str] | None, name: str, host: _Served) -> Ser
     """Start the SERVER span of a call of `name` that brought `carrier`, and make it current
     in the running context (the call's own). None when tracing is off here and the call
     brought no trace. Runs inside the call's context."""
-    tracer = _tracer
+    tracer = _tracer if _tracer is not None else _tracer_now(traced=carrier is not None)
     if tracer is None:
-        if carrier is not None and _trace is not None:
-            tracer = _turn_on()  # a traced call arrived: pass its trace on, even with no SDK here
-        elif _api is not None:
-            if _api._TRACER_PROVIDER is None:  # the whole cost of a call when tracing is off
-                return None
-            tracer = _turn_on()
-        elif (tracer := _on()) is None:
-            return None
+        return None
     assert _propagator is not None
     parent = _propagator.extract(carrier) if carrier else None
     span = tracer.start_span(
