@@ -5,14 +5,16 @@ happened inside a worker, and how it holds routines at a gate, without sleeping)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +213,19 @@ def make_call(worker_id: str, call_id: int, fn: Callable[..., Any], *args: Any, 
     routine = cloudpickle.dumps(fn, protocol=5)
     digest = hashlib.blake2b(routine, digest_size=16).digest()
     return p.Call(call_id, worker_id, digest, fn.__qualname__, generator, routine, p.dumps((args, kwargs)))
+
+
+@contextlib.contextmanager
+def logged_to(handler: logging.Handler, name: str = "wool", level: int | None = None) -> Iterator[None]:
+    """`handler` hears logger `name` for the block (and, with `level`, the logger passes
+    records from that level); both are put back after."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.addHandler(handler)
+    if level is not None:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

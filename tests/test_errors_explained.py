@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import routines
-from helpers import CliWorker, Observer
+from helpers import CliWorker, Observer, logged_to
 
 import wool
 from wool import protocol as p
@@ -69,15 +69,8 @@ class Recorded(logging.Handler):
 @pytest.fixture
 def silent_handshakes() -> Iterator[Recorded]:
     handler = Recorded("did not answer the handshake")
-    logger = logging.getLogger("wool.connection")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
+    with logged_to(handler, "wool.connection", logging.DEBUG):
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def test_a_stopped_worker_tried_again_is_reported_as_not_answering_and_used_once_resumed(

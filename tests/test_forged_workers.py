@@ -24,7 +24,7 @@ import pytest
 import routines
 import zmq
 import zmq.asyncio
-from helpers import REPO, CliWorker
+from helpers import REPO, CliWorker, logged_to
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 import wool
@@ -125,12 +125,8 @@ def wool_log() -> Iterator[list[str]]:
     messages: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("wool")
-    logger.addHandler(handler)
-    try:
+    with logged_to(handler):
         yield messages
-    finally:
-        logger.removeHandler(handler)
 
 
 def refusal_text(opt_in: str) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import routines
+from helpers import logged_to
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 import wool
@@ -51,15 +52,8 @@ class Capture(logging.Handler):
 @pytest.fixture
 def capture() -> Iterator[Capture]:
     handler = Capture()
-    logger = logging.getLogger("wool")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with logged_to(handler, level=logging.DEBUG):
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def assert_escaped(capture: Capture) -> None:

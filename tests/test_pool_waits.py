@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import routines
-from helpers import CliWorker
+from helpers import CliWorker, logged_to
 
 import wool
 
@@ -36,15 +36,8 @@ class Waiting(logging.Handler):
 @pytest.fixture
 def waiting() -> Iterator[Waiting]:
     handler = Waiting()
-    logger = logging.getLogger("wool.mesh")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
+    with logged_to(handler, "wool.mesh", logging.INFO):
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def _stop(worker: CliWorker) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import helpers
 import pytest
 import routines
-from helpers import CliWorker
+from helpers import CliWorker, logged_to
 
 import wool
 
@@ -67,12 +67,10 @@ class WoolWarnings(logging.Handler):
 @pytest.fixture
 async def wool_warnings() -> AsyncIterator[WoolWarnings]:
     handler = WoolWarnings(asyncio.get_running_loop())
-    logger = logging.getLogger("wool")
-    logger.addHandler(handler)
     try:
-        yield handler
+        with logged_to(handler):
+            yield handler
     finally:
-        logger.removeHandler(handler)
         print(f"\nwool warnings logged in the test process: {handler.messages}")
 
 

@@ -23,7 +23,7 @@ import dns.exception
 import dnsmasq
 import pytest
 import routines
-from helpers import REPO, CliWorker
+from helpers import REPO, CliWorker, logged_to
 
 import wool
 from wool._keys import generate_directory
@@ -101,12 +101,8 @@ class Warnings(logging.Handler):
 @pytest.fixture
 def warnings() -> Iterator[Warnings]:
     handler = Warnings()
-    logger = logging.getLogger("wool.discovery")
-    logger.addHandler(handler)
-    try:
+    with logged_to(handler, "wool.discovery"):
         yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 async def ids(pool: wool.WorkerPool, *workers: CliWorker) -> set[str]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from helpers import logged_to
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,12 +96,8 @@ class Signal(logging.Handler):
 @pytest.fixture
 def warned() -> Iterator[asyncio.Event]:
     handler = Signal()
-    logger = logging.getLogger("wool.discovery")
-    logger.addHandler(handler)
-    try:
+    with logged_to(handler, "wool.discovery"):
         yield handler.event
-    finally:
-        logger.removeHandler(handler)
 
 
 # ---- the object itself
