@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 import statistics
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,12 @@ class Metric:
     unit: str
     higher_is_better: bool
     ratio: bool = True  # False where a ratio means nothing (growth near zero)
+
+
+def per_size(sizes: Iterable[int], *measures: tuple[str, str, bool]) -> list[Metric]:
+    """One absolute metric per (name, unit, higher is better) and size N, named `NAME_nN`:
+    what a workload measures at each size of a mesh (no baseline to divide by)."""
+    return [Metric(f"{name}_n{n}", unit, higher, ratio=False) for n in sizes for name, unit, higher in measures]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import wool
 
 from .. import routines
 from ..config import Config
-from ..results import Metric, Target, WorkloadResult
+from ..results import Metric, Target, WorkloadResult, per_size
 from ..rss import cpu_seconds
 
 
@@ -64,14 +64,13 @@ async def _handshake(calls: int) -> dict[str, float]:
 
 
 async def scale(cfg: Config) -> WorkloadResult:
-    metrics = []
-    for n in cfg.scale_sizes:
-        metrics += [
-            Metric(f"ready_s_n{n}", "s", False, ratio=False),
-            Metric(f"idle_cpu_pct_n{n}", "% of a core", False, ratio=False),
-            Metric(f"fds_per_worker_n{n}", "fds", False, ratio=False),
-            Metric(f"rss_mb_per_worker_n{n}", "MB", False, ratio=False),
-        ]
+    metrics = per_size(
+        cfg.scale_sizes,
+        ("ready_s", "s", False),
+        ("idle_cpu_pct", "% of a core", False),
+        ("fds_per_worker", "fds", False),
+        ("rss_mb_per_worker", "MB", False),
+    )
     metrics += [Metric("warm_call_us", "us", False, ratio=False), Metric("first_call_us", "us", False, ratio=False)]
     samples: dict[str, list[float]] = {}
     for _ in range(cfg.scale_reps):

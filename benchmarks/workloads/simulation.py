@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from ..config import Config
-from ..results import Metric, WorkloadResult
+from ..results import WorkloadResult, per_size
 from ..rss import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,17 +95,16 @@ async def _mesh(n: int, window: float, rate: float) -> dict[str, float]:
 
 
 async def simulation(cfg: Config) -> WorkloadResult:
-    metrics = []
-    for n in cfg.simulation_sizes:
-        metrics += [
-            Metric(f"listed_s_n{n}", "s", False, ratio=False),
-            Metric(f"first_call_us_n{n}", "us", False, ratio=False),
-            Metric(f"rss_mb_n{n}", "MB", False, ratio=False),
-            Metric(f"fds_n{n}", "fds", False, ratio=False),
-            Metric(f"idle_cpu_pct_n{n}", "% of a core", False, ratio=False),
-            Metric(f"churn_cpu_pct_n{n}", "% of a core", False, ratio=False),
-            Metric(f"churn_rate_n{n}", "changes/s", True, ratio=False),
-        ]
+    metrics = per_size(
+        cfg.simulation_sizes,
+        ("listed_s", "s", False),
+        ("first_call_us", "us", False),
+        ("rss_mb", "MB", False),
+        ("fds", "fds", False),
+        ("idle_cpu_pct", "% of a core", False),
+        ("churn_cpu_pct", "% of a core", False),
+        ("churn_rate", "changes/s", True),
+    )
     samples: dict[str, list[float]] = {}
     for _ in range(cfg.simulation_reps):
         for n in cfg.simulation_sizes:
