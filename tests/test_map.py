@@ -104,12 +104,14 @@ async def test_async_input_and_completion_order() -> None:
 
 async def test_concurrency_bounds_the_calls_in_flight() -> None:
     running = peak = 0
-    release = asyncio.Event()
+    release, full = asyncio.Event(), asyncio.Event()
 
     async def tracked(x: int) -> int:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
+        if running == 5:
+            full.set()
         try:
             await release.wait()
             return x
@@ -118,8 +120,7 @@ async def test_concurrency_bounds_the_calls_in_flight() -> None:
 
     results = wool.map(tracked, range(50), concurrency=5)
     first = asyncio.ensure_future(anext(results))
-    while running < 5:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(full.wait(), 10)
     assert not first.done() and running == 5
     release.set()
     assert [await first] + [x async for x in results] == list(range(50))

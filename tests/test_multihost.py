@@ -111,8 +111,9 @@ async def caller_watch(*namespaces: str) -> None:
         async for event in discovery.watch():
             emit(ns=namespace, kind=event.kind, id=event.worker.id, endpoint=event.worker.endpoint, t=time.time())
 
+    # A worker that joins before a watch browses is found by the watch's first query: what
+    # the watch reports does not depend on when it starts.
     tasks = [asyncio.create_task(follow(ns)) for ns in namespaces]
-    await asyncio.sleep(0)  # each watch has opened Zeroconf and is browsing
     emit(watching=True)
     await (await stdin()).read()
     for task in tasks:
