@@ -29,7 +29,6 @@ from . import _contextvars as cv
 from . import _route as route
 from ._connection import Connection
 from ._context import current_mesh
-from ._mesh import ready
 from ._options import NO_OPTIONS, Options, deadline, deadline_var, options_var
 
 log = logging.getLogger("wool.routine")
@@ -197,8 +196,7 @@ async def _dispatch(
     for _ in range(MAX_ATTEMPTS):
         try:
             if options.affinity is None and route.route_var.get() is None:
-                slot = mesh.pick(place.tags, not nested, mesh.balancer)  # `choose`, minus a coroutine
-                conn = ready(slot) or await mesh.wait(slot, not nested, place.tags, mesh.balancer)
+                conn = await mesh.choose(not nested, place.tags)
             else:
                 conn = await route.choose(mesh, not nested, place.tags, options.affinity)
         except NoWorkersAvailable as e:

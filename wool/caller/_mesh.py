@@ -33,7 +33,7 @@ __all__ = ["DEFAULT_CONNECT_TIMEOUT", "Mesh"]
 log = logging.getLogger("wool.mesh")
 
 
-def ready(slot: Slot | None) -> Connection | None:
+def _ready(slot: Slot | None) -> Connection | None:
     """`slot`'s connection if a call can be sent on it now: open, handshaken, not lost."""
     conn = slot.conn if slot is not None else None
     if conn is not None and conn.lost is None and conn.connected.done():
@@ -85,13 +85,12 @@ class Mesh(Roster):
         `NoWorkersAvailable`."""
         balancer = balancer or self.balancer
         slot = self.pick(tags, bounded, balancer)
-        return ready(slot) or await self.wait(slot, bounded, tags, balancer)
+        return _ready(slot) or await self.wait(slot, bounded, tags, balancer)
 
     async def wait(self, slot: Slot | None, bounded: bool, tags: frozenset[str], balancer: LoadBalancer) -> Connection:
         """`choose`, after `pick` chose `slot` (None: no worker in rotation, or none with room)
-        and it was not `ready`: connect to it, or wait for room or for a worker, choosing
-        again as things change. A caller that picks and checks `ready` itself spends no
-        coroutine on the common case."""
+        and it was not ready: connect to it, or wait for room or for a worker, choosing
+        again as things change."""
         if slot is not None and (conn := await self._handshake(slot, bounded)) is not None:
             return conn
         deadline = asyncio.get_running_loop().time() + self.connect_timeout
