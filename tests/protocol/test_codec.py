@@ -81,16 +81,31 @@ def test_round_trip(msg: p.Message) -> None:
     assert p.decode([bytes(f) for f in frames]) == msg
 
 
-@pytest.mark.parametrize("msg", MESSAGES, ids=_id)
-def test_envelope_holds_no_payload(msg: p.Message) -> None:
-    """Payload and context frames travel as their own frames, never copied into the msgpack
-    envelope."""
-    frames = p.encode(msg)
+def _after_envelope(msg: p.Message) -> list[bytes]:
+    """The frames that follow a message's envelope: routine, context, payload."""
     payload = getattr(msg, "payload", ())
     routine = (msg.routine,) if isinstance(msg, p.Call) else ()
     context = (msg.context,) if hasattr(msg, "context") else ()
-    assert [bytes(f) for f in frames[1:]] == [bytes(f) for f in (*routine, *context, *payload)]
-    assert len(frames[0]) < 200
+    return [bytes(f) for f in (*routine, *context, *payload)]
+
+
+@pytest.mark.parametrize("msg", [m for m in MESSAGES if hasattr(m, "context")], ids=_id)
+def test_small_frames_travel_inside_the_envelope_and_large_ones_on_their_own(msg: p.Message) -> None:
+    """A message whose frames are small is one frame; one carrying a large buffer keeps
+    every frame its own (sent without copying), the envelope small."""
+    frames = p.encode(msg)
+    rest = _after_envelope(msg)
+    if sum(map(len, rest)) <= p.INLINE_MAX:
+        assert len(frames) == 1
+        assert msgpack.unpackb(frames[0])[-1] == rest
+    else:
+        assert [bytes(f) for f in frames[1:]] == rest
+        assert len(frames[0]) < 200
+
+
+def test_a_view_travels_as_its_own_frame_however_small() -> None:
+    frames = p.encode(p.Return(3, (memoryview(b"view"),)))
+    assert [bytes(f) for f in frames[1:]] == [b"", b"view"]
 
 
 def test_multi_frame_payload_keeps_frame_boundaries() -> None:
@@ -287,7 +302,7 @@ CORRUPT = [
     # wrong field counts
     pytest.param([env(V, K.CALL, 8, "w", DIGEST, "n", False), b"r", b"c", b"a"], "malformed call", 8, id="call-missing-field"),
     pytest.param([env(V, K.CALL, 8, *CALL_FIELDS, 0), b"r", b"c", b"a"], "malformed call", 8, id="call-extra-field"),
-    pytest.param([env(V, K.NEXT, 8, 0)], "malformed next", 8, id="next-extra-field"),
+    pytest.param([env(V, K.NEXT, 8, 0), b""], "malformed next", 8, id="next-extra-field"),
     pytest.param([env(V, K.CANCEL, 8, "why")], "malformed cancel", 8, id="cancel-extra-field"),
     pytest.param([env(V, K.RAISE, 8, "T", "m"), b"e"], "malformed raise", 8, id="raise-missing-field"),
     pytest.param([env(V, K.RAISE, 8, "T", "m", "tb", "", ""), b"e"], "malformed raise", 8, id="raise-extra-field"),
@@ -329,7 +344,7 @@ CORRUPT = [
     *(
         pytest.param(
             [env(V, kind, 9)],
-            f"{kind.name.lower()} needs 1 frames after its envelope, got 0",
+            f"{kind.name.lower()} envelope lacks its frames",
             9,
             id=f"{kind.name.lower()}-no-context",
         )
@@ -337,7 +352,7 @@ CORRUPT = [
     ),
     # missing payload frames
     pytest.param(
-        [env(V, K.CALL, 10, *CALL_FIELDS)], "call needs at least 3 frames after its envelope, got 0", 10, id="call-no-frames"
+        [env(V, K.CALL, 10, *CALL_FIELDS)], "call envelope lacks its frames", 10, id="call-no-frames"
     ),
     pytest.param(
         [env(V, K.CALL, 10, *CALL_FIELDS), b"r", b"c"],
@@ -354,7 +369,14 @@ CORRUPT = [
         )
         for kind in (K.SEND, K.THROW, K.RETURN, K.YIELD)
     ),
-    pytest.param([env(V, K.RAISE, 10, "T", "m", "tb")], "raise needs at least 2", 10, id="raise-no-payload"),
+    pytest.param([env(V, K.RAISE, 10, "T", "m", "tb")], "raise envelope lacks its frames", 10, id="raise-no-frames"),
+    # frames inside the envelope: fewer than the kind needs, or not an array of bins
+    pytest.param([env(V, K.RAISE, 10, "T", "m", "tb", [b"c"])], "raise needs at least 2", 10, id="raise-no-payload-inline"),
+    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS, [b"r", b"c"])], "call needs at least 3", 10, id="call-no-args-inline"),
+    pytest.param([env(V, K.RETURN, 10, [b"c", "text"])], "return envelope lacks its frames", 10, id="return-inline-text"),
+    pytest.param([env(V, K.RETURN, 10, b"c")], "return envelope lacks its frames", 10, id="return-inline-not-array"),
+    pytest.param([env(V, K.RETURN, 10, [b"c", b"v"], [b"c", b"v"])], "malformed return", 10, id="return-inline-twice"),
+    pytest.param([env(V, K.NEXT, 10, [b"c", b"x"])], "next needs 1 frames", 10, id="next-inline-with-payload"),
 ]
 
 
@@ -380,7 +402,7 @@ def test_a_raise_carries_its_path_to_the_thrown_exception_only_when_it_has_one()
     know the field still read every other `raise`."""
     plain = msgpack.unpackb(p.encode(p.Raise(3, "T", "m", "tb", (b"e",)))[0])
     linked = msgpack.unpackb(p.encode(p.Raise(3, "T", "m", "tb", (b"e",), thrown="xc"))[0])
-    assert plain[3:] == ["T", "m", "tb"] and linked[3:] == ["T", "m", "tb", "xc"]
+    assert plain[3:] == ["T", "m", "tb", [b"", b"e"]] and linked[3:] == ["T", "m", "tb", "xc", [b"", b"e"]]
     with pytest.raises(p.ProtocolError, match="path to the thrown exception 'z' is malformed"):
         p.encode(p.Raise(3, "T", "m", "tb", (b"e",), thrown="z"))
 

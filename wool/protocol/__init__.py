@@ -1,6 +1,6 @@
 """The wool wire protocol: pure messages, codec and payload pickling (no I/O)."""
 
-from ._codec import MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
+from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
 from ._lifecycle import ACCEPTS, NO_REPLIES, REPLIES, STEPS, CallState, is_final, legal_reply
 from ._messages import (
     NO_CONTEXT,
@@ -30,6 +30,7 @@ from ._payload import OUT_OF_BAND, describe, dumps, dumps_exception, loads, load
 
 __all__ = [
     "ACCEPTS",
+    "INLINE_MAX",
     "MAX_ENVELOPE",
     "MAX_LINKS",
     "NO_CONTEXT",

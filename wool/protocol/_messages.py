@@ -11,9 +11,9 @@ import dataclasses
 import enum
 
 # 3: a call's envelope ends with its affinity key's digest, and a pong with the worker's max
-# message size. A peer of another version is refused with a message naming both, rather than
-# failing on a field it does not know.
-VERSION = 3
+# message size. 4: small frames travel inside the envelope (see `_codec`). A peer of another
+# version is refused with a message naming both, rather than failing on a field it does not know.
+VERSION = 4
 
 Frame = bytes | memoryview
 
