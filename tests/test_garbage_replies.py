@@ -442,7 +442,9 @@ class GarbageReplies:
                 msg = rng.choice([p.Yield(target, p.dumps(1)), p.Stop(target), p.Pong(target, "x")])
                 frames, effect = frames_of(msg), Ends(wool.DispatchError, f"answered call with {msg.kind.name.lower()}")
             elif kind == "unpicklable-return":
-                payload = rng.choice([(b"\x00garbage",), (b"",), (p.dumps("good")[0][:-2],), (b"cno_such_module_for_wool\nX\n.",)])
+                payload = rng.choice(
+                    [(b"\x00garbage",), (b"",), (p.dumps("good")[0][:-2],), (b"cno_such_module_for_wool\nX\n.",)]
+                )
                 frames, effect = frames_of(p.Return(target, payload)), Ends(wool.SerializationError, "could not be unpickled")
             elif kind == "unpicklable-raise":
                 frames = frames_of(p.Raise(target, "mod.Boom", "it broke", "tb", (rng.randbytes(rng.randrange(1, 20)),)))

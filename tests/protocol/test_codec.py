@@ -351,9 +351,7 @@ CORRUPT = [
         for kind in (K.NEXT, K.CLOSE, K.STOP)
     ),
     # missing payload frames
-    pytest.param(
-        [env(V, K.CALL, 10, *CALL_FIELDS)], "call envelope lacks its frames", 10, id="call-no-frames"
-    ),
+    pytest.param([env(V, K.CALL, 10, *CALL_FIELDS)], "call envelope lacks its frames", 10, id="call-no-frames"),
     pytest.param(
         [env(V, K.CALL, 10, *CALL_FIELDS), b"r", b"c"],
         "call needs at least 3 frames after its envelope, got 2",

@@ -146,11 +146,11 @@ def envelope(*items: Any) -> bytes:
         pytest.param([envelope(p.VERSION + 1, p.Kind.NEXT, 5)], [f"version {p.VERSION + 1}"], id="next-version"),
         pytest.param([envelope(p.VERSION, 77, 5)], ["unknown message kind 77"], id="unknown-kind"),
         pytest.param([envelope(p.VERSION, p.Kind.PING, 5, "extra")], ["malformed ping"], id="extra-field"),
+        pytest.param([envelope(p.VERSION, p.Kind.SEND, 5)], ["send envelope lacks its frames"], id="missing-frames"),
         pytest.param(
-            [envelope(p.VERSION, p.Kind.SEND, 5)], ["send envelope lacks its frames"], id="missing-frames"
-        ),
-        pytest.param(
-            [envelope(p.VERSION, p.Kind.SEND, 5, [b"c"])], ["send needs at least 2 frames after its envelope"], id="missing-payload"
+            [envelope(p.VERSION, p.Kind.SEND, 5, [b"c"])],
+            ["send needs at least 2 frames after its envelope"],
+            id="missing-payload",
         ),
         pytest.param(
             [envelope(p.VERSION, p.Kind.NEXT, 5), b"c", b"x"],

@@ -100,8 +100,8 @@ def encode(msg: Message) -> list[Frame]:
     tracebacks, details) are clipped; any other oversize envelope raises `ProtocolError`."""
     if isinstance(msg, Call):
         options = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining, msg.affinity)
-        about = (_clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
-        frames: list[Frame] = _framed(msg, about, [msg.routine, msg.context, *msg.payload])
+        call = (_clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
+        frames: list[Frame] = _framed(msg, call, [msg.routine, msg.context, *msg.payload])
     elif isinstance(msg, Raise):
         fields: tuple[str, ...] = (
             _clip(msg.type_name, MAX_NAME),
