@@ -7,6 +7,7 @@ import os
 import threading
 import traceback
 from pathlib import Path
+from typing import Any
 
 import helpers
 import pytest
@@ -73,6 +74,32 @@ async def test_remote_exception_keeps_type_message_attributes_and_chain() -> Non
     assert exc.code == 42
     assert isinstance(exc.__cause__, KeyError) and exc.__cause__.args == ("inner",)
     assert exc.__context__ is exc.__cause__
+
+
+_STATE = {
+    SyntaxError: ("msg", "filename", "lineno", "offset", "text", "end_lineno", "end_offset"),
+    UnicodeDecodeError: ("encoding", "object", "start", "end", "reason"),
+}
+
+
+@pytest.mark.parametrize(
+    ("fn", "args"),
+    [(compile, ("x = (", "<cell>", "exec")), (bytes.decode, (b"ok \xff", "utf-8"))],
+    ids=["SyntaxError", "UnicodeDecodeError"],
+)
+async def test_builtin_exceptions_keep_the_state_their_message_is_made_of(fn: Any, args: tuple[Any, ...]) -> None:
+    """Their message is built from fields `__init__` sets, not from `args` alone."""
+    with pytest.raises(Exception) as here:
+        fn(*args)
+    local = here.value
+    async with wool.WorkerPool(size=1):
+        with pytest.raises(type(local)) as there:
+            await routines.apply(fn, *args)
+    remote = there.value
+    assert str(remote) == str(local)
+    names = _STATE[type(local)]
+    assert [getattr(remote, n) for n in names] == [getattr(local, n) for n in names]
+    assert "in apply" in "".join(traceback.format_exception(remote))
 
 
 async def test_remote_traceback_is_visible() -> None:

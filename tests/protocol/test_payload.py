@@ -181,6 +181,33 @@ def test_exception_keeps_its_traceback() -> None:
     assert out.__cause__ is not None and out.__cause__.__traceback__ is not None
 
 
+def test_builtin_exception_state_set_by_init_survives_in_a_chain() -> None:
+    """`SyntaxError` and `UnicodeError` keep their message's parts in fields `__init__` sets;
+    `StopIteration` its value. Rebuilt without their args they read `None` or empty."""
+
+    def chained() -> None:
+        try:
+            compile("x = (", "<cell>", "exec")
+        except SyntaxError as e:
+            raise Oops("bad rule", 3) from e
+
+    out = round_trip(caught(chained))
+    cause = out.__cause__
+    assert type(cause) is SyntaxError
+    assert (cause.msg, cause.filename, cause.lineno, cause.text) == ("'(' was never closed", "<cell>", 1, "x = (\n")
+    assert cause.__traceback__ is not None
+    decoded = round_trip(caught(lambda: b"\xff".decode("utf-8")))
+    assert isinstance(decoded, UnicodeDecodeError)
+    assert (decoded.encoding, decoded.start, decoded.reason) == ("utf-8", 0, "invalid start byte")
+    stop = round_trip(StopIteration(5))
+    assert isinstance(stop, StopIteration) and stop.value == 5
+    noted = caught(lambda: b"\xff".decode("utf-8"))
+    noted.add_note("while reading the feed")
+    noted.extra = "kept"  # type: ignore[attr-defined]
+    out = round_trip(noted)
+    assert out.__notes__ == ["while reading the feed"] and out.extra == "kept"  # type: ignore[attr-defined]
+
+
 def test_describe_names_type_message_and_traceback() -> None:
     name, message, tb = p.describe(caught(raise_with_cause))
     assert name == "tests.routines.Oops"

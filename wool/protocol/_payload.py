@@ -7,6 +7,7 @@ Unpickling happens only when the owner of a call asks for the value.
 
 from __future__ import annotations
 
+import copyreg
 import pickle
 import traceback
 from collections.abc import Sequence
@@ -114,10 +115,53 @@ def describe(exc: BaseException) -> tuple[str, str, str]:
     return name, str(exc), "".join(traceback.format_exception(exc))
 
 
+def _rebuilt_from_args(exc: BaseException) -> Any:
+    """Reduce a builtin exception by calling its class with its `args` again: the state of
+    `SyntaxError` (`msg`, `lineno`, ...) and `UnicodeError` (`start`, `reason`, ...) lives in
+    C fields its `__init__` sets from them, which tblib (3.2) skips by rebuilding such classes
+    with no arguments, so that they came back with the message `None` or empty. The chain,
+    traceback and notes come along as tblib carries them; added attributes as state."""
+    return (
+        pickling_support.unpickle_exception,
+        (
+            type(exc),
+            exc.args,
+            exc.__cause__,
+            exc.__traceback__,
+            exc.__context__,
+            exc.__suppress_context__,
+            getattr(exc, "__notes__", None),
+        ),
+        exc.__dict__ or None,
+    )
+
+
+def _keep_builtin_state(exc: BaseException) -> None:
+    """After tblib's `install(exc)`: builtin classes in the chain whose `__init__` keeps state
+    out of `__dict__` are reduced by `_rebuilt_from_args` instead."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        cls = type(e)
+        if (
+            cls.__module__ == "builtins"
+            and cls.__init__ is not BaseException.__init__
+            and cls.__reduce__ is BaseException.__reduce__
+        ):
+            copyreg.pickle(cls, _rebuilt_from_args)
+        todo += [x for x in (e.__cause__, e.__context__) if x is not None]
+        if isinstance(e, BaseExceptionGroup):
+            todo += e.exceptions
+
+
 def dumps_exception(exc: BaseException) -> tuple[Frame, ...]:
     """Pickle `exc` with its traceback and `__cause__`/`__context__` chain; an exception
     that cannot be pickled is carried as a `RemoteError` holding its text instead."""
     pickling_support.install(exc)
+    _keep_builtin_state(exc)
     try:
         return dumps(exc)
     except Exception:
