@@ -25,6 +25,11 @@ async def fanout(n: int, peer: str) -> int:
     return sum(await client.gather([(add, (i, 1)) for i in range(n)]))
 
 
+async def spin(ms: float) -> None:
+    """Hold the CPU for `ms` milliseconds (a fine-grained task), as `spin_sync` does."""
+    spin_sync(ms)
+
+
 def add_sync(x: int, y: int) -> int:
     return x + y
 

@@ -23,7 +23,7 @@ from .. import functions, routines
 from ..config import Config
 from ..results import Metric, Target, WorkloadResult, interleave
 from ..rss import cpu_seconds
-from ..sides import Sides, pool_pids
+from ..sides import Sides
 
 
 async def finegrain(cfg: Config, sides: Sides) -> WorkloadResult:
@@ -32,11 +32,13 @@ async def finegrain(cfg: Config, sides: Sides) -> WorkloadResult:
     cores = os.cpu_count() or 1
     tasks: dict[str, Callable[[], Awaitable[Any]]] = {
         "wool": lambda: routines.spin(ms),
+        "loop": lambda: sides.loop_call(functions.spin, ms),
         "ppe": lambda: sides.ppe_call(functions.spin_sync, ms),
     }
     workers: dict[str, Callable[[], list[int]]] = {
-        "wool": lambda: [w.pid for w in sides.pool.processes if w.pid is not None],
-        "ppe": lambda: pool_pids(sides.ppe),
+        "wool": lambda: sides.wool_pids,
+        "loop": lambda: sides.loop_pids,
+        "ppe": lambda: sides.ppe_pids,
     }
 
     def timed(side: str) -> Callable[[], Awaitable[dict[str, float]]]:
@@ -76,6 +78,7 @@ async def finegrain(cfg: Config, sides: Sides) -> WorkloadResult:
         targets=[Target("efficiency", ">=", 0.92)],
         notes=[
             "a task spins on the CPU for its duration (time.sleep would let a worker overlap tasks)",
+            "loop: one multiplexed client per server, each server running one call at a time",
             "utilization: CPU time of the caller's and the side's workers' threads / (cores x wall); "
             "bound = efficiency / utilization: the efficiency with no core ever idle, at the CPU this run spent",
         ],
