@@ -137,8 +137,10 @@ def _rebuilt_from_args(exc: BaseException) -> Any:
 
 
 def _keep_builtin_state(exc: BaseException) -> None:
-    """After tblib's `install(exc)`: builtin classes in the chain whose `__init__` keeps state
-    out of `__dict__` are reduced by `_rebuilt_from_args` instead."""
+    """After tblib's `install(exc)`, which registers its reducer for every class in the chain:
+    the builtin ones that reduce as `BaseException` does (all but the `OSError` and
+    `ImportError` families, whose own `__reduce__` keeps their fields) are reduced by
+    `_rebuilt_from_args`."""
     todo, seen = [exc], set()
     while todo:
         e = todo.pop()
@@ -146,11 +148,7 @@ def _keep_builtin_state(exc: BaseException) -> None:
             continue
         seen.add(id(e))
         cls = type(e)
-        if (
-            cls.__module__ == "builtins"
-            and cls.__init__ is not BaseException.__init__
-            and cls.__reduce__ is BaseException.__reduce__
-        ):
+        if cls.__module__ == "builtins" and cls.__reduce__ is BaseException.__reduce__:
             copyreg.pickle(cls, _rebuilt_from_args)
         todo += [x for x in (e.__cause__, e.__context__) if x is not None]
         if isinstance(e, BaseExceptionGroup):
