@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import routines
-from helpers import CliWorker, Observer
+from helpers import CliWorker, Observer, logged_to
 
 import wool
 from wool._keys import generate_directory
@@ -217,15 +217,23 @@ async def test_a_worker_refusing_this_process_key_is_left_out_with_one_warning(
             def refusals() -> list[str]:
                 return [r.getMessage() for r in caplog.records if refusing.endpoint in r.getMessage()]
 
+            warned = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            class Warned(logging.Handler):
+                def emit(self, record: logging.LogRecord) -> None:
+                    if refusing.endpoint in record.getMessage():
+                        loop.call_soon_threadsafe(warned.set)
+
             discovery = StaticDiscovery(
                 [refusing.endpoint, later], poll_interval=0.05, recheck_interval=3600, timeout=5, keys=caller
             )
             watch = discovery.watch()
             try:
                 pending = asyncio.ensure_future(next_event(watch))
-                async with asyncio.timeout(10):
-                    while not refusals():
-                        await asyncio.sleep(0.01)
+                with logged_to(Warned(), "wool.discovery"):
+                    async with asyncio.timeout(10):
+                        await warned.wait()
                 # Found in a later round than the one that warned: the refusing worker was
                 # asked again meanwhile.
                 async with cli_worker("--bind", later, "--keys", str(tmp_path / "accepting")) as accepting:
