@@ -67,7 +67,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wool.workers",
         description="List the workers of a discovery namespace: endpoint, pid, host, tags, and "
@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keys", metavar="DIR", help="CURVE key directory to ask workers that require keys with (those whose key it trusts)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")

@@ -113,6 +113,9 @@ class Cancel:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ping:
+    """Ask a worker which incarnation it is and how busy it is (answered by a pong), outside
+    any call: discovery of static endpoints, liveness probes, `python -m wool.workers`."""
+
     call_id: int
     kind = Kind.PING
 
