@@ -35,8 +35,11 @@ def test_cli_page_lists_every_option_of_the_real_parser(tool: str) -> None:
                 continue
             for option in action.option_strings:
                 assert option in page, f"{tool}: {option} missing"
-            if isinstance(action.default, float):
-                assert f"`{action.default!r}`" in page
+            stated = re.search(r"\(default: ([0-9]+(?:\.[0-9]+)?)(?=[ );,])", action.help or "")
+            if stated:  # a default the help text states must be the parser's
+                assert float(stated.group(1)) == action.default, f"{tool}: {action.option_strings} says {stated.group(0)}"
+            elif isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
+                assert f"Default: `{action.default!r}`" in page
 
 
 def test_every_tool_exposes_its_parser_with_its_prog() -> None:

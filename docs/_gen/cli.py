@@ -21,7 +21,7 @@ TOOLS = {
     "wool.keys": "wool.keys",
     "wool.ping": "wool.ping",
 }
-WIDTH = "100"
+WIDTH = "80"
 
 
 def parser_of(tool: str) -> argparse.ArgumentParser:
@@ -82,9 +82,14 @@ def _options(parser: argparse.ArgumentParser) -> str:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) or action.help is argparse.SUPPRESS:
             continue
-        required = "yes" if action.required or not action.option_strings else ""
-        rows.append((_names(action), _default(action), required, _help(parser, action)))
-    return table(("option", "default", "required", "meaning"), rows)
+        meaning = _help(parser, action)
+        if action.required or not action.option_strings:
+            meaning += " **Required.**"
+        default = _default(action)
+        if default and "default" not in meaning:  # the help says it itself (a test holds the two equal)
+            meaning += f" Default: {default}."
+        rows.append((f'<span class="nowrap">{_names(action)}</span>', meaning))
+    return table(("option", "meaning"), rows)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:

@@ -67,7 +67,9 @@ def markdown(part: str = "") -> str:
         "coroutine": lambda: _replies(False),
         "generator": lambda: _replies(True),
         "accepts": accepts,
-        "version": lambda: code(p.VERSION),
+        "version": lambda: (
+            f"The protocol version is {code(p.VERSION)}: a peer speaking another version is refused with a message naming both."
+        ),
     }
     name = part.strip()
     if name not in parts:

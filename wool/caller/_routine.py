@@ -58,9 +58,10 @@ def routine(fn: Any = None, /, *, tags: str | Iterable[str] = (), idempotent: bo
     single string is one tag); `wool.NoWorkersAvailable` names them when none is live.
 
     `@wool.routine(idempotent=True)`: running a call twice is harmless, so a call whose
-    worker is lost is sent again (see `_retry`), and `wool.options(hedge_after=...)` may
-    send a second copy. A generator is sent again only if its worker is lost before its
-    first item arrived, and is never hedged."""
+    worker is lost is sent again, to another worker when there is one (at most 3 attempts
+    in all, within the call's one deadline), and `wool.options(hedge_after=...)` may send a
+    second copy. A generator is sent again only if its worker is lost before its first item
+    arrived, and is never hedged."""
     required = check_tags(tags, "routine tags")
     if not isinstance(idempotent, bool):
         raise TypeError(f"idempotent must be True or False, not {idempotent!r}")
