@@ -3,7 +3,8 @@
     python tests/docs_examples.py docs/tutorial/fan-out.md
 
 Every ```python block of a page runs in one namespace, in order, so a later block uses what an
-earlier one defined. A block with a top-level `await` runs on one event loop kept for the
+earlier one defined: the namespace of a fresh `__main__` module, as if the blocks were pasted
+one after the other into a script. A block with a top-level `await` runs on one event loop kept for the
 whole page (its context too, so a `wool.ContextVar` set in one block is seen by the next), as
 in a notebook or `python -m asyncio`. A block followed by an ```output block must print
 exactly that (`...` stands for any text). Markers, on the line just above a fence:
@@ -27,6 +28,7 @@ import io
 import re
 import sys
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +135,11 @@ async def _bounded(awaitable: Any) -> Any:
 def run(page: Page) -> None:
     """Run the page's blocks; raise ExampleError naming the block that failed."""
     codes = [(_compile(b, f"{page.path}:{b.line}"), b) for b in page.blocks]
-    namespace: dict[str, Any] = {"__name__": "docs_example"}  # not importable: routines travel by value
+    # The blocks run as a script's body: in a fresh `__main__` module, as `python page.py` would.
+    script = types.ModuleType("__main__")
+    script.__file__ = str(page.path)
+    sys.modules["__main__"] = script
+    namespace = script.__dict__
     with asyncio.Runner() as runner:
         pool = None
         if page.pool_size is not None:
