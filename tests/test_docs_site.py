@@ -17,7 +17,7 @@ import wool
 import wool.protocol as p
 
 sys.path.insert(0, str(REPO / "docs"))
-from _gen import cli, hooks, perf, protocol, settings  # noqa: E402
+from _gen import cli, hooks, metrics, perf, protocol, settings  # noqa: E402
 
 
 @pytest.mark.parametrize("tool", list(cli.TOOLS))
@@ -106,3 +106,10 @@ def test_a_marker_naming_no_generator_fails_the_build() -> None:
         hooks.expand("text\n<!-- gen: nope x -->\n", "page.md")
     with pytest.raises(hooks.GenerationError, match="cli 'wool.nope' failed"):
         hooks.expand("<!-- gen: cli wool.nope -->", "page.md")
+
+
+def test_metrics_reference_lists_what_a_worker_serves() -> None:
+    page = metrics.markdown()
+    for name in ("wool_calls_total", "wool_call_duration_seconds", "wool_calls_running", "wool_worker_lost_calls_total"):
+        assert f"| `{name}` |" in page
+    assert page == metrics.markdown(), "building the page twice in one process gives the same page"

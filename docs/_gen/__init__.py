@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import cli, perf, protocol, settings
+from . import cli, metrics, perf, protocol, settings
 
 GENERATORS: dict[str, Callable[[str], str]] = {
     "cli": cli.markdown,
     "settings": settings.markdown,
     "protocol": protocol.markdown,
     "perf": perf.markdown,
+    "metrics": metrics.markdown,
 }
