@@ -25,11 +25,12 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._ipc",
         "wool._handshake",
         "wool._state",
+        "wool._printable",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides
     # ZeroMQ sockets driven by the loop, CURVE and ZAP; spans and metrics of both sides
-    ("wool._transport", "wool._curve", "wool._tracing", "wool._metrics", "wool._observe"),
+    ("wool._transport", "wool._curve", "wool._tracing", "wool._metrics", "wool._metrics_server", "wool._observe"),
     ("wool.caller",),  # routines, connections, the mesh, options, context variables, fan-out
     ("wool.discovery",),  # backends (the static one asks workers through a caller connection)
     ("wool.worker",),  # the server, call runners, the worker process and its CLI

@@ -105,8 +105,10 @@ class WorkerPool:
     `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
     `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
     `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
-    worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
-    (see `pool.workers`). Raises `RuntimeError` if prometheus_client is not installed.
+    worker i on port N + i (a taken one fails the start with `WorkerStartError` naming it).
+    Each worker publishes its address as the tag `metrics=HOST:PORT` (see `pool.workers`)
+    and answers only requests bearing this user's token (`wool.metrics.token()`). Raises
+    `RuntimeError` if prometheus_client is not installed.
     """
 
     def __init__(

@@ -24,7 +24,7 @@ from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
-from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
+from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX, token_path
 from ._runtime import serve
 from ._setup import run_setup
 from ._template import serve_template
@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="PORT",
         help="serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: any free port, published with the "
-        "worker as the tag metrics=HOST:PORT); needs prometheus_client (pip install 'wool[metrics]')",
+        "worker as the tag metrics=HOST:PORT) to requests bearing this user's token (Authorization: Bearer, "
+        "from RUNTIME_DIR/metrics.token); needs prometheus_client (pip install 'wool[metrics]')",
     )
     parser.add_argument(
         "--metrics-address",
@@ -245,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:
-        metrics = "".join(f"; metrics at http://{t[len(TAG_PREFIX) :]}/metrics" for t in info.tags if t.startswith(TAG_PREFIX))
+        metrics = "".join(
+            f"; metrics at http://{t[len(TAG_PREFIX) :]}/metrics (bearer token in {token_path()})"
+            for t in info.tags
+            if t.startswith(TAG_PREFIX)
+        )
         print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
     try:

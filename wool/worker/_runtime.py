@@ -173,7 +173,13 @@ async def serve(
             published = True
             if getattr(discovery, "publishes", True):  # False: the list is not this worker's to keep
                 keeper = loop.create_task(_stay_published(discovery, info))
-        log.info("worker %s serving at %s (pid %d)", worker_id, server.endpoint, os.getpid())
+        log.info(
+            "worker %s serving at %s (pid %d)%s",
+            worker_id,
+            server.endpoint,
+            os.getpid(),
+            f"; metrics at http://{exposition.address}/metrics" if exposition is not None else "",
+        )
         on_ready(info)
         await stop.wait()
         log.info("worker %s stopping with %d calls in flight", worker_id, server.in_flight)
