@@ -79,6 +79,19 @@ def test_unknown_keys_a_nested_reply_brings_travel_back_and_can_be_unset() -> No
     assert not any(key[0] == namespace for key in cv._storage)
 
 
+def test_an_unknown_key_unset_is_reported_beside_a_known_variable_set() -> None:
+    namespace = fresh_namespace("mixed")
+    known: wool.ContextVar[int] = wool.ContextVar("known", namespace=namespace)
+
+    def receive() -> dict[Any, Any]:
+        baseline = cv.apply({(namespace, "unknown"): 1})
+        known.set(2)
+        cv.merge([((namespace, "unknown"), cv._UNSET)])
+        return cv.changes(contextvars.copy_context(), baseline)
+
+    assert contextvars.Context().run(receive) == {(namespace, "known"): 2, (namespace, "unknown"): cv._UNSET}
+
+
 def test_a_known_variable_unset_by_a_reply_is_unset_even_if_its_value_arrived_unknown() -> None:
     namespace = fresh_namespace("unset")
 

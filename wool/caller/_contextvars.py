@@ -302,9 +302,10 @@ def changes(context: contextvars.Context, baseline: Snapshot) -> Snapshot:
     for key, value in strangers.items():
         if key not in _storage and value is not baseline.get(key, _UNSET):
             found[key] = value
-    for key in baseline.keys() - strangers.keys() - _storage.keys():
-        if baseline[key] is not _UNSET:
-            found[key] = _UNSET
+    if baseline:  # unknown keys a nested reply unset are gone from `strangers`
+        for key in baseline.keys() - strangers.keys() - _storage.keys():
+            if baseline[key] is not _UNSET:
+                found[key] = _UNSET
     return found
 
 
