@@ -133,7 +133,7 @@ CORRUPT = [
     pytest.param([b""], "not msgpack", None, id="empty-envelope"),
     pytest.param([b"\xc1"], "not msgpack", None, id="reserved-msgpack-byte"),
     pytest.param([b"\x93\x01\x07"], "not msgpack", None, id="truncated-msgpack"),
-    pytest.param([env(V, K.PING, 1) + b"\x01"], "not msgpack", None, id="trailing-bytes"),
+    pytest.param([env(V, K.PING, 1) + b"\x01"], "not msgpack", 1, id="trailing-bytes"),
     pytest.param([b"hello, world"], "not msgpack", None, id="text"),
     pytest.param([msgpack.packb({1: 2})], "not msgpack", None, id="map-with-int-keys"),
     pytest.param([msgpack.packb({"v": 1, "k": 7, "id": 1})], "not an array", None, id="map"),
@@ -450,6 +450,95 @@ def test_encode_never_builds_what_decode_refuses(msg: p.Message) -> None:
         return  # refusing to encode it is fine too
     decoded = p.decode(frames)
     assert decoded.call_id == msg.call_id and decoded.kind is msg.kind
+
+
+# -- nesting: a hostile peer's 1,000-deep envelope is one ProtocolError, described briefly ------
+
+LIST, MAP = b"\x91", b"\x81\xa1k"  # a 1-item array; a 1-entry map whose key is "k"
+
+
+def nested(depth: int, level: bytes = LIST, leaf: bytes = b"\x00") -> bytes:
+    """The msgpack bytes of one value nested `depth` levels deep."""
+    return level * depth + leaf
+
+
+def deep_envelopes(depth: int, level: bytes) -> list[tuple[str, bytes, int | None]]:
+    """(where, envelope, call id the error must name) with the deep value in each position."""
+    deep = nested(depth, level)
+    head = env(V, K.CALL, 7)[1:]  # the three first items, without their array header
+    fields = b"".join(msgpack.packb(f, use_bin_type=True) for f in CALL_FIELDS)
+    # Before the call id, a value msgpack refuses (1,024 levels or more) leaves it unread.
+    readable = 7 if depth < 1_024 else None
+    return [
+        ("whole", deep, None),
+        ("version", b"\x93" + deep + env(K.PING, 7)[1:], readable),
+        ("kind", b"\x93" + msgpack.packb(V) + deep + b"\x07", readable),
+        ("call id", b"\x93" + msgpack.packb(V) + msgpack.packb(int(K.PING)) + deep, None),
+        ("first field", b"\x9c" + head + deep + fields[1:] + b"\x91\xc4\x00", 7),
+        ("tags", b"\x9b" + head + fields.replace(b"\x90", b"\x91" + deep, 1) + b"\x91\xc4\x00", 7),
+        ("inline frames", b"\x9c" + head + fields + b"\x91" + deep, 7),
+        ("extra field", b"\x95" + env(V, K.PING, 7)[1:] + deep + b"\xc0", 7),
+    ]
+
+
+@pytest.mark.parametrize("depth", [1_000, 1_023, 1_024, 5_000, 100_000])
+@pytest.mark.parametrize("level", [LIST, MAP], ids=["arrays", "maps"])
+def test_a_deeply_nested_envelope_is_one_protocol_error_naming_its_call(depth: int, level: bytes) -> None:
+    """msgpack builds up to 1,023 levels and refuses deeper ones; either way the error is the
+    one `ProtocolError`, its text short (the deep value is never `repr`ed whole), naming the
+    call when the call id comes before the deep part. 100,000 levels do not fit an envelope
+    (it is refused by size, its call id read all the same)."""
+    for where, head, call_id in deep_envelopes(depth, level):
+        with pytest.raises(p.ProtocolError) as info:
+            p.decode([head])
+        assert type(info.value) is p.ProtocolError, where
+        assert len(str(info.value)) <= 300, (where, str(info.value)[:400])
+        assert info.value.call_id == call_id, (where, str(info.value))
+        if len(head) <= p.MAX_ENVELOPE and depth > 1_024:
+            assert "nested too deeply" in str(info.value), where
+
+
+def test_malformed_fields_are_described_escaped_and_clipped() -> None:
+    """What an error quotes of the peer's data is escaped (no terminal escape sequence gets
+    through) and bounded, however long or wide the data."""
+    fields = ["\x1b[2J\x1b]0;owned\x07" * 1000, [b"\x00" * 50] * 500, {"k" * 9000: [[[["deep"]]]]}]
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode([env(V, K.CALL, 9, *fields), b"r", b"c", b"a"])
+    text = str(info.value)
+    assert info.value.call_id == 9 and text.startswith("malformed call envelope fields [")
+    assert len(text) <= 300 and "\x1b" not in text and "\x07" not in text and "\\x1b[2J" in text
+
+
+# Levels of nesting, each an array or a map (keys are strings, as `strict_map_key` wants),
+# around a leaf, from shallow to past msgpack's own limit of 1,024.
+_levels = st.lists(st.sampled_from([LIST, MAP, b"\x92\xc0", b"\x82\xa1a\xc0\xa1b"]), min_size=1, max_size=1_100)
+
+
+@st.composite
+def _deep(draw: st.DrawFn) -> list[bytes]:
+    """A real message's envelope with one of its items replaced by a deeply nested value."""
+    msg = draw(st.sampled_from(MESSAGES))
+    frames = [bytes(f) for f in p.encode(msg)]
+    items = msgpack.unpackb(frames[0])
+    deep = b"".join(draw(_levels)) + msgpack.packb(draw(_scalars), use_bin_type=True)
+    where = draw(st.integers(0, len(items)))
+    packed = [msgpack.packb(item, use_bin_type=True) for item in items]
+    if where == len(items):
+        packed.append(deep)
+    else:
+        packed[where] = deep
+    # An array header for the items: fixarray up to 15 (envelopes have at most 13), else array16.
+    header = bytes([0x90 + len(packed)]) if len(packed) < 16 else b"\xdc" + len(packed).to_bytes(2, "big")
+    return [header + b"".join(packed), *frames[1:]]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(_deep())
+def test_decode_of_deeply_nested_envelopes_raises_protocol_error(frames: list[bytes]) -> None:
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(frames)
+    assert len(str(info.value)) <= 300
+    assert info.value.call_id is None or type(info.value.call_id) is int
 
 
 # -- property: decode parses or raises ProtocolError, nothing else ----------------------------

@@ -251,5 +251,5 @@ async def _dispatch(
 def _capture(what: str, name: str, watch: _observe.CallWatch | None) -> bytes:
     try:
         return cv.capture() if watch is None else cv.capture(watch.carry())
-    except TypeError as e:
-        raise TypeError(f"{what.format(name)}: {e}") from None
+    except (TypeError, ValueError) as e:  # a value that cannot travel; more than a call carries
+        raise type(e)(f"{what.format(name)}: {e}") from None

@@ -42,6 +42,7 @@ class Host(Protocol):
     endpoint: str
     max_message_size: int  # the largest reply part callers accept (they share the worker's)
 
+    def check_routine(self, msg: p.Call) -> None: ...
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
     def reply(self, identity: bytes, msg: p.Reply) -> None: ...
     def finished(self, key: tuple[bytes, int]) -> None: ...
@@ -161,7 +162,7 @@ class _Carried:
 
     def back(self) -> p.Frame:
         """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
-        a variable whose value cannot be pickled."""
+        a variable whose value cannot be pickled; `ValueError`: more than a reply carries."""
         if self.baseline is None:
             return p.NO_CONTEXT
         return send_back(self.context, self.baseline)
@@ -170,7 +171,7 @@ class _Carried:
         """`reply` carrying the changes; a change that cannot travel fails the call."""
         try:
             frame = self.back()
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # a value that cannot travel; more than a reply carries
             return _raise_reply(reply.call_id, e)
         if not len(frame):
             return reply
@@ -183,6 +184,7 @@ def _unpack(host: Host, carried: _Carried, request: p.Call) -> tuple[Callable[..
     would otherwise stay alive beside the arguments for as long as the call runs. (Keeping a
     frameless copy instead, made with `dataclasses.replace`, cost about 7 of the worker's
     31 µs of Python per call.)"""
+    host.check_routine(request)  # first: a call whose routine does not match its digest never gets its context applied
     carried.enter(request.context)
     carried.watch = _observe.watch_served(carried.trace, request.name, host)
     fn = host.load_routine(request)

@@ -111,12 +111,17 @@ class Server:
 
     # -- Host interface, used by the calls -------------------------------------------------
 
+    def check_routine(self, msg: p.Call) -> None:
+        """Raise `DispatchError` unless `msg`'s routine is one already loaded or matches its
+        digest: checked before anything else of the call is unpickled."""
+        if msg.digest not in self._routines and hashlib.blake2b(msg.routine, digest_size=16).digest() != msg.digest:
+            raise DispatchError(f"the pickled routine {msg.name} does not match its digest")
+
     def load_routine(self, msg: p.Call) -> Callable[..., Any]:
         """The function behind `msg`'s routine, unpickled once per digest."""
         fn = self._routines.get(msg.digest)
         if fn is None:
-            if hashlib.blake2b(msg.routine, digest_size=16).digest() != msg.digest:
-                raise DispatchError(f"the pickled routine {msg.name} does not match its digest")
+            self.check_routine(msg)
             routine = unpickling.loads(f"the routine {msg.name}", (msg.routine,))
             target = getattr(routine, "__wrapped__", None) or routine
             if not callable(target):
