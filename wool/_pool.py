@@ -15,6 +15,7 @@ import contextvars
 import dataclasses
 import os
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from contextvars import Token
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 from . import _metrics
 from ._errors import WorkerStartError
+from ._executor import ExecutorCore
 from ._keys import Keys, PathLike, as_keys
 from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking
 from ._seconds import check_seconds
@@ -320,6 +322,14 @@ class WorkerPool:
         own, which is also this thread's current event loop inside the block (so
         `asyncio.gather(...)` written here runs on it). Use `pool.run(...)`, `pool.map(...)` or
         `pool.executor()`; leaving the block closes the pool as `async with` does."""
+        self._open_on_thread()
+        if _running_loop() is None:
+            assert self._thread is not None
+            asyncio.set_event_loop(self._thread.loop)
+            self._current_loop_set = True
+        return self
+
+    def _open_on_thread(self) -> None:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         thread = LoopThread("wool-pool")
@@ -329,10 +339,6 @@ class WorkerPool:
             thread.stop()
             raise
         self._thread = thread
-        if _running_loop() is None:
-            asyncio.set_event_loop(thread.loop)
-            self._current_loop_set = True
-        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         thread, self._thread = self._thread, None
@@ -377,6 +383,13 @@ class WorkerPool:
             raise RuntimeError("the pool is not open: pool.map() works inside `with wool.WorkerPool(...) as pool:`")
         return BlockingIterator(wool_map(routine, iterable, concurrency=concurrency, ordered=ordered), self.run)
 
+    def executor(self) -> Executor:
+        """A `concurrent.futures.Executor` (a `wool.Executor`) whose calls run on this pool;
+        shutting it down leaves the pool open."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return Executor(pool=self)
+
     def _context(self) -> contextvars.Context:
         """A copy of the caller's context with this pool current: what its calls run in."""
         context = contextvars.copy_context()
@@ -407,6 +420,56 @@ class WorkerPool:
                         await self._namespace.withdraw(w.info)
                     except Exception:
                         pass
+
+
+class Executor(ExecutorCore):
+    """A `concurrent.futures.Executor` whose calls run on wool workers: `Executor(...)` takes
+    `WorkerPool`'s arguments and opens that pool at the first `submit` (on a thread of its
+    own); `shutdown` closes it. `pool.executor()` (or `Executor(pool=pool)`) runs calls on an
+    open pool and leaves it open.
+
+    `submit(fn, *args, **kwargs)` takes routines and plain picklable functions (the ones
+    `ProcessPoolExecutor` takes); `future.cancel()` also cancels a call that is running (the
+    routine sees `CancelledError` on its worker). Works with `loop.run_in_executor` and
+    wherever a library accepts an `Executor`. `shutdown(cancel_futures=True)` cancels every
+    call not ended, running ones included."""
+
+    def __init__(self, *tags: str, pool: WorkerPool | None = None, **pool_args: Any) -> None:
+        super().__init__()
+        if pool is not None and (tags or pool_args):
+            raise TypeError("Executor takes either an open pool or WorkerPool's arguments, not both")
+        if pool is not None and not isinstance(pool, WorkerPool):
+            raise TypeError(f"pool must be a wool.WorkerPool, not {type(pool).__name__}")
+        self._owned = pool is None
+        self._pool = pool if pool is not None else WorkerPool(*tags, **pool_args)
+        self._opening = threading.Lock()
+
+    def _target(self) -> tuple[asyncio.AbstractEventLoop, contextvars.Context]:
+        pool = self._pool
+        if self._owned:
+            with self._opening:
+                if pool._thread is None:
+                    pool._open_on_thread()
+        if pool._loop is None or pool._mesh is None:
+            raise RuntimeError("the executor's pool is closed")
+        return pool._loop, pool._context()
+
+    def _release(self, wait: bool) -> None:
+        if not self._owned:
+            return
+        with self._opening:
+            pool, self._owned = self._pool, False
+            if pool._thread is None:
+                return
+            if wait:
+                pool.__exit__(None, None, None)
+            else:
+                threading.Thread(target=self._close_when_idle, args=(pool,), name="wool-executor-shutdown").start()
+
+    def _close_when_idle(self, pool: WorkerPool) -> None:
+        with self._lock:
+            self._idle.wait_for(lambda: not self._unwinding)
+        pool.__exit__(None, None, None)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
