@@ -150,6 +150,8 @@ class ExecutorCore(concurrent.futures.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new calls; with `cancel_futures`, cancel every call not ended (remotely);
         with `wait`, return once every call has ended, the cancelled ones included."""
+        if wait and self._loop is not None and _running_loop() is self._loop:
+            raise RuntimeError("shutdown(wait=True) would block the event loop its calls run on: use shutdown(wait=False)")
         with self._lock:
             self._shut = True
             futures = list(self._futures)
@@ -157,8 +159,6 @@ class ExecutorCore(concurrent.futures.Executor):
             for future in futures:
                 future.cancel()
         if wait:
-            if self._loop is not None and _running_loop() is self._loop:
-                raise RuntimeError("shutdown(wait=True) would block the event loop its calls run on: use shutdown(wait=False)")
             with self._lock:
                 self._idle.wait_for(lambda: not self._unwinding)
         self._release(wait)

@@ -92,6 +92,24 @@ def latest_pool(loop: asyncio.AbstractEventLoop | None = None) -> OpenPool | Non
     return None
 
 
+def current_pool() -> OpenPool | None:
+    """The pool a call made here would use, if it is a pool (not a worker's own mesh)."""
+    mesh = current_mesh_var.get()
+    if mesh is None:
+        return latest_pool(_running_loop()) or latest_pool()
+    for entry in list(_open_pools):
+        if entry.mesh is mesh:
+            return entry
+    return None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def current_mesh(routine_name: str) -> Mesh:
     mesh = current_mesh_var.get()
     if mesh is not None:
