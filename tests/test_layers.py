@@ -179,7 +179,7 @@ def test_private_modules_and_names_stay_in_their_package() -> None:
 
 @pytest.mark.parametrize(
     ("module", "expected"),
-    [("wool.caller._mesh", 4), ("wool.discovery", 5), ("wool", 10), ("wool._errors", 0), ("wool._new", None)],
+    [("wool.caller._mesh", 4), ("wool.discovery", 5), ("wool", 9), ("wool._errors", 0), ("wool._new", None)],
 )
 def test_layer_lookup(module: str, expected: int | None) -> None:
     assert layer_of(module) == expected
