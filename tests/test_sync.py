@@ -207,3 +207,18 @@ def test_exiting_the_block_leaves_no_thread_and_no_process() -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_routine_called_but_never_awaited_says_how_to_run_it() -> None:
+    with pytest.warns(
+        RuntimeWarning, match=r"routine 'add' was called but never awaited.*pool\.run\(add\(\.\.\.\)\).*await add"
+    ) as caught:
+        r.add(1, 2)  # dropped at once: nothing was sent
+    assert caught[0].filename == __file__
+
+    async def plain() -> None:
+        pass
+
+    with pytest.warns(RuntimeWarning, match=r"^coroutine '.*plain' was never awaited$") as caught:
+        plain()
+    assert caught[0].filename == __file__
