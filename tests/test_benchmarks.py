@@ -108,3 +108,18 @@ def test_transport_comparison_runs_both_sides() -> None:
     (ratios,) = [line for line in lines if line.startswith("ipc/tcp ")]
     assert [word for word in ratios.split() if word.endswith("x")] != []
     assert {"latency_us", "calls_per_s", "payload_mb_per_s"} <= set(ratios.split())
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_blocking_call_benchmark_reports_both_sides_and_the_difference() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "blocking_call.py"), "--calls", "20", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == ["blocking", "await", "blocking - await"]
+    assert "over 40 calls" in lines[0] and "per call at the median" in lines[2]

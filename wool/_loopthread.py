@@ -17,7 +17,6 @@ current loop schedules its tasks from the calling thread, and they must still wa
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import inspect
 import threading
@@ -62,6 +61,7 @@ class LoopThread:
         finally:
             try:
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.run_until_complete(self.loop.shutdown_default_executor())  # its threads end too
             finally:
                 asyncio.set_event_loop(None)
                 self.loop.close()
@@ -118,13 +118,20 @@ class Handoff:
             self.task.cancel()
 
 
-def _settle(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
-    if task.cancelled():
-        future.set_exception(asyncio.CancelledError())
-    elif (error := task.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(task.result())
+class _Outcome:
+    """A task's outcome, handed to the thread waiting for it: a plain lock released once
+    (cheaper than a `concurrent.futures.Future` and its condition, on every blocking call)."""
+
+    __slots__ = ("ready", "task")
+
+    def __init__(self) -> None:
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.task: asyncio.Task[Any] | None = None
+
+    def settle(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.ready.release()
 
 
 def run_blocking(
@@ -133,18 +140,18 @@ def run_blocking(
     """Run `coro` on `loop` (running on another thread) and wait for its result or exception.
     Ctrl-C while waiting cancels it (see the module docstring); with `cancel_on_interrupt`
     false (closing a pool), it is left to finish, and only a second Ctrl-C stops the wait."""
-    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
-    handoff = Handoff(loop, coro, context, lambda task: _settle(task, outcome))
+    outcome = _Outcome()
+    handoff = Handoff(loop, coro, context, outcome.settle)
     try:
-        return outcome.result()
+        outcome.ready.acquire()
     except KeyboardInterrupt:
         if cancel_on_interrupt:
             handoff.cancel()
-        try:
-            outcome.exception(timeout=UNWIND_BOUND)
-        except (concurrent.futures.TimeoutError, asyncio.CancelledError, concurrent.futures.CancelledError):
-            pass
+        outcome.ready.acquire(timeout=UNWIND_BOUND)
         raise
+    task = outcome.task
+    assert task is not None
+    return task.result()  # type: ignore[no-any-return]
 
 
 def as_coroutine(awaitable: Awaitable[T], loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, T]:
