@@ -222,3 +222,28 @@ def test_a_routine_called_but_never_awaited_says_how_to_run_it() -> None:
     with pytest.warns(RuntimeWarning, match=r"^coroutine '.*plain' was never awaited$") as caught:
         plain()
     assert caught[0].filename == __file__
+
+
+def test_a_blocking_call_from_another_thread_ends_when_the_pool_closes() -> None:
+    """No caller waits forever: a `pool.run` of a coroutine that waits on nothing wool knows
+    about is cancelled when the block ends."""
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    async def wait_forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    def caller(pool: wool.WorkerPool) -> None:
+        try:
+            pool.run(wait_forever())
+        except BaseException as e:
+            outcome.append(e)
+
+    with wool.WorkerPool(size=1) as pool:
+        thread = threading.Thread(target=caller, args=(pool,))
+        thread.start()
+        assert started.wait(timeout=30)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [type(e) for e in outcome] == [asyncio.CancelledError]

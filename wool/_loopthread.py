@@ -60,6 +60,13 @@ class LoopThread:
             self.loop.run_forever()
         finally:
             try:
+                # Whatever still runs (a blocking call from another thread, say) is cancelled
+                # and unwinds, so that no thread waits for a task that was dropped.
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
                 self.loop.run_until_complete(self.loop.shutdown_default_executor())  # its threads end too
             finally:
@@ -67,7 +74,8 @@ class LoopThread:
                 self.loop.close()
 
     def stop(self) -> None:
-        """Stop the loop (tasks still pending are dropped) and wait for the thread to end."""
+        """Stop the loop (tasks still running are cancelled and unwind first) and wait for the
+        thread to end."""
         if self._thread.is_alive():
             try:
                 self.loop.call_soon_threadsafe(self.loop.stop)

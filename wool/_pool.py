@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
@@ -315,7 +315,10 @@ class WorkerPool:
             except ValueError:  # exited in another context than it was entered in
                 current_mesh_var.set(None)
             self._token = None
-        await self._shutdown()
+        try:
+            await self._shutdown()
+        finally:
+            self._loop = None
 
     def __enter__(self) -> WorkerPool:
         """Open the pool from synchronous code: it runs on an event loop on a thread of its
@@ -375,7 +378,7 @@ class WorkerPool:
         *,
         concurrency: int = 64,
         ordered: bool = True,
-    ) -> Iterator[R]:
+    ) -> BlockingIterator[R]:
         """`wool.map` for synchronous code: a plain iterator of `routine(item)` for each item,
         with the same laziness, bound on calls in flight, order and error semantics. Closing
         it (`close()`, or `with pool.map(...) as results:`) cancels the calls still in flight."""
