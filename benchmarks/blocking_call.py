@@ -1,7 +1,9 @@
 """What a blocking call from synchronous code costs over an awaited one: `pool.run(add(1, 2))`
 from the main thread against `await add(1, 2)` on the pool's own loop, same pool, same
 workers, in alternating rounds of one run. Prints each side's median and 90th percentile per
-call, and the difference and ratio of the medians.
+call, the difference and ratio of the medians, and the hand-off alone (`pool.run` of a
+coroutine that returns at once): two thread wake-ups, whose cost is the machine's scheduling
+latency.
 
     python benchmarks/blocking_call.py [--calls N] [--rounds R]
 """
@@ -28,6 +30,19 @@ async def awaited(calls: int) -> list[float]:
     return times
 
 
+async def nothing() -> None:
+    pass
+
+
+def handoff(pool: wool.WorkerPool, calls: int) -> list[float]:
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        pool.run(nothing())
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def blocking(pool: wool.WorkerPool, calls: int) -> list[float]:
     times = []
     for _ in range(calls):
@@ -42,13 +57,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="calls per side per round")
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    sides: dict[str, list[float]] = {"blocking": [], "await": []}
+    sides: dict[str, list[float]] = {"blocking": [], "await": [], "hand-off": []}
     with wool.WorkerPool(size=1) as pool:
         pool.run(awaited(200))  # warm up: connection, pickled routine cached on the worker
         blocking(pool, 200)
         for _ in range(args.rounds):
             sides["blocking"] += blocking(pool, args.calls)
             sides["await"] += pool.run(awaited(args.calls))
+            sides["hand-off"] += handoff(pool, args.calls)
     medians = {}
     for name, times in sides.items():
         us = sorted(t * 1e6 for t in times)

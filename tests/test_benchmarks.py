@@ -121,5 +121,5 @@ def test_blocking_call_benchmark_reports_both_sides_and_the_difference() -> None
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert [line.split(":")[0].strip() for line in lines] == ["blocking", "await", "blocking - await"]
-    assert "over 40 calls" in lines[0] and "per call at the median" in lines[2]
+    assert [line.split(":")[0].strip() for line in lines] == ["blocking", "await", "hand-off", "blocking - await"]
+    assert "over 40 calls" in lines[0] and "per call at the median" in lines[3]
