@@ -72,9 +72,11 @@ def test_pool_opened_in_one_cell_serves_the_later_ones(tmp_path: Path) -> None:
 
 
 def test_kernel_shut_down_with_the_pool_open_leaves_no_process(tmp_path: Path) -> None:
-    cells = code_cells()[:2]
-    shown, tree = run_cells(copy.deepcopy(cells), tmp_path)
-    assert shown == [["2"], ["'hello, ada'"]]
+    """Also: a cell without `await` opens a second pool with `with` and runs a call on it."""
+    blocking = nbformat.v4.new_code_cell("with wool.WorkerPool(size=1) as other:\n    answer = other.run(greet('bob'))\nanswer")
+    cells = [*copy.deepcopy(code_cells()[:2]), blocking]
+    shown, tree = run_cells(cells, tmp_path)
+    assert shown == [["2"], ["'hello, ada'"], ["'hello, bob'"]]
     assert len(tree) >= 4  # the kernel, the worker template and two workers
     gone, alive = psutil.wait_procs(tree, timeout=30)
     assert not alive, f"left running after the kernel shut down: {alive}"
