@@ -21,7 +21,7 @@ from ._errors import (
     WorkerStartError,
 )
 from ._keys import Keys
-from ._pool import WorkerPool
+from ._pool import Executor, WorkerPool
 from ._state import state
 from .caller import (
     Candidate,
@@ -61,6 +61,7 @@ __all__ = [
     "DiscoveryEvent",
     "DispatchError",
     "DnsDiscovery",
+    "Executor",
     "Keys",
     "LanDiscovery",
     "LeastOutstanding",

@@ -7,7 +7,7 @@ through a `Connection`, and `wool._pool` opens a `Mesh`."""
 
 from ._broadcast import broadcast
 from ._connection import Connection
-from ._context import current_mesh_var, current_slot_var
+from ._context import OpenPool, current_mesh_var, current_pool, current_slot_var, latest_pool, pool_closed, pool_opened
 from ._contextvars import ContextVar, Snapshot, Token, send_back
 from ._contextvars import apply as apply_snapshot
 from ._contextvars import unpickle as unpickle_snapshot
@@ -32,6 +32,7 @@ __all__ = [
     "LeastOutstanding",
     "LoadBalancer",
     "Mesh",
+    "OpenPool",
     "Options",
     "ReadAhead",
     "RoundRobin",
@@ -39,7 +40,11 @@ __all__ = [
     "Token",
     "apply_snapshot",
     "current_mesh_var",
+    "current_pool",
     "current_slot_var",
+    "latest_pool",
+    "pool_closed",
+    "pool_opened",
     "deadline_var",
     "options",
     "options_var",

@@ -30,7 +30,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import protocol as p
-from . import _retry
+from . import _retry, _unawaited
 from ._context import waiting_on_peer
 from ._dispatch import _dispatch, _dump, _outcome, _Placement
 from ._options import check_tags
@@ -92,6 +92,7 @@ def _decorate(fn: Any, spec: RoutineSpec) -> Any:
     if inspect.iscoroutinefunction(fn):
         wrapper = _coroutine_routine(fn, spec)
         wrapper.__wool_routine__ = spec  # type: ignore[attr-defined]
+        _unawaited.register(wrapper)
         return wrapper
     raise TypeError(f"@wool.routine needs an `async def` or async generator function, not {fn!r}")
 
