@@ -7,7 +7,7 @@ through a `Connection`, and `wool._pool` opens a `Mesh`."""
 
 from ._broadcast import broadcast
 from ._connection import Connection
-from ._context import current_mesh_var, current_slot_var
+from ._context import current_mesh_var, current_slot_var, rehandle, shared_args_var
 from ._contextvars import ContextVar, Snapshot, Token, send_back
 from ._contextvars import apply as apply_snapshot
 from ._contextvars import unpickle as unpickle_snapshot
@@ -39,6 +39,8 @@ __all__ = [
     "Token",
     "apply_snapshot",
     "current_mesh_var",
+    "rehandle",
+    "shared_args_var",
     "current_slot_var",
     "deadline_var",
     "options",

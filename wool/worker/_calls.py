@@ -30,6 +30,7 @@ from .. import protocol as p
 from .._errors import DispatchError, RemoteBaseException, SerializationError
 from .._transport import oversized, show_size
 from ..caller import Options, Snapshot, apply_snapshot, current_slot_var, deadline_var, options_var, send_back, unpickle_snapshot
+from ..sharing import substitute
 from . import _unpickling as unpickling
 from ._admission import CallSlot
 
@@ -90,7 +91,7 @@ def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     value = unpickling.loads(f"the arguments of {msg.name}", msg.payload)
     if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple) and isinstance(value[1], dict)):
         raise TypeError(f"the arguments of {msg.name} are not an (args, kwargs) pair")
-    return value[0], value[1]
+    return substitute(value[0], value[1])  # top-level `wool.Shared` arguments arrive as their values
 
 
 def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT, thrown: str | None = None) -> p.Raise:
