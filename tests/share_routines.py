@@ -73,4 +73,12 @@ async def where() -> int:
 @wool.routine
 async def cache_stats() -> dict[str, int]:
     s = sharing.cache.stats
-    return {"loads": s.loads, "evictions": s.evictions, "bytes": s.bytes, "values": s.values, "pid": os.getpid()}
+    return {
+        "loads": s.loads,
+        "fetches": s.fetches,
+        "parts": s.parts,
+        "evictions": s.evictions,
+        "bytes": s.bytes,
+        "values": s.values,
+        "pid": os.getpid(),
+    }

@@ -11,6 +11,7 @@ from ._context import current_mesh_var, current_slot_var, rehandle, shared_args_
 from ._contextvars import ContextVar, Snapshot, Token, send_back
 from ._contextvars import apply as apply_snapshot
 from ._contextvars import unpickle as unpickle_snapshot
+from ._fetches import answer_fetch, fetch_server
 from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
 from ._map import Map, map
@@ -39,6 +40,8 @@ __all__ = [
     "Token",
     "apply_snapshot",
     "current_mesh_var",
+    "answer_fetch",
+    "fetch_server",
     "rehandle",
     "shared_args_var",
     "current_slot_var",

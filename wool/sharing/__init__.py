@@ -1,10 +1,18 @@
 """Large values shared by many calls without a copy per call: `wool.share` and `wool.Shared`."""
 
+from ..caller import fetch_server
 from ._cache import CacheStats, cache, check_share_cache, default_limit
-from ._handle import Shared, release_scope, share, shared_bytes, substitute
+from ._fetch import Route, fetch_route_var, serve
+from ._handle import Shared, release_scope, share, shared_bytes, shared_in, substitute
+
+fetch_server[:] = [serve]  # this process's connections answer workers' fetches from here
 
 __all__ = [
     "CacheStats",
+    "Route",
+    "fetch_route_var",
+    "serve",
+    "shared_in",
     "Shared",
     "cache",
     "check_share_cache",

@@ -46,6 +46,7 @@ def check_share_cache(limit: object) -> int:
 class _Entry:
     value: Any
     size: int
+    local: Any = None  # the file of a value fetched from another host, removed with it
 
 
 @dataclasses.dataclass(slots=True)
@@ -54,12 +55,16 @@ class CacheStats:
     the bytes it holds now."""
 
     loads: int = 0
+    fetches: int = 0  # of those, fetched from another host
+    parts: int = 0  # parts received fetching them
     evictions: int = 0
     bytes: int = 0
     values: int = 0
 
 
 class ShareCache:
+    MISSING: Any = object()
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
@@ -69,7 +74,9 @@ class ShareCache:
     def resize(self, limit: int) -> None:
         with self._lock:
             self.limit = check_share_cache(limit)
-            self._evict()
+            evicted = self._evict()
+        for k, e in evicted:
+            self._dropped(k, e)
 
     def drop(self, key: str) -> None:
         with self._lock:
@@ -77,30 +84,59 @@ class ShareCache:
             if entry is not None:
                 self.stats.bytes -= entry.size
                 self.stats.values -= 1
+        if entry is not None:
+            self._dropped(key, entry)
+
+    def _dropped(self, key: str, entry: _Entry) -> None:
+        if entry.local is not None:
+            _store.readable.pop(key, None)
+            _store.remove(entry.local, None)
+
+    def cached(self, key: str) -> Any:
+        """The value of `key` if this process holds it, else `MISSING`."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return self.MISSING
+            self._entries.move_to_end(key)
+            return entry.value
+
+    def put(self, key: str, path: Any, size: int, local: bool = False) -> Any:
+        """Map and load the value in the file at `path` (`local`: fetched by this process,
+        removed when dropped), keep it if it fits, and return it."""
+        mapping = _store.open_mapped(path, size)
+        value = _layout.loads(memoryview(mapping).toreadonly())
+        _store.readable[key] = path
+        entry = _Entry(value, size, path if local else None)
+        with self._lock:
+            self.stats.loads += 1
+            self.stats.fetches += local
+            if size <= self.limit and key not in self._entries:
+                self._entries[key] = entry
+                self.stats.bytes += size
+                self.stats.values += 1
+                evicted = self._evict()
+            else:
+                evicted = []
+        for k, e in evicted:
+            self._dropped(k, e)
+        if key not in self._entries and local:
+            _store.readable.pop(key, None)  # not kept: remove its file once loaded
+            _store.remove(path, None)
+        return value
 
     def get(self, key: str, path: Any, size: int, owner: tuple[int, int], describe: str) -> Any:
         """The value of `key` (its file at `path`, of `size` bytes, made by `owner`: pid and
         start time). Raises `SharedReleased` or `SharedLost` (see the module docstring)."""
         self._check(key, path, owner, describe)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                return entry.value
+        value = self.cached(key)
+        if value is not self.MISSING:
+            return value
         try:
-            mapping = _store.open_mapped(path, size)
+            return self.put(key, path, size)
         except FileNotFoundError:
             self._check(key, path, owner, describe)  # gone meanwhile: says why
             raise SharedReleased(f"{describe} was released") from None
-        value = _layout.loads(memoryview(mapping).toreadonly())
-        with self._lock:
-            self.stats.loads += 1
-            if size <= self.limit and key not in self._entries:
-                self._entries[key] = _Entry(value, size)
-                self.stats.bytes += size
-                self.stats.values += 1
-                self._evict()
-        return value
 
     def _check(self, key: str, path: Any, owner: tuple[int, int], describe: str) -> None:
         pid, started = owner
@@ -118,12 +154,15 @@ class ShareCache:
             raise SharedLost(f"{describe} is lost: the process that shared it (pid {pid}) has exited")
         raise SharedReleased(f"{describe} was released")
 
-    def _evict(self) -> None:
+    def _evict(self) -> list[tuple[str, _Entry]]:
+        evicted = []
         while self.stats.bytes > self.limit and self._entries:
-            _, entry = self._entries.popitem(last=False)
+            key, entry = self._entries.popitem(last=False)
             self.stats.bytes -= entry.size
             self.stats.values -= 1
             self.stats.evictions += 1
+            evicted.append((key, entry))
+        return evicted
 
 
 cache = ShareCache(default_limit())

@@ -14,12 +14,13 @@ current when it was shared; `release()`, the end of a `with` block, or the close
 removes the file. A process that exits removes what it still owns; one that dies is cleaned up
 after by the next `share` on the host (`_store.prune`).
 
-Other hosts: not yet. A handle used on another host (or by another user) raises a
-`DispatchError` saying so.
+Other hosts: a worker fetches the value from the caller of the call it was passed to (see
+`_fetch`), once, and caches it like a value of its host.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
 import dataclasses
@@ -30,10 +31,11 @@ import threading
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .._errors import DispatchError, SerializationError
+from .._errors import DispatchError, SerializationError, SharedReleased
 from ..caller import current_mesh_var, shared_args_var
 from . import _layout, _store
 from ._cache import cache
+from ._fetch import fetch, fetch_route_var
 
 T = TypeVar("T")
 MAX_TOMBSTONES = 10_000  # an owner keeps at most this many tombstones of values it released
@@ -48,6 +50,7 @@ class _Owned:
 
 _owned: dict[str, _Owned] = {}
 _tombstones: collections.deque[Path] = collections.deque()
+_released: dict[str, str] = {}  # key -> where, for the values this process released (one per tombstone)
 _lock = threading.Lock()
 _me: tuple[int, int, str] | None = None  # pid, start time, host: what owns
 
@@ -85,6 +88,9 @@ class Shared(Generic[T]):
         self.uid, self.directory, self.size, self.type_name = uid, directory, size, type_name
 
     def __reduce__(self) -> tuple[Any, ...]:
+        site = _released.get(self.key)
+        if site is not None:  # a call would fail on its worker, or, on another host, not notice
+            raise SharedReleased(f"{self._describe()} was released {site}")
         return (Shared, tuple(getattr(self, name) for name in Shared.__slots__))
 
     def __repr__(self) -> str:
@@ -103,20 +109,38 @@ class Shared(Generic[T]):
     def _describe(self) -> str:
         return f"shared value {self.key[:8]} ({self.type_name}, shared by pid {self.owner_pid})"
 
+    def _here(self) -> bool:
+        return _identity()[2] == self.host and self.uid == os.getuid()
+
     def get_blocking(self) -> T:
-        """The value (the same object for every call on this process while it is cached).
-        Raises `wool.SharedReleased`, `wool.SharedLost`, or `DispatchError` on another host."""
-        pid, _, host = _identity()
-        if host != self.host or self.uid != os.getuid():
+        """The value, for a plain `def` routine (running in a thread of its worker); see `get`.
+        On the event loop's own thread, a value that must still be fetched from another host
+        raises `DispatchError` (use `await handle.get()` there)."""
+        if self._here():
+            return cache.get(self.key, self.path, self.size, (self.owner_pid, self.owner_start), self._describe())  # type: ignore[no-any-return]
+        value = cache.cached(self.key)
+        if value is not cache.MISSING:
+            return value  # type: ignore[no-any-return]
+        route = fetch_route_var.get()
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        if route is None or on_loop:
             raise DispatchError(
-                f"{self._describe()} lives on another host or belongs to another user (uid {self.uid}): "
-                "sharing across hosts is not yet supported; pass the value itself to workers on other hosts"
+                f"{self._describe()} is on another host and must be fetched: use `await handle.get()` in an async routine"
             )
-        return cache.get(self.key, self.path, self.size, (self.owner_pid, self.owner_start), self._describe())  # type: ignore[no-any-return]
+        future = asyncio.run_coroutine_threadsafe(fetch(self.key, self.size, self._describe(), route), route.loop)
+        return future.result()  # type: ignore[no-any-return]
 
     async def get(self) -> T:
-        """The value; see `get_blocking`."""
-        return self.get_blocking()
+        """The value (the same object for every call on this process while it is cached). On
+        the host it was shared on, it is mapped from shared memory; on another, fetched once
+        from the caller of the running call. Raises `wool.SharedReleased` or `wool.SharedLost`."""
+        if self._here():
+            return self.get_blocking()
+        return await fetch(self.key, self.size, self._describe())  # type: ignore[no-any-return]
 
     def release(self) -> None:
         """Free the value: its shared memory is removed, and any later use of this handle,
@@ -137,14 +161,18 @@ def _release(handle: Shared[Any], site: str) -> None:
     if owned is None and _identity()[2] != handle.host:
         return
     if _store.remove(handle.path, site):
-        _tomb(handle.path)
+        _tomb(handle.key, handle.path, site)
 
 
-def _tomb(path: Path) -> None:
+def _tomb(key: str, path: Path, site: str) -> None:
     with _lock:
+        _released[key] = site
         _tombstones.append(path)
         old = _tombstones.popleft() if len(_tombstones) > MAX_TOMBSTONES else None
+        if old is not None:
+            _released.pop(old.stem.rpartition("-")[2], None)
     if old is not None:
+        _store.readable.pop(old.stem.rpartition("-")[2], None)
         _store.forget_tombstones([old])
 
 
@@ -166,6 +194,7 @@ def share(value: T) -> Shared[T]:
     _store.write(handle.path, header, parts, total)
     with _lock:
         _owned[key] = _Owned(handle.path, total, current_mesh_var.get())
+    _store.readable[key] = handle.path
     return handle
 
 
@@ -176,8 +205,9 @@ def release_scope(scope: object) -> int:
         mine = [(k, _owned.pop(k)) for k in keys]
     for key, owned in mine:
         cache.drop(key)
-        if _store.remove(owned.path, _site("when the WorkerPool it was shared in closed")):
-            _tomb(owned.path)
+        site = _site("when the WorkerPool it was shared in closed")
+        if _store.remove(owned.path, site):
+            _tomb(key, owned.path, site)
     return len(mine)
 
 
@@ -199,22 +229,25 @@ def _at_exit() -> None:
     _store.forget_tombstones(tombs)
 
 
-def substitute(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def shared_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a call has a top-level `Shared` argument."""
+    return any(type(a) is Shared for a in args) or any(type(v) is Shared for v in kwargs.values())
+
+
+async def substitute(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A call's arguments with each top-level `Shared` replaced by its value. Each value is
     remembered with its handle in the call's context (`shared_args_var`), so that passing it
     on to a nested call sends the handle again."""
-    if not any(type(a) is Shared for a in args) and not any(type(v) is Shared for v in kwargs.values()):
-        return args, kwargs
     table: dict[int, tuple[object, object]] = {}
 
-    def value(a: Any) -> Any:
+    async def value(a: Any) -> Any:
         if type(a) is not Shared:
             return a
-        v = a.get_blocking()
+        v = await a.get()
         table[id(v)] = (v, a)
         return v
 
-    args = tuple(value(a) for a in args)
-    kwargs = {k: value(v) for k, v in kwargs.items()}
+    args = tuple([await value(a) for a in args])
+    kwargs = {k: await value(v) for k, v in kwargs.items()}
     shared_args_var.set(table)
     return args, kwargs

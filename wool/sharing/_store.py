@@ -40,6 +40,10 @@ MAX_TOMBSTONE = 4096
 _NAME = re.compile(r"share-(\d+)-(\d+)-([0-9a-f]{32})\.(data|released)")
 _OPEN = os.O_NOFOLLOW | os.O_CLOEXEC
 
+# key -> the file this process may answer a worker's fetch of that value from: values it made,
+# mapped, or fetched itself (see `_fetch`).
+readable: dict[str, Path] = {}
+
 
 def _filesystem(path: Path) -> str | None:
     """The type of the filesystem `path` is on (the longest mount point above it)."""
@@ -72,14 +76,16 @@ def store_dir() -> Path:
 
 def host_id() -> str:
     """This host as its processes see it: the kernel's boot id, and the mount and pid
-    namespaces (a path or a pid means the same thing only within both)."""
+    namespaces (a path or a pid means the same thing only within both), and the network
+    namespace (a container with a network of its own is treated as a host of its own, which
+    is also what lets tests stand namespaces in for hosts)."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
             boot = f.read(64).strip()
     except OSError:
         boot = "unknown"
     spaces = []
-    for space in ("mnt", "pid"):
+    for space in ("mnt", "pid", "net"):
         try:
             spaces.append(str(os.stat(f"/proc/self/ns/{space}").st_ino))
         except OSError:

@@ -30,7 +30,7 @@ from .. import protocol as p
 from .._errors import DispatchError, RemoteBaseException, SerializationError
 from .._transport import oversized, show_size
 from ..caller import Options, Snapshot, apply_snapshot, current_slot_var, deadline_var, options_var, send_back, unpickle_snapshot
-from ..sharing import substitute
+from ..sharing import Route, fetch_route_var, shared_in, substitute
 from . import _unpickling as unpickling
 from ._admission import CallSlot
 
@@ -44,6 +44,7 @@ class Host(Protocol):
     max_message_size: int  # the largest reply part callers accept (they share the worker's)
 
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
+    def fetch_part(self, identity: bytes, call_id: int, key: str, offset: int, length: int) -> Awaitable[p.Part]: ...
     def reply(self, identity: bytes, msg: p.Reply) -> None: ...
     def finished(self, key: tuple[bytes, int]) -> None: ...
     def background(self, aw: Awaitable[Any]) -> None: ...
@@ -91,7 +92,7 @@ def _arguments(msg: p.Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     value = unpickling.loads(f"the arguments of {msg.name}", msg.payload)
     if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple) and isinstance(value[1], dict)):
         raise TypeError(f"the arguments of {msg.name} are not an (args, kwargs) pair")
-    return substitute(value[0], value[1])  # top-level `wool.Shared` arguments arrive as their values
+    return value[0], value[1]
 
 
 def _raise_reply(call_id: int, exc: BaseException, context: p.Frame = p.NO_CONTEXT, thrown: str | None = None) -> p.Raise:
@@ -219,6 +220,9 @@ class CoroutineCall:
         try:
             fn, args, kwargs = _unpack(self._host, carried, request)
             del request
+            fetch_route_var.set(Route(self._host, self._identity, call_id))  # for `wool.Shared` values
+            if shared_in(args, kwargs):  # top-level `wool.Shared` arguments arrive as their values
+                args, kwargs = await substitute(args, kwargs)
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
