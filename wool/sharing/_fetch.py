@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from .. import protocol as p
 from .._errors import DispatchError, SharedLost, SharedReleased
-from . import _store
+from . import _observe, _store
 from ._cache import cache
 
 PART_MAX = 8 << 20  # bytes per part at most (and at most the worker's max message size)
@@ -88,8 +88,12 @@ async def fetch(key: str, size: int, describe: str, route: Route | None = None) 
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     _fetching[key] = done
     try:
+        parts = cache.stats.parts
         path = await _download(route, key, size, describe)
-        return cache.put(key, path, size, local=True)
+        value = cache.put(key, path, size, local=True)
+        _observe.register()
+        _observe.event("wool.share.fetch", key, size, **{"wool.share.parts": cache.stats.parts - parts})
+        return value
     finally:
         del _fetching[key]
         done.set_result(None)

@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from .._errors import DispatchError, SerializationError, SharedReleased
 from ..caller import current_mesh_var, shared_args_var
-from . import _layout, _store
+from . import _layout, _observe, _store
 from ._cache import cache
 from ._fetch import fetch, fetch_route_var
 
@@ -117,6 +117,7 @@ class Shared(Generic[T]):
         On the event loop's own thread, a value that must still be fetched from another host
         raises `DispatchError` (use `await handle.get()` there)."""
         if self._here():
+            _observe.register()
             return cache.get(self.key, self.path, self.size, (self.owner_pid, self.owner_start), self._describe())  # type: ignore[no-any-return]
         value = cache.cached(self.key)
         if value is not cache.MISSING:
@@ -162,6 +163,7 @@ def _release(handle: Shared[Any], site: str) -> None:
         return
     if _store.remove(handle.path, site):
         _tomb(handle.key, handle.path, site)
+        _observe.event("wool.share.release", handle.key, handle.size)
 
 
 def _tomb(key: str, path: Path, site: str) -> None:
@@ -195,6 +197,8 @@ def share(value: T) -> Shared[T]:
     with _lock:
         _owned[key] = _Owned(handle.path, total, current_mesh_var.get())
     _store.readable[key] = handle.path
+    _observe.register()
+    _observe.event("wool.share", key, total, **{"wool.share.type": handle.type_name})
     return handle
 
 
@@ -215,6 +219,9 @@ def shared_bytes() -> int:
     """Bytes of shared memory this process owns now."""
     with _lock:
         return sum(o.size for o in _owned.values())
+
+
+_observe.owned_bytes[:] = [shared_bytes]
 
 
 @atexit.register
