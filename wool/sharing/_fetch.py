@@ -45,6 +45,7 @@ class Host(Protocol):
     """What a worker offers its calls for fetching: its server."""
 
     max_message_size: int
+    loop: asyncio.AbstractEventLoop
 
     def fetch_part(self, identity: bytes, call_id: int, key: str, offset: int, length: int) -> Awaitable[p.Part]: ...
 
@@ -56,7 +57,7 @@ class Route:
 
     def __init__(self, host: Host, identity: bytes, call_id: int) -> None:
         self.host, self.identity, self.call_id = host, identity, call_id
-        self.loop = asyncio.get_running_loop()
+        self.loop = host.loop
 
     async def fetch_part(self, key: str, offset: int, length: int) -> p.Part:
         try:
@@ -66,7 +67,16 @@ class Route:
             raise DispatchError(f"the caller did not answer a fetch of a shared value within {PART_TIMEOUT:g} s") from None
 
 
-fetch_route_var: ContextVar[Route | None] = ContextVar("wool_fetch_route", default=None)
+# Set by the worker in each call's context: (its server, the caller's identity, the call id),
+# a tuple because it is set on every call and used on few (`current_route` makes the `Route`).
+fetch_route_var: ContextVar[tuple[Host, bytes, int] | None] = ContextVar("wool_fetch_route", default=None)
+
+
+def current_route() -> Route | None:
+    """How the running call asks its caller for a shared value (None: not in a worker's call)."""
+    found = fetch_route_var.get()
+    return Route(*found) if found is not None else None
+
 
 _fetching: dict[str, asyncio.Future[None]] = {}
 
@@ -82,7 +92,7 @@ async def fetch(key: str, size: int, describe: str, route: Route | None = None) 
         if running is None:
             break
         await asyncio.shield(running)  # its failure is its starter's to raise; then look again
-    route = route or fetch_route_var.get()
+    route = route or current_route()
     if route is None:
         raise DispatchError(f"{describe} is on another host, and can only be fetched from inside a routine call it was passed to")
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -101,7 +111,11 @@ async def fetch(key: str, size: int, describe: str, route: Route | None = None) 
 
 async def _download(route: Route, key: str, size: int, describe: str) -> Path:
     me = os.getpid()
-    path = _store.store_dir() / _store.file_name(me, _store.start_time(me) or 0, key)
+    directory = _store.store_dir()
+    room = os.statvfs(directory)
+    if size > room.f_bavail * room.f_frsize:  # refused before anything is asked or written
+        raise DispatchError(f"{describe} has {size} bytes, more than the {room.f_bavail * room.f_frsize} free in {directory}")
+    path = directory / _store.file_name(me, _store.start_time(me) or 0, key)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a copy left by an earlier fetch that failed midway
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -35,7 +35,7 @@ from .._errors import DispatchError, SerializationError, SharedReleased
 from ..caller import current_mesh_var, shared_args_var
 from . import _layout, _observe, _store
 from ._cache import cache
-from ._fetch import fetch, fetch_route_var
+from ._fetch import current_route, fetch
 
 T = TypeVar("T")
 MAX_TOMBSTONES = 10_000  # an owner keeps at most this many tombstones of values it released
@@ -122,7 +122,7 @@ class Shared(Generic[T]):
         value = cache.cached(self.key)
         if value is not cache.MISSING:
             return value  # type: ignore[no-any-return]
-        route = fetch_route_var.get()
+        route = current_route()
         try:
             asyncio.get_running_loop()
             on_loop = True
@@ -193,7 +193,12 @@ def share(value: T) -> Shared[T]:
     header, parts, total = _layout.layout(data, buffers)
     key = secrets.token_hex(16)
     handle: Shared[T] = Shared(key, pid, started, host, os.getuid(), str(directory), total, type(value).__qualname__)
-    _store.write(handle.path, header, parts, total)
+    try:
+        _store.write(handle.path, header, parts, total)
+    except OSError as e:
+        raise DispatchError(
+            f"the value ({type(value).__qualname__}, {total} bytes) could not be shared: writing {handle.path} failed: {e}"
+        ) from None
     with _lock:
         _owned[key] = _Owned(handle.path, total, current_mesh_var.get())
     _store.readable[key] = handle.path

@@ -203,6 +203,7 @@ async def serve(
             await discovery.withdraw(info)
         if lifespan is not None:  # serving failed: still tear the lifespan down
             await _lifespan.leave(lifespan, config.lifespan, config.grace)
+        sharing.release_scope(mesh)  # what its routines shared (a forked worker runs no atexit)
         await mesh.close()
         if exposition is not None:
             exposition.close()

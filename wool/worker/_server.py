@@ -66,6 +66,7 @@ class Server:
     ) -> None:
         self.worker_id = worker_id
         self.max_message_size = max_message_size
+        self.loop = asyncio.get_running_loop()  # where a call's thread asks its caller for shared values
         self._about = (tuple(sorted(tags)), max_calls or 0)  # told in every pong
         self.accepting = True
         self._probe_interval = liveness / 4
