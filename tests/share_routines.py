@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -47,6 +48,12 @@ async def inspect_view(a: np.ndarray) -> dict[str, Any]:
 @wool.routine
 async def total_in_box(box: dict[str, wool.Shared[np.ndarray]]) -> float:
     return float((await box["array"].get()).sum())
+
+
+@wool.routine
+async def total_in_thread(box: dict[str, wool.Shared[np.ndarray]]) -> float:
+    """Read the value the way a plain `def` routine does, from a thread of the worker."""
+    return await asyncio.to_thread(lambda: float(box["array"].get_blocking().sum()))
 
 
 @wool.routine

@@ -64,6 +64,7 @@ async def test_handle_in_a_container_and_nested_calls() -> None:
             # The routine passes the value it got on to a nested call: the handle travels again,
             # and the nested call gets this worker's cached object, not a copy.
             assert await r.outer(handle) is True
+            assert await r.total_in_thread({"array": handle}) == a.size
             stats = await r.cache_stats()
     assert stats["loads"] == 1
 

@@ -40,6 +40,9 @@ async def caller_share(limit: str, *endpoints: str) -> None:
             nested = await r.outer(handle)
             boxed = await r.total_in_box({"array": handle})
             stats = await pool.broadcast(r.cache_stats)
+        b = np.ones(MiB // 8)
+        with wool.share(b) as other:  # fetched from a worker's thread, as a plain `def` would
+            threaded = await r.total_in_thread({"array": other})
         try:
             await r.total(handle)
             released = ""
@@ -52,6 +55,7 @@ async def caller_share(limit: str, *endpoints: str) -> None:
             boxed=boxed,
             stats=[s for s in stats.values() if isinstance(s, dict)],
             released=released,
+            threaded=threaded,
         )
 
 
@@ -94,3 +98,4 @@ async def test_each_worker_on_another_host_fetches_once_in_parts(network: netns.
         assert s["fetches"] == 1, stats
         assert s["parts"] == 4, stats  # 3 MiB and a header, in parts of at most the 1 MiB message size limit
     assert "at the end of its `with` block" in result["released"]
+    assert result["threaded"] == MiB // 8
