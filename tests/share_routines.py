@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,12 @@ async def inspect_view(a: np.ndarray) -> dict[str, Any]:
 @wool.routine
 async def total_in_box(box: dict[str, wool.Shared[np.ndarray]]) -> float:
     return float((await box["array"].get()).sum())
+
+
+@wool.routine
+async def running_totals(a: np.ndarray, parts: int) -> AsyncIterator[float]:
+    for chunk in np.array_split(a, parts):
+        yield float(chunk.sum())
 
 
 @wool.routine

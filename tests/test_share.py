@@ -65,6 +65,7 @@ async def test_handle_in_a_container_and_nested_calls() -> None:
             # and the nested call gets this worker's cached object, not a copy.
             assert await r.outer(handle) is True
             assert await r.total_in_thread({"array": handle}) == a.size
+            assert [x async for x in r.running_totals(handle, 4)] == [a.size / 4] * 4  # a generator routine
             stats = await r.cache_stats()
     assert stats["loads"] == 1
 
