@@ -55,6 +55,7 @@ from .._transport import (
     oversized,
     show_size,
 )
+from ._fetches import answer_fetch
 from ._ledger import CallLedger, Sink
 
 log = logging.getLogger("wool.connection")
@@ -240,6 +241,9 @@ class Connection:
             if e.call_id is not None:
                 self.calls.malformed(e.call_id, str(e))
             self._warn_malformed(e)
+            return
+        if type(msg) is p.Fetch:  # a worker asks for part of a value shared with it (`wool.share`)
+            self._driver.send(p.encode(answer_fetch(msg, self.send_limit)))
             return
         if not self._match(msg):
             log.debug(
