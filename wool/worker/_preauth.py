@@ -1,0 +1,194 @@
+"""A keyed worker's budget for peers that have not authenticated: how many connections may be
+in their CURVE handshake at once, and how many bytes each may send before it completes.
+
+Theory of operation. libzmq's decoder allocates what a frame header claims (up to the
+socket's max message size) and fills it as the bytes arrive, also before the handshake
+completes, and that limit is the socket's, fixed when it binds: the same for a caller's
+128 MiB argument as for a stranger's first frame. So 32 strangers each sending a 128 MiB
+frame instead of their greeting held 4 GiB of a worker for the handshake interval. wool cannot
+reach into libzmq's connections, but it can watch them from outside: the socket's monitor
+reports each accepted connection with its descriptor, and the kernel (`TCP_INFO`) tells how
+many bytes the peer has sent on it and how many of the worker's have been acknowledged. A
+CURVE server sends its greeting and WELCOME (`SERVER_BYTES_BEFORE_READY`) and nothing more
+before the handshake succeeds, when READY follows; a client sends about 600 bytes before
+then. So a connection is unauthenticated while the worker has sent no more than that, and
+the guard, a thread of its own (a routine may block the event loop), enforces:
+- at most `MAX_HANDSHAKES` connections in handshake: a new one past that evicts the oldest
+  (refusing the newest would let a stranger holding the slots lock trusted callers out; a
+  trusted handshake completes within milliseconds, so it is rarely the oldest);
+- at most `MAX_PREAUTH_BYTES` received on a connection in handshake: past that it is cut.
+Cutting is `shutdown()` on a duplicate of the descriptor, which the guard holds while it
+watches the connection (so a descriptor number libzmq reuses never points it at another):
+libzmq reads end-of-file, closes the connection and frees what it allocated for it, and the
+close resets the connection (`SO_LINGER` 0), so the kernel frees its buffers too.
+
+This is enforced as bytes arrive, not before libzmq allocates: while connections are in
+handshake the guard checks them every `CHECK_INTERVAL`, so a connection may overshoot its
+limit by what arrives in one interval. What that costs is measured in
+`benchmarks/preauth_memory.py` and bounded in `tests/test_hostile_peers.py`. A limit that
+holds before allocation needs a small max message size for every connection (and large values
+split into parts): a protocol change.
+
+Only for CURVE servers on TCP: without keys a peer is "authenticated" at once (and can call
+anyway), and an `ipc://` socket in the private runtime directory admits only this user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from .._throttle import Throttle
+from .._transport import context
+
+log = logging.getLogger("wool.worker")
+
+MAX_HANDSHAKES = 64  # connections in handshake at once; a new one past that evicts the oldest
+MAX_PREAUTH_BYTES = 64 * 1024  # received on a connection before its handshake completes (a CURVE client sends ~600)
+CHECK_INTERVAL = 0.002  # seconds between checks while connections are in handshake
+# What a CURVE server sends before READY: its greeting (64 bytes) and WELCOME (168). Measured
+# with libzmq 4.3.5: 232 bytes before the handshake succeeds, 301 once READY is sent.
+SERVER_BYTES_BEFORE_READY = 64 + 168
+_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+_TCP_INFO_SIZE = 136  # up to tcpi_bytes_received (Linux 4.1)
+_BYTES_ACKED_AT = 120  # offsets in `struct tcp_info`: tcpi_bytes_acked, then tcpi_bytes_received
+
+
+def tcp_progress(sock: socket.socket) -> tuple[int, int]:
+    """(bytes this side sent that the peer acknowledged, bytes received) on `sock`."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    acked, received = struct.unpack_from("=QQ", info, _BYTES_ACKED_AT)
+    return acked, received
+
+
+def supported() -> bool:
+    """Whether this kernel reports the byte counts the guard needs."""
+    try:
+        with socket.socket() as probe:
+            return len(probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)) >= _TCP_INFO_SIZE
+    except OSError:
+        return False
+
+
+class PreauthGuard:
+    """Watches `sock` (a CURVE ROUTER, not yet bound) from a thread of its own; `close()`
+    before closing the socket. `cut` counts the connections it cut."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket[Any],
+        *,
+        max_handshakes: int = MAX_HANDSHAKES,
+        max_bytes: int = MAX_PREAUTH_BYTES,
+        interval: float = CHECK_INTERVAL,
+    ) -> None:
+        self.max_handshakes = max_handshakes
+        self.max_bytes = max_bytes
+        self.interval_ms = max(1, int(interval * 1000))
+        self.cut = 0
+        self._sock = sock
+        self._address = f"inproc://wool-preauth-{secrets.token_hex(8)}"
+        self._watched: OrderedDict[int, socket.socket] = OrderedDict()  # libzmq's fd -> our duplicate, oldest first
+        self._warnings = Throttle(log)
+        self._wake_r, self._wake_w = os.pipe()
+        self._ready = threading.Event()
+        sock.monitor(self._address, _EVENTS)
+        self._thread = threading.Thread(target=self._run, name="wool-preauth", daemon=True)
+        self._thread.start()
+        self._ready.wait()  # connected to the monitor before the socket binds: no event is lost
+
+    def close(self) -> None:
+        self._sock.disable_monitor()
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        monitor = context().socket(zmq.PAIR)
+        try:
+            monitor.setsockopt(zmq.LINGER, 0)
+            monitor.connect(self._address)
+            self._ready.set()
+            poller = zmq.Poller()
+            poller.register(monitor, zmq.POLLIN)
+            poller.register(self._wake_r, zmq.POLLIN)
+            while True:
+                ready = dict(poller.poll(self.interval_ms if self._watched else None))
+                if self._wake_r in ready:
+                    return
+                while True:
+                    try:
+                        frames = monitor.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_event(parse_monitor_message(frames))
+                self._check()
+        except Exception:
+            log.exception("the guard of unauthenticated connections failed: they are no longer limited")
+        finally:
+            self._ready.set()
+            monitor.close(linger=0)
+            for dup in self._watched.values():
+                dup.close()
+            self._watched.clear()
+
+    def _on_event(self, event: Mapping[str, Any]) -> None:
+        kind, fd = event["event"], int(event["value"])
+        if kind == zmq.EVENT_ACCEPTED:
+            self._forget(fd)  # a number libzmq reused: the old connection is gone
+            try:
+                dup = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                return  # closed already
+            if dup.type != socket.SOCK_STREAM or dup.family not in (socket.AF_INET, socket.AF_INET6):
+                dup.close()
+                return
+            self._watched[fd] = dup
+            while len(self._watched) > self.max_handshakes:
+                oldest = next(iter(self._watched))
+                self._cut(oldest, f"more than {self.max_handshakes} connections were in their handshake")
+        elif kind == zmq.EVENT_DISCONNECTED:
+            self._forget(fd)
+
+    def _check(self) -> None:
+        for fd, dup in list(self._watched.items()):
+            try:
+                acked, received = tcp_progress(dup)
+            except OSError:
+                self._forget(fd)
+                continue
+            if acked > SERVER_BYTES_BEFORE_READY:
+                self._forget(fd)  # READY was sent: authenticated, no longer ours to limit
+            elif received > self.max_bytes:
+                self._cut(fd, f"it sent {received} bytes before authenticating (at most {self.max_bytes})")
+
+    def _cut(self, fd: int, why: str) -> None:
+        dup = self._watched.pop(fd)
+        try:
+            peer = dup.getpeername()
+            # Linger 0: when libzmq closes it, a reset, which frees the kernel's buffers at once
+            # and fails the peer's sends, rather than a FIN it may leave hanging.
+            dup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            peer = None
+        finally:
+            dup.close()
+        self.cut += 1
+        self._warnings.warn("cut", "cut an unauthenticated connection from %r: %s", peer, why)
+
+    def _forget(self, fd: int) -> None:
+        dup = self._watched.pop(fd, None)
+        if dup is not None:
+            dup.close()
