@@ -251,3 +251,15 @@ async def test_a_new_trusted_caller_gets_in_while_the_workers_loop_is_blocked_pa
             assert await trusted_call(key_dir, worker) == worker.pid
             await hogging
         await stop(worker)
+
+
+async def test_a_trusted_callers_first_message_may_be_far_larger_than_the_pre_authentication_budget(key_dir: Path) -> None:
+    """The budget ends with the handshake: a new trusted connection whose very first call
+    carries 8 MiB (128 times what an unauthenticated peer may send) is not cut."""
+    payload = bytes(range(256)) * (8 * (1 << 20) // 256)
+    async with keyed_worker(key_dir) as worker:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(NAME), keys=key_dir) as pool:
+            await pool.wait_for_workers(timeout=20)
+            async with asyncio.timeout(30):
+                assert await routines.echo(payload) == payload
+        await stop(worker)

@@ -379,3 +379,4 @@ async def test_a_keyed_pool_serves_through_a_600_endpoint_answer_with_few_warnin
     cut = [m for m in warnings.messages if "lists 600 endpoints" in m]
     assert len(cut) == 1 and "using the first 512" in cut[0], warnings.messages
     assert len(warnings.messages) <= 4, warnings.messages
+    print(f"\n600 endpoints listed: {len(warnings.messages)} warnings: {warnings.messages}")
