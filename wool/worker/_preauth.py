@@ -17,7 +17,8 @@ the guard, a thread of its own (a routine may block the event loop), enforces:
   (refusing the newest would let a stranger holding the slots lock trusted callers out; a
   trusted handshake completes within milliseconds, so it is rarely the oldest);
 - at most `MAX_PREAUTH_BYTES` received on a connection in handshake: past that it is cut.
-Cutting is `shutdown()` on a duplicate of the descriptor, which the guard holds while it
+What to cut is decided by `HandshakeBudget` (pure); `PreauthGuard` carries it out. Cutting is
+`shutdown()` on a duplicate of the descriptor, which the guard holds while it
 watches the connection (so a descriptor number libzmq reuses never points it at another):
 libzmq reads end-of-file, closes the connection and frees what it allocated for it, and the
 close resets the connection (`SO_LINGER` 0), so the kernel frees its buffers too.
@@ -35,6 +36,7 @@ anyway), and an `ipc://` socket in the private runtime directory admits only thi
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import secrets
@@ -42,7 +44,7 @@ import socket
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import zmq
@@ -80,6 +82,53 @@ def supported() -> bool:
         return False
 
 
+class Verdict(enum.Enum):
+    WATCH = "still in handshake, within its budget"
+    AUTHENTICATED = "its handshake completed: no longer limited"
+    CUT = "over its budget"
+
+
+class HandshakeBudget:
+    """Which connections in handshake to cut, by a key per connection (pure: no sockets, no
+    clock). Connections are remembered oldest first until they authenticate or are gone."""
+
+    def __init__(self, max_handshakes: int = MAX_HANDSHAKES, max_bytes: int = MAX_PREAUTH_BYTES) -> None:
+        self.max_handshakes = max_handshakes
+        self.max_bytes = max_bytes
+        self._pending: OrderedDict[int, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._pending))
+
+    def accepted(self, key: int) -> list[tuple[int, str]]:
+        """`key` began its handshake: the connections to cut for it (the oldest, past the
+        limit), each with the reason."""
+        self._pending.pop(key, None)
+        self._pending[key] = None
+        cut: list[tuple[int, str]] = []
+        while len(self._pending) > self.max_handshakes:
+            oldest, _ = self._pending.popitem(last=False)
+            cut.append((oldest, f"more than {self.max_handshakes} connections were in their handshake"))
+        return cut
+
+    def progress(self, key: int, sent_acked: int, received: int) -> tuple[Verdict, str]:
+        """What to do with `key`, which the worker has sent `sent_acked` bytes (acknowledged)
+        and received `received` bytes on; a connection authenticated or cut is forgotten."""
+        if sent_acked > SERVER_BYTES_BEFORE_READY:
+            self.gone(key)
+            return Verdict.AUTHENTICATED, Verdict.AUTHENTICATED.value
+        if received > self.max_bytes:
+            self.gone(key)
+            return Verdict.CUT, f"it sent {received} bytes before authenticating (at most {self.max_bytes})"
+        return Verdict.WATCH, Verdict.WATCH.value
+
+    def gone(self, key: int) -> None:
+        self._pending.pop(key, None)
+
+
 class PreauthGuard:
     """Watches `sock` (a CURVE ROUTER, not yet bound) from a thread of its own; `close()`
     before closing the socket. `cut` counts the connections it cut."""
@@ -92,13 +141,12 @@ class PreauthGuard:
         max_bytes: int = MAX_PREAUTH_BYTES,
         interval: float = CHECK_INTERVAL,
     ) -> None:
-        self.max_handshakes = max_handshakes
-        self.max_bytes = max_bytes
+        self.budget = HandshakeBudget(max_handshakes, max_bytes)
         self.interval_ms = max(1, int(interval * 1000))
         self.cut = 0
         self._sock = sock
         self._address = f"inproc://wool-preauth-{secrets.token_hex(8)}"
-        self._watched: OrderedDict[int, socket.socket] = OrderedDict()  # libzmq's fd -> our duplicate, oldest first
+        self._dups: dict[int, socket.socket] = {}  # libzmq's fd -> our duplicate of it
         self._warnings = Throttle(log)
         self._wake_r, self._wake_w = os.pipe()
         self._ready = threading.Event()
@@ -124,7 +172,7 @@ class PreauthGuard:
             poller.register(monitor, zmq.POLLIN)
             poller.register(self._wake_r, zmq.POLLIN)
             while True:
-                ready = dict(poller.poll(self.interval_ms if self._watched else None))
+                ready = dict(poller.poll(self.interval_ms if self._dups else None))
                 if self._wake_r in ready:
                     return
                 while True:
@@ -139,9 +187,9 @@ class PreauthGuard:
         finally:
             self._ready.set()
             monitor.close(linger=0)
-            for dup in self._watched.values():
+            for dup in self._dups.values():
                 dup.close()
-            self._watched.clear()
+            self._dups.clear()
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         kind, fd = event["event"], int(event["value"])
@@ -154,27 +202,28 @@ class PreauthGuard:
             if dup.type != socket.SOCK_STREAM or dup.family not in (socket.AF_INET, socket.AF_INET6):
                 dup.close()
                 return
-            self._watched[fd] = dup
-            while len(self._watched) > self.max_handshakes:
-                oldest = next(iter(self._watched))
-                self._cut(oldest, f"more than {self.max_handshakes} connections were in their handshake")
+            self._dups[fd] = dup
+            for oldest, why in self.budget.accepted(fd):
+                self._cut(oldest, why)
         elif kind == zmq.EVENT_DISCONNECTED:
             self._forget(fd)
 
     def _check(self) -> None:
-        for fd, dup in list(self._watched.items()):
+        for fd in self.budget:
+            dup = self._dups[fd]
             try:
                 acked, received = tcp_progress(dup)
             except OSError:
                 self._forget(fd)
                 continue
-            if acked > SERVER_BYTES_BEFORE_READY:
-                self._forget(fd)  # READY was sent: authenticated, no longer ours to limit
-            elif received > self.max_bytes:
-                self._cut(fd, f"it sent {received} bytes before authenticating (at most {self.max_bytes})")
+            verdict, why = self.budget.progress(fd, acked, received)
+            if verdict is Verdict.AUTHENTICATED:
+                self._forget(fd)
+            elif verdict is Verdict.CUT:
+                self._cut(fd, why)
 
     def _cut(self, fd: int, why: str) -> None:
-        dup = self._watched.pop(fd)
+        dup = self._dups.pop(fd)
         try:
             peer = dup.getpeername()
             # Linger 0: when libzmq closes it, a reset, which frees the kernel's buffers at once
@@ -189,6 +238,7 @@ class PreauthGuard:
         self._warnings.warn("cut", "cut an unauthenticated connection from %r: %s", peer, why)
 
     def _forget(self, fd: int) -> None:
-        dup = self._watched.pop(fd, None)
+        self.budget.gone(fd)
+        dup = self._dups.pop(fd, None)
         if dup is not None:
             dup.close()
