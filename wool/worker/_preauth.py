@@ -74,7 +74,9 @@ def tcp_progress(sock: socket.socket) -> tuple[int, int]:
 
 
 def supported() -> bool:
-    """Whether this kernel reports the byte counts the guard needs."""
+    """Whether this kernel reports the byte counts the guard needs (Linux 4.1 and later)."""
+    if not hasattr(socket, "TCP_INFO") or not hasattr(os, "dup"):
+        return False
     try:
         with socket.socket() as probe:
             return len(probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)) >= _TCP_INFO_SIZE

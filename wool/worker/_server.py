@@ -85,7 +85,14 @@ class Server:
         # ZeroMQ delivers nothing from the others (see `_curve`).
         self._zap_domain = _curve.register(keys.allowed) if keys is not None else None
         # Strangers on TCP get a budget until they authenticate (see `_preauth`).
-        self._guard = PreauthGuard(sock) if keys is not None and bind.startswith("tcp://") and preauth_supported() else None
+        self._guard: PreauthGuard | None = None
+        if keys is not None and bind.startswith("tcp://"):
+            if preauth_supported():
+                self._guard = PreauthGuard(sock)
+            else:
+                log.warning(
+                    "this kernel does not report TCP byte counts: unauthenticated peers are limited only by the max message size"
+                )
         try:
             if keys is not None and self._zap_domain is not None:
                 _curve.make_server(sock, keys, self._zap_domain)
