@@ -61,6 +61,7 @@ CHECK_INTERVAL = 0.002  # seconds between checks while connections are in handsh
 # What a CURVE server sends before READY: its greeting (64 bytes) and WELCOME (168). Measured
 # with libzmq 4.3.5: 232 bytes before the handshake succeeds, 301 once READY is sent.
 SERVER_BYTES_BEFORE_READY = 64 + 168
+MONITOR_QUEUE = 100_000  # monitor events queued at most (about 100 bytes each)
 _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
 _TCP_INFO_SIZE = 136  # up to tcpi_bytes_received (Linux 4.1)
 _BYTES_ACKED_AT = 120  # offsets in `struct tcp_info`: tcpi_bytes_acked, then tcpi_bytes_received
@@ -168,6 +169,9 @@ class PreauthGuard:
         monitor = context().socket(zmq.PAIR)
         try:
             monitor.setsockopt(zmq.LINGER, 0)
+            # Deep enough that a burst of connections while this thread waits for the GIL loses
+            # no ACCEPTED event (a connection never seen would never be limited).
+            monitor.setsockopt(zmq.RCVHWM, MONITOR_QUEUE)
             monitor.connect(self._address)
             self._ready.set()
             poller = zmq.Poller()
