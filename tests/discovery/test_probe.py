@@ -361,6 +361,55 @@ class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.changed = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        self.changed.set()
+
+    async def wait_for(self, text: str) -> str:
+        while not any(text in m for m in self.messages):
+            self.changed.clear()
+            await self.changed.wait()
+        return next(m for m in self.messages if text in m)
+
+
+def test_a_round_asks_the_endpoints_due_longest_first_and_at_most_its_limit() -> None:
+    schedule = Schedule(poll_interval=1, recheck_interval=30)
+    schedule.track(["a", "b", "c", "d"], now=0)
+    schedule.asked("a", found=False, now=0)  # due again at 1
+    schedule.asked("b", found=True, now=0)  # at 30
+    assert schedule.most_overdue(0, 10) == ["c", "d"]
+    assert schedule.most_overdue(5, 2) == ["c", "d"]  # due since 0, before a (since 1)
+    assert schedule.most_overdue(5, 3) == ["c", "d", "a"]
+    assert schedule.most_overdue(5, 0) == []
+
+
+async def test_a_watch_reports_a_worker_listed_among_300_dead_endpoints_before_asking_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The live worker is listed first: it is reported after the first round of probes, not
+    after all 301 endpoints were asked, and the dead ones are one warning for the pass."""
+    runtime = os.environ["WOOL_RUNTIME_DIR"]
+    live = f"ipc://{runtime}/live-{uuid.uuid4().hex[:8]}.sock"
+    dead = [f"ipc://{runtime}/dead-{uuid.uuid4().hex[:8]}-{i}.sock" for i in range(300)]
+    counting = _Counting()
+    counting.install(monkeypatch)
+    handler = _Collect()
+    async with cli_worker("--bind", live) as worker:
+        watch = StaticDiscovery([live, *dead], **ON_DEMAND).watch()
+        try:
+            with logged_to(handler, "wool.discovery"):
+                async with asyncio.timeout(30):
+                    added = await anext(watch)
+                    assert (added.kind, added.worker.id) == ("added", worker.id)
+                    asked_then = counting.made
+                    pending = asyncio.ensure_future(anext(watch))  # the watch goes on with the rest
+                    warning = await handler.wait_for("accepts connections")
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
+        finally:
+            await watch.aclose()  # type: ignore[attr-defined]
+    assert asked_then <= _probe.ROUND < len(dead)
+    assert "nothing at 300 endpoints" in warning
+    assert [m for m in handler.messages if "accepts connections" in m] == [warning]

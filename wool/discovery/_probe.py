@@ -36,13 +36,17 @@ this process's key is left out, with a warning once per endpoint.
 What a probe costs is bounded whatever the endpoints' source says (a DNS answer is
 untrusted): at most `PROBES_AT_ONCE` probes run at once in a process's event loop, the
 others wait their turn, so probing holds at most `PROBES_AT_ONCE * KEYS_AT_ONCE`
-connections (three ZeroMQ sockets each; a context has 1,023). Endpoints that refuse
-connections are warned about in one line per round of probes, naming a few of them.
+connections (three ZeroMQ sockets each; a context has 1,023). A watch asks at most `ROUND`
+endpoints (those due the longest) before it reports what they found and comes back for the
+rest, so a worker listed among hundreds of dead endpoints is not reported only once every one
+of them was asked. Endpoints that refuse connections are warned about in one line per pass
+over the due endpoints, naming a few of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import weakref
 from collections.abc import Iterable, Sequence
@@ -61,6 +65,7 @@ _warnings = Throttle(log)  # of probes that could not even open a socket
 RECHECKS = 30  # by default, a worker found is asked again every this many poll intervals
 PROBES_AT_ONCE = 16  # probes running at once per event loop; the rest wait for a turn
 KEYS_AT_ONCE = 4  # candidate server keys tried at once on one endpoint
+ROUND = 4 * PROBES_AT_ONCE  # endpoints a watch asks before it reports what it found
 NAMED_IN_WARNING = 3  # endpoints named in a warning about many of them
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -227,6 +232,10 @@ class Schedule:
     def due(self, now: float) -> list[str]:
         return [e for e, at in self._due.items() if at <= now]
 
+    def most_overdue(self, now: float, limit: int) -> list[str]:
+        """At most `limit` of the endpoints due, those due the longest first."""
+        return [e for e, _ in heapq.nsmallest(limit, ((e, at) for e, at in self._due.items() if at <= now), key=lambda x: x[1])]
+
     def asked(self, endpoint: str, found: bool, now: float) -> None:
         if endpoint in self._due:
             self._due[endpoint] = now + (self.recheck_interval if found else self.poll_interval)
@@ -249,6 +258,10 @@ class Probes:
         self._probes: dict[str, Probe] = {}
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        # The endpoints due when this pass over them began and not asked yet, and those it
+        # found refusing connections: warned about together once the pass is over.
+        self._pass: set[str] = set()
+        self._refused: list[str] = []
 
     def __len__(self) -> int:
         return len(self._probes)
@@ -260,14 +273,24 @@ class Probes:
         self.schedule.track(wanted, self._loop.time())
 
     async def ask_due(self, timeout: float) -> dict[str, WorkerInfo]:
-        """Ask the endpoints that are due; the workers found now (asked or not), by id."""
+        """Ask the endpoints that are due, at most `ROUND` of them (those due the longest
+        first: the rest are still due, and the watch comes back for them at once, having
+        reported what this round found); the workers found now (asked or not), by id."""
         self._wake.clear()
-        due = [self._probes[e] for e in self.schedule.due(self._loop.time())]
+        now = self._loop.time()
+        if not self._pass:
+            self._pass = set(self.schedule.due(now))
+        due = [self._probes[e] for e in self.schedule.most_overdue(now, ROUND)]
         found = await asyncio.gather(*(probe.ask(timeout) for probe in due))
-        warn_refused(due)
         now = self._loop.time()
         for probe, worker in zip(due, found, strict=True):
             self.schedule.asked(probe.endpoint, worker is not None, now)
+        self._refused += [probe.endpoint for probe in due if probe.newly_refused]
+        self._pass.difference_update(probe.endpoint for probe in due)
+        self._pass.intersection_update(self._probes)  # endpoints no longer listed are not waited for
+        if not self._pass and self._refused:  # one warning for the whole pass
+            warn_refused(self._refused)
+            self._refused = []
         return by_id(probe.worker for probe in self._probes.values())
 
     async def wait(self, until: float | None = None) -> None:
@@ -319,13 +342,12 @@ async def ask_once(endpoints: Iterable[str], keys: Keys | None, timeout: float) 
     time), sorted by id."""
     probes = [Probe(e, keys) for e in dict.fromkeys(endpoints)]
     found = await asyncio.gather(*(probe.ask(timeout) for probe in probes))
-    warn_refused(probes)
+    warn_refused([probe.endpoint for probe in probes if probe.newly_refused])
     return sorted(by_id(found).values(), key=lambda w: w.id)
 
 
-def warn_refused(probes: Iterable[Probe]) -> None:
-    """One warning for every endpoint the last round found newly refusing connections."""
-    refused = [probe.endpoint for probe in probes if probe.newly_refused]
+def warn_refused(refused: Sequence[str]) -> None:
+    """One warning for these endpoints, found newly refusing connections."""
     if not refused:
         return
     if len(refused) == 1:
