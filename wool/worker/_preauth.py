@@ -5,7 +5,9 @@ Theory of operation. libzmq's decoder allocates what a frame header claims (up t
 socket's max message size) and fills it as the bytes arrive, also before the handshake
 completes, and that limit is the socket's, fixed when it binds: the same for a caller's
 128 MiB argument as for a stranger's first frame. So 32 strangers each sending a 128 MiB
-frame instead of their greeting held 4 GiB of a worker for the handshake interval. wool cannot
+frame after their greeting, in place of HELLO, held 4 GiB of a worker for the handshake
+interval; a shorter interval would not help, as such a frame arrives in a fraction of a
+second over a fast link. wool cannot
 reach into libzmq's connections, but it can watch them from outside: the socket's monitor
 reports each accepted connection with its descriptor, and the kernel (`TCP_INFO`) tells how
 many bytes the peer has sent on it and how many of the worker's have been acknowledged. A
@@ -31,7 +33,8 @@ holds before allocation needs a small max message size for every connection (and
 split into parts): a protocol change.
 
 Only for CURVE servers on TCP: without keys a peer is "authenticated" at once (and can call
-anyway), and an `ipc://` socket in the private runtime directory admits only this user.
+anyway), and an `ipc://` socket has no TCP byte counts (in the private runtime directory it
+admits only this user).
 """
 
 from __future__ import annotations
