@@ -36,6 +36,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -128,13 +129,20 @@ class Connection:
         # the usual bound) is reported as not answering, as one that stops answering
         # heartbeats is.
         handshake_ms = max(1, min(HANDSHAKE_IVL_MS, int(liveness * 1000)))
-        sock = new_socket(zmq.DEALER, (zmq.HANDSHAKE_IVL, handshake_ms), liveness=liveness, max_message_size=max_message_size)
         self.routing_id = _routing_id()
-        sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         self._public_key = keys.public if keys is not None else None
-        if keys is not None and worker.public_key is not None:
-            _curve.make_client(sock, keys, worker.public_key)
-        monitor = sock.get_monitor_socket(_MONITORED)
+        sock: zmq.Socket[Any] | None = None
+        try:
+            # A process out of descriptors, or past ZeroMQ's sockets per context, fails here.
+            sock = new_socket(zmq.DEALER, (zmq.HANDSHAKE_IVL, handshake_ms), liveness=liveness, max_message_size=max_message_size)
+            sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
+            if keys is not None and worker.public_key is not None:
+                _curve.make_client(sock, keys, worker.public_key)
+            monitor = sock.get_monitor_socket(_MONITORED)
+        except zmq.ZMQError as e:
+            if sock is not None:
+                sock.close(linger=0)
+            raise WorkerLost(f"cannot open a socket to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)
         try:

@@ -37,6 +37,8 @@ from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall
 from ._generator_call import GeneratorCall
+from ._preauth import PreauthGuard
+from ._preauth import supported as preauth_supported
 
 log = logging.getLogger("wool.worker")
 
@@ -85,11 +87,22 @@ class Server:
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
         self._zap_domain = _curve.register(keys.allowed) if keys is not None else None
+        # Strangers on TCP get a budget until they authenticate (see `_preauth`).
+        self._guard: PreauthGuard | None = None
+        if keys is not None and bind.startswith("tcp://"):
+            if preauth_supported():
+                self._guard = PreauthGuard(sock)
+            else:
+                log.warning(
+                    "this kernel does not report TCP byte counts: unauthenticated peers are limited only by the max message size"
+                )
         try:
             if keys is not None and self._zap_domain is not None:
                 _curve.make_server(sock, keys, self._zap_domain)
             sock.bind(bind)
         except zmq.ZMQError as e:
+            if self._guard is not None:
+                self._guard.close()
             sock.close(linger=0)
             if self._zap_domain is not None:
                 _curve.unregister(self._zap_domain)
@@ -311,6 +324,9 @@ class Server:
         self._prober.cancel()
         for task in self._background:
             task.cancel()
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
         self._driver.close(linger=200)
         if self._zap_domain is not None:  # after the socket: never a server without its handler
             _curve.unregister(self._zap_domain)
