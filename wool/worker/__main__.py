@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BYTES",
         help="keep at most BYTES of values shared with wool.share mapped; the least recently used are dropped "
-        f"and mapped again when needed (default: 1 GiB or a quarter of this host's memory, if less: {default_limit()})",
+        f"and mapped again when needed (by default 1 GiB or a quarter of this host's memory, if less: {default_limit()} here)",
     )
     parser.add_argument(
         "--keys",
