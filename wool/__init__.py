@@ -39,6 +39,7 @@ from .caller import (
     remaining,
     routine,
 )
+from .caller import run_blocking as run
 from .discovery import (
     Discovery,
     DiscoveryError,
@@ -87,5 +88,6 @@ __all__ = [
     "readahead",
     "remaining",
     "routine",
+    "run",
     "state",
 ]

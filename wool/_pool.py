@@ -38,6 +38,7 @@ from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery,
 from .worker import (
     DEFAULT_GRACE,
     DEFAULT_METRICS_ADDRESS,
+    DEFAULT_THREADS,
     SETTLE_QUIET,
     LifespanFactory,
     Template,
@@ -45,6 +46,7 @@ from .worker import (
     WorkerProcess,
     check_factory,
     check_port,
+    check_threads,
     remove_socket,
     templates_work,
 )
@@ -67,6 +69,8 @@ class WorkerPool:
     `liveness` bounds how long a worker (or, on the worker, a caller) may stop answering
     before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
     calls each spawned worker runs at once; past it calls go to workers with room, or wait.
+    `threads` limits how many plain `def` routines each spawned worker runs at once (each
+    in a thread; default 1).
 
     `connect_timeout` bounds how long a call waits for a worker that can run it: one still
     connecting, or, over a `discovery`, one that has not appeared yet (a pool started
@@ -119,6 +123,7 @@ class WorkerPool:
         grace: float = DEFAULT_GRACE,
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
+        threads: int = DEFAULT_THREADS,
         keys: Keys | PathLike | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -174,6 +179,7 @@ class WorkerPool:
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
+        self.threads = check_threads(threads)
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -250,6 +256,7 @@ class WorkerPool:
             grace=self.grace,
             liveness=self.liveness,
             max_calls=self.max_calls,
+            threads=self.threads,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
             insecure=self.insecure,

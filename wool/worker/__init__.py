@@ -9,10 +9,12 @@ from ._lifespan import LifespanFactory, check_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
 from ._process import Template, WorkerProcess, templates_work
 from ._server import SETTLE_QUIET
+from ._threads import DEFAULT_THREADS, check_threads
 
 __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_METRICS_ADDRESS",
+    "DEFAULT_THREADS",
     "SETTLE_QUIET",
     "LifespanFactory",
     "Template",
@@ -20,6 +22,7 @@ __all__ = [
     "WorkerProcess",
     "check_factory",
     "check_port",
+    "check_threads",
     "remove_socket",
     "templates_work",
 ]

@@ -28,6 +28,7 @@ from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
 from ._setup import run_setup
 from ._template import serve_template
+from ._threads import DEFAULT_THREADS, check_threads
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -99,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run at most N calls at once; further calls wait for a slot, and callers send "
         "them to other workers when they can (default: no limit)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="run at most N plain `def` routines at once, each in a thread (async routines are not limited by "
+        f"this; default: {DEFAULT_THREADS}: CPU-bound Python gains nothing from more threads in one process)",
     )
     parser.add_argument(
         "--max-message-size",
@@ -204,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
+    try:
+        check_threads(args.threads, "--threads")
+    except ValueError as e:
+        parser.error(str(e))
     if args.metrics_port is not None:
         if not 0 <= args.metrics_port <= 65535:
             parser.error("--metrics-port must be between 0 and 65535")
@@ -232,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             args.log_level,
             liveness=liveness,
             max_calls=args.max_calls,
+            threads=args.threads,
             keys=keys,
             insecure=args.insecure,
             max_message_size=args.max_message_size,

@@ -14,6 +14,7 @@ from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_m
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import Discovery, keyless_refusal
 from ._server import SETTLE_QUIET
+from ._threads import DEFAULT_THREADS, check_threads
 
 DEFAULT_GRACE = 5.0
 DEFAULT_BIND_HELP = "an ipc:// socket of its own in the private runtime directory"
@@ -73,6 +74,7 @@ class WorkerConfig:
     sys_path: tuple[str, ...] = ()
     liveness: float = DEFAULT_LIVENESS  # peers that stop answering are dropped within this
     max_calls: int | None = None  # concurrent calls; the rest wait (None: no limit)
+    threads: int = DEFAULT_THREADS  # plain `def` routines running at once (see `_threads`)
     # On stop, keep refusing late calls until none came for this long (see `Server.settle`);
     # 0 for a pool's private namespace, whose only callers are the pool and its workers.
     settle: float = SETTLE_QUIET
@@ -90,6 +92,7 @@ class WorkerConfig:
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
         check_max_message_size(self.max_message_size)
+        check_threads(self.threads)
         if self.bind is not None and not isinstance(self.bind, str):
             raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
         if self.keys is None and not self.insecure:

@@ -37,6 +37,7 @@ from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall
 from ._generator_call import GeneratorCall
+from ._threads import DEFAULT_THREADS, ThreadRunner
 
 log = logging.getLogger("wool.worker")
 
@@ -63,6 +64,7 @@ class Server:
         keys: Keys | None = None,
         tags: frozenset[str] = frozenset(),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self.worker_id = worker_id
         self.max_message_size = max_message_size
@@ -72,6 +74,7 @@ class Server:
         self._admission = Admission(max_calls)
         self._calls: dict[tuple[bytes, int], CoroutineCall | GeneratorCall] = {}
         self._routines: dict[bytes, Callable[..., Any]] = {}
+        self._threads = ThreadRunner(threads)  # where plain `def` routines run
         self._background: set[asyncio.Task[Any]] = set()
         self._warnings = Throttle(log)  # one warning per kind of bad message per interval
         self._idle = asyncio.Event()
@@ -121,7 +124,8 @@ class Server:
             target = getattr(routine, "__wrapped__", None) or routine
             if not callable(target):
                 raise DispatchError(f"{msg.name} is not callable")
-            fn = target
+            spec = getattr(routine, "__wool_routine__", None)
+            fn = self._threads.wrap(target) if getattr(spec, "threaded", False) else target
             if len(self._routines) >= ROUTINE_CACHE_SIZE:
                 del self._routines[next(iter(self._routines))]
             self._routines[msg.digest] = fn
