@@ -46,7 +46,7 @@ def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
         try:
             data = p.dumps(wrapper)[0]
         except Exception as e:
-            raise SerializationError(f"routine {wrapper.__qualname__} could not be pickled: {e}") from e
+            raise SerializationError(f"routine {wrapper.__qualname__} could not be pickled: {e}{p.pickling_hint(e)}") from e
         assert isinstance(data, bytes)
         cached = _pickled[wrapper] = (hashlib.blake2b(data, digest_size=16).digest(), data)
     return cached
@@ -58,7 +58,7 @@ def _dump(what: str, name: str, value: object) -> tuple[p.Frame, ...]:
     try:
         return p.dumps(value)
     except Exception as e:
-        raise SerializationError(f"{what.format(name)} could not be pickled: {type(e).__name__}: {e}") from e
+        raise SerializationError(f"{what.format(name)} could not be pickled: {type(e).__name__}: {e}{p.pickling_hint(e)}") from e
 
 
 def _load(what: str, name: str, frames: tuple[p.Frame, ...]) -> Any:
