@@ -30,6 +30,7 @@ from . import _route as route
 from ._connection import Connection
 from ._context import current_mesh
 from ._options import NO_OPTIONS, Options, deadline, deadline_var, options_var
+from ._sources import remember_command_source
 
 log = logging.getLogger("wool.routine")
 
@@ -48,6 +49,7 @@ def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
         except Exception as e:
             raise SerializationError(f"routine {wrapper.__qualname__} could not be pickled: {e}{p.pickling_hint(e)}") from e
         assert isinstance(data, bytes)
+        remember_command_source()  # for the tracebacks of routines defined in `python -c`
         cached = _pickled[wrapper] = (hashlib.blake2b(data, digest_size=16).digest(), data)
     return cached
 

@@ -87,6 +87,10 @@ def serve_template(control_fd: int, run_child: Callable[[int], int]) -> int:
         return 0
     finally:
         signal.set_wakeup_fd(-1)
+        selector.close()
+        control.close()  # else a ResourceWarning at exit, shown under `-W default`
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def _reap(control: socket.socket | None, children: set[int]) -> None:
