@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._ipc",
         "wool._handshake",
         "wool._state",
+        "wool._pids",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides

@@ -34,7 +34,7 @@ from .caller import (
     check_idle_timeout,
     current_mesh_var,
 )
-from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal, prune_registry
 from .worker import (
     DEFAULT_GRACE,
     DEFAULT_METRICS_ADDRESS,
@@ -265,6 +265,8 @@ class WorkerPool:
             lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
+        if self.size or isinstance(self.discovery, LocalDiscovery):
+            await asyncio.to_thread(prune_registry)  # what killed pools and workers left here
         if self.size and templates_work():
             self._template = Template()
         self._processes = [WorkerProcess(self._config_of(config, i), self._template) for i in range(self.size)]

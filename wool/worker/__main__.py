@@ -21,8 +21,9 @@ from .._errors import WoolError
 from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
-from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
+from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args, prune_registry
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
+from ._lifeline import die_with_parent, expected_parent
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
@@ -195,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.spawned is not None:
+        die_with_parent(expected_parent(), may_thread=True)
         return _run_spawned(args.spawned)
     if args.template is not None:
+        die_with_parent(expected_parent(), may_thread=False)
         return _run_template(args.template)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
@@ -264,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_setup()
+        prune_registry()  # what killed pools and workers left in the runtime directory
         _run(serve(config, on_ready))
     except LifespanError as e:
         assert e.__cause__ is not None
