@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from . import _metrics
 from ._errors import WorkerStartError
+from ._interrupt import CtrlC
 from ._keys import Keys, PathLike, as_keys
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
@@ -191,6 +192,9 @@ class WorkerPool:
         self._processes: list[WorkerProcess] = []
         self._template: Template | None = None  # forks the spawned workers (see worker._template)
         self._token: Token[Mesh | None] | None = None
+        self._ctrl_c: CtrlC | None = None  # while open: what Ctrl-C does (see `_interrupt`)
+        # While closing: what is being stopped, for a Ctrl-C that stops it now.
+        self._closing: tuple[Mesh | None, list[WorkerProcess], Template | None] | None = None
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -243,9 +247,10 @@ class WorkerPool:
         try:
             await self._start()
         except BaseException:
-            await self._shutdown()
+            await self._close()
             raise
         self._token = current_mesh_var.set(self._mesh)
+        self._ctrl_c = CtrlC(self.grace, self._waiting_for, self._stop_now, self._interrupted).install()
         return self
 
     async def _start(self) -> None:
@@ -298,29 +303,97 @@ class WorkerPool:
             except ValueError:  # exited in another context than it was entered in
                 current_mesh_var.set(None)
             self._token = None
-        await self._shutdown()
+        try:
+            await self._close()
+        except asyncio.CancelledError:
+            if exc is None:
+                raise
+            # Cancelled while closing after the body raised: that exception goes on as it is
+            # (a first Ctrl-C's KeyboardInterrupt, or the cancellation itself).
+
+    async def _close(self) -> None:
+        """`_shutdown`, to its end even if cancelled meanwhile (then re-raising the
+        cancellation): a pool half closed would leave processes and files behind. The
+        cancellation (a first Ctrl-C during a slow close) does not cut it short: the grace
+        period bounds it, or a second Ctrl-C (see `_interrupt`)."""
+        shutdown = asyncio.ensure_future(self._shutdown())
+        cancelled = False
+        while not shutdown.done():
+            try:
+                await asyncio.shield(shutdown)
+            except asyncio.CancelledError:
+                if shutdown.done():
+                    break
+                cancelled = True
+        shutdown.result()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _waiting_for(self) -> str | None:
+        """What a Ctrl-C is waiting for now, in words (None: nothing)."""
+        mesh, processes, _ = self._closing or (self._mesh, self._processes, None)
+        busy = [c for c in mesh.connections if c.in_flight] if mesh is not None else []
+        grace = f"waiting up to {self.grace:g} s"
+        if busy:
+            calls = sum(c.in_flight for c in busy)
+            where = ", ".join(f"{c.worker.id[:12]} (pid {c.worker.pid})" for c in busy)
+            return f"{grace} for {calls} running call{'s' * (calls != 1)} on worker{'s' * (len(busy) != 1)} {where}"
+        alive = [w for w in processes if w.returncode is None]
+        if alive:
+            return f"{grace} for {len(alive)} worker{'s' * (len(alive) != 1)} to stop"
+        return None
+
+    def _interrupted(self) -> None:
+        """A first Ctrl-C: the calls it cancels on workers that do not answer are the pool's
+        to report (`_waiting_for`), not each connection's."""
+        mesh = self._closing[0] if self._closing is not None else self._mesh
+        for conn in mesh.connections if mesh is not None else ():
+            conn.quiet = True
+
+    async def _stop_now(self) -> None:
+        """A second Ctrl-C: fail the calls in flight, kill the workers and the template. The
+        pool's close (under way, or to come as the program unwinds) then finds them gone and
+        removes their sockets and registry entries."""
+        mesh, processes, template = self._closing or (self._mesh, self._processes, self._template)
+        if mesh is not None:
+            await mesh.close()
+        await asyncio.gather(*(w.kill() for w in processes), return_exceptions=True)
+        if template is not None:
+            await template.kill()
 
     async def _shutdown(self) -> None:
         mesh, self._mesh = self._mesh, None
+        processes, self._processes = self._processes, []
+        template, self._template = self._template, None
+        self._closing = (mesh, processes, template)
         try:
             if mesh is not None:
                 await mesh.close()
         finally:
-            processes, self._processes = self._processes, []
-            await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
-            template, self._template = self._template, None
-            if template is not None:
-                await template.close()
-            for w in processes:
-                if w.info is None:
-                    continue
-                if w.returncode is not None:  # a killed worker could not remove its socket
-                    try:
-                        remove_socket(w.info.endpoint)
-                    except Exception:
-                        pass
-                if self._namespace is not None:  # nor withdraw itself
-                    try:
-                        await self._namespace.withdraw(w.info)
-                    except Exception:
-                        pass
+            try:
+                await self._stop(processes, template)
+            finally:
+                ctrl_c, self._ctrl_c = self._ctrl_c, None
+                if ctrl_c is not None:
+                    if ctrl_c.stopping is not None:
+                        await asyncio.gather(ctrl_c.stopping, return_exceptions=True)
+                    ctrl_c.uninstall()
+                self._closing = None
+
+    async def _stop(self, processes: list[WorkerProcess], template: Template | None) -> None:
+        await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
+        if template is not None:
+            await template.close()
+        for w in processes:
+            if w.info is None:
+                continue
+            if w.returncode is not None:  # a killed worker could not remove its socket
+                try:
+                    remove_socket(w.info.endpoint)
+                except Exception:
+                    pass
+            if self._namespace is not None:  # nor withdraw itself
+                try:
+                    await self._namespace.withdraw(w.info)
+                except Exception:
+                    pass

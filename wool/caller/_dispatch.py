@@ -137,7 +137,8 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
     finally:
         conn.forget(call_id)
         if not future.done():
-            log.warning(
+            log.log(
+                logging.INFO if conn.quiet else logging.WARNING,
                 "worker %r did not confirm the cancellation of call %d within %g s",
                 conn.worker.id,
                 call_id,

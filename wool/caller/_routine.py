@@ -135,13 +135,23 @@ def _coroutine_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..
 
         @functools.wraps(fn)
         async def idempotent(*args: Any, **kwargs: Any) -> Any:
-            return await _call(idempotent, tags, args, kwargs, idempotent=True)
+            try:
+                return await _call(idempotent, tags, args, kwargs, idempotent=True)
+            except asyncio.CancelledError as e:
+                cancelled = e.with_traceback(None)  # see below
+            raise cancelled
 
         return idempotent
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await _call(wrapper, tags, args, kwargs)
+        try:
+            return await _call(wrapper, tags, args, kwargs)
+        except asyncio.CancelledError as e:
+            # What the caller's traceback of a cancellation (a Ctrl-C) shows starts here,
+            # as one of `asyncio.sleep` starts at `sleep`: wool's own frames say nothing.
+            cancelled = e.with_traceback(None)
+        raise cancelled
 
     return wrapper
 

@@ -23,7 +23,7 @@ from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_I
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args, prune_registry
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
-from ._lifeline import die_with_parent, expected_parent
+from ._lifeline import die_with_parent, pool_pid, watch_pool
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
 from ._runtime import serve
@@ -196,10 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.spawned is not None:
-        die_with_parent(expected_parent(), may_thread=True)
         return _run_spawned(args.spawned)
     if args.template is not None:
-        die_with_parent(expected_parent(), may_thread=False)
+        die_with_parent(pool_pid())  # a template never runs user code: nothing to clean up
         return _run_template(args.template)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
@@ -298,6 +297,7 @@ def _run_spawned(ready_fd: int) -> int:
 
     try:
         config = _read_config()
+        watch_pool(pool_pid(), config.grace)
         _configure_logging(config.log_level)
         run_setup()
         _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))

@@ -200,6 +200,13 @@ class Template:
             self._proc.kill()
             await asyncio.wait_for(asyncio.shield(self._exited), 10.0)
 
+    async def kill(self) -> None:
+        """Kill the template now and wait for it (its workers are killed on their own)."""
+        self._gone()
+        if not self._exited.done():
+            self._proc.kill()
+        await asyncio.wait_for(asyncio.shield(self._exited), 10.0)
+
 
 class WorkerProcess:
     """One spawned worker process: start it, learn its endpoint, stop it for sure. With a

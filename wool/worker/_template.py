@@ -16,8 +16,9 @@ Protocol, on the SOCK_SEQPACKET socket `FD` shared with the pool (one message pe
 The child puts the stdin pipe on its fd 0 and runs exactly what a worker started with
 `--spawned` runs: so the lifeline, the handshake and start-up errors behave the same. The
 template exits when the pool closes the socket or dies; the workers it forked stop by
-themselves when their own stdin closes. Should the pool or the template be killed outright,
-the kernel kills what they started (see `_lifeline`).
+themselves when their own stdin closes. Should the pool be killed outright, the kernel kills
+the template, and each worker's watch of the pool's process kills a worker that does not
+stop (see `_lifeline`).
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-
-from ._lifeline import die_with_parent
 
 MAX_PACKET = 64
 OUTLIVE = 15.0  # seconds the template waits for its workers once its pool is gone
@@ -79,10 +78,9 @@ def serve_template(control_fd: int, run_child: Callable[[int], int]) -> int:
                     print(f"wool worker template: ignoring a bad request {message!r}", file=sys.stderr)
                     continue
                 stdin_fd, ready_fd = fds
-                template = os.getpid()
                 pid = os.fork()
                 if pid == 0:
-                    _child(template, control, selector, (wake_r, wake_w), stdin_fd, ready_fd, run_child)
+                    _child(control, selector, (wake_r, wake_w), stdin_fd, ready_fd, run_child)
                 os.close(stdin_fd)
                 os.close(ready_fd)
                 children.add(pid)
@@ -125,7 +123,6 @@ def _outlive(children: set[int]) -> None:
 
 
 def _child(
-    template: int,
     control: socket.socket,
     selector: selectors.BaseSelector,
     wake: tuple[int, int],
@@ -136,7 +133,6 @@ def _child(
     """In the forked child: drop the template's state, become a spawned worker, never return."""
     code = 1
     try:
-        die_with_parent(template, may_thread=True)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
