@@ -22,6 +22,7 @@ BASELINES = {
     "push": "raw zmq push stream: the server sends every item unasked",
     "untraced": "wool with tracing off (no tracer provider), against which `tracing` measures wool traced",
     "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
+    "def": "wool with the routine a plain `def`, run in a worker thread (finegrain only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
