@@ -78,6 +78,28 @@ def test_remote_frames_of_python_c_show_the_command_source() -> None:
     _assert_remote_frames_show_source(run.stderr, "<string>")
 
 
+def test_remote_frames_of_a_notebook_cell_show_the_cell_source(tmp_path: Path) -> None:
+    """As IPython runs a cell: compiled under a file name that does not exist, whose source it
+    puts in `linecache`; its tracebacks read `linecache`."""
+    cell = "/tmp/ipykernel_0/0000000000.py"  # never created: the source is only in linecache
+    script = tmp_path / "kernel.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""\
+            import linecache, traceback
+            source = {PROGRAM.replace("asyncio.run(main())", "").replace("await remote_plain(5)", "pass")!r}
+            linecache.cache[{cell!r}] = (len(source), None, source.splitlines(True), {cell!r})
+            exec(compile(source, {cell!r}, "exec"))
+            import asyncio
+            asyncio.run(main())
+            """
+        )
+    )
+    run = _run(str(script))
+    assert run.returncode == 0, run.stderr
+    assert (f'File "{cell}", line 6, in remote_async', 'raise ValueError(f"async {x}")') in _frames(run.stderr, cell), run.stderr
+
+
 def test_a_pool_leaves_no_resource_warning(tmp_path: Path) -> None:
     script = tmp_path / "clean.py"
     script.write_text(PROGRAM.replace("await remote_plain(5)", "print(await remote_plain(0))"))
