@@ -5,19 +5,23 @@ Theory of operation. While a pool is open in the main thread, its `CtrlC` sits i
 SIGINT handler that was there before (asyncio.run's, which cancels the main task, or Python's,
 which raises `KeyboardInterrupt`):
 
-- the first Ctrl-C goes on to that handler, so the program unwinds as it always would, and
-  starts a clock: after `NOTICE` seconds, if the pool is still open, one line on stderr says
-  what it is waiting for; after the pool's grace period it stops now by itself, so the first
-  Ctrl-C is bounded even when a routine blocks its worker's loop;
-- the second stops now: the pool fails its calls in flight, kills its workers and template,
-  and removes their sockets and registry entries, while the program goes on unwinding from the
+- a first Ctrl-C goes on to that handler, so the program unwinds as it always would. After
+  `NOTICE` seconds, if the pool still has calls in flight or is closing, one line on stderr
+  says what it waits for. Once the pool closes, it stops now if the grace period since that
+  Ctrl-C is over, so a routine blocking its worker's loop (which sees no cancel) holds the
+  exit back for no longer than that;
+- a second Ctrl-C while the first is still being dealt with (calls in flight, or the pool
+  closing) stops now: the pool fails its calls in flight, kills its workers and template, and
+  removes their sockets and registry entries, while the program goes on unwinding from the
   first (asyncio.run then raises its usual `KeyboardInterrupt`). It is not passed on: a
   `KeyboardInterrupt` raised in the middle of the event loop would abandon the very clean-up
-  under way, and print asyncio's complaints about it;
-- later ones are absorbed while stopping, and passed on once the pool has stopped.
+  under way, and print asyncio's complaints about it. Later ones are absorbed while stopping;
+- a Ctrl-C when the pool is idle again (a notebook whose cell was interrupted keeps its pool)
+  counts as a first one.
 
-The handler only schedules work on the loop (signal handlers run between two bytecodes of the
-main thread, wherever it is). A pool opened in another thread installs nothing.
+The handler only reads the pool's state and schedules work on the loop (signal handlers run
+between two bytecodes of the main thread, wherever it is). A pool opened in another thread
+installs nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class CtrlC:
         stop_now: Callable[[], Coroutine[Any, Any, None]],
         interrupted: Callable[[], None],
     ) -> None:
+        """`describe()`: what the pool waits for, in words, or None when it is idle (no call
+        in flight, not closing); `stop_now()`: kill what is left; `interrupted()`: told at
+        each first Ctrl-C."""
         self._loop = asyncio.get_running_loop()
         self._grace = grace
         self._describe = describe
@@ -52,8 +59,9 @@ class CtrlC:
         self._interrupted = interrupted
         self._previous: Handler = None
         self._installed = False
-        self.count = 0
         self.stopping: asyncio.Task[None] | None = None
+        self._deadline: float | None = None  # loop time the grace period of a first Ctrl-C ends
+        self._closing = False
         self._timers: list[asyncio.TimerHandle] = []
 
     def install(self) -> CtrlC:
@@ -77,14 +85,14 @@ class CtrlC:
                 signal.signal(signal.SIGINT, self._previous)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.count == 1:
-            self._loop.call_soon_threadsafe(self._first)
-            self._pass_on(signum, frame)
-        elif self.count == 2 or (self.stopping is not None and not self.stopping.done()):
+        if self.stopping is not None and not self.stopping.done():
+            return  # stopping now already
+        if self._deadline is not None and self._describe() is not None:
             self._loop.call_soon_threadsafe(self.now)
-        else:
-            self._pass_on(signum, frame)
+            return
+        self._deadline = self._loop.time() + self._grace
+        self._loop.call_soon_threadsafe(self._first)
+        self._pass_on(signum, frame)
 
     def _pass_on(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous
@@ -96,12 +104,19 @@ class CtrlC:
     def _first(self) -> None:
         self._interrupted()
         self._timers.append(self._loop.call_later(NOTICE, self._notice))
-        self._timers.append(self._loop.call_later(self._grace, self.now))
+        if self._closing:
+            self.closing()
 
     def _notice(self) -> None:
         text = self._describe()
         if text is not None and self.stopping is None:
             print(f"wool: {text}; Ctrl-C again to stop now", file=sys.stderr, flush=True)
+
+    def closing(self) -> None:
+        """The pool is closing: after a Ctrl-C, stop now once its grace period is over."""
+        self._closing = True
+        if self._deadline is not None:
+            self._timers.append(self._loop.call_at(self._deadline, self.now))
 
     def now(self) -> None:
         """Stop the pool now (once): its `stop_now`, as a task of the loop."""

@@ -330,7 +330,7 @@ class WorkerPool:
             raise asyncio.CancelledError
 
     def _waiting_for(self) -> str | None:
-        """What a Ctrl-C is waiting for now, in words (None: nothing)."""
+        """What a Ctrl-C is waiting for now, in words (None: nothing, the pool is idle)."""
         mesh, processes, _ = self._closing or (self._mesh, self._processes, None)
         busy = [c for c in mesh.connections if c.in_flight] if mesh is not None else []
         grace = f"waiting up to {self.grace:g} s"
@@ -339,9 +339,9 @@ class WorkerPool:
             where = ", ".join(f"{c.worker.id[:12]} (pid {c.worker.pid})" for c in busy)
             return f"{grace} for {calls} running call{'s' * (calls != 1)} on worker{'s' * (len(busy) != 1)} {where}"
         alive = [w for w in processes if w.returncode is None]
-        if alive:
+        if self._closing is not None and alive:
             return f"{grace} for {len(alive)} worker{'s' * (len(alive) != 1)} to stop"
-        return None
+        return "waiting for the pool to close" if self._closing is not None else None
 
     def _interrupted(self) -> None:
         """A first Ctrl-C: the calls it cancels on workers that do not answer are the pool's
@@ -366,6 +366,8 @@ class WorkerPool:
         processes, self._processes = self._processes, []
         template, self._template = self._template, None
         self._closing = (mesh, processes, template)
+        if self._ctrl_c is not None:
+            self._ctrl_c.closing()
         try:
             if mesh is not None:
                 await mesh.close()
