@@ -9,7 +9,7 @@ import asyncio
 import signal
 from types import FrameType
 
-from wool._interrupt import CtrlC
+from wool._interrupt import CtrlC, waiting_for
 
 
 class Pool:
@@ -85,3 +85,15 @@ async def test_a_pool_closing_after_the_grace_period_stops_now() -> None:
         ctrl_c.uninstall()
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_what_a_ctrl_c_waits_for_in_words() -> None:
+    calls = [("a" * 32, 11, 1), ("b" * 32, 12, 0)]
+    assert waiting_for(5, calls, 2, False) == f"waiting up to 5 s for 1 running call on worker {'a' * 12} (pid 11)"
+    two = [("a" * 32, 11, 2), ("b" * 32, 12, 1)]
+    assert waiting_for(2.5, two, 2, True) == (
+        f"waiting up to 2.5 s for 3 running calls on workers {'a' * 12} (pid 11), {'b' * 12} (pid 12)"
+    )
+    assert waiting_for(5, [], 2, False) is None  # idle: a Ctrl-C now is a first one
+    assert waiting_for(5, [], 2, True) == "waiting up to 5 s for 2 workers to stop"
+    assert waiting_for(5, [], 1, True) == "waiting up to 5 s for 1 worker to stop"

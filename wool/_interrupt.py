@@ -30,13 +30,29 @@ import asyncio
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from types import FrameType
 from typing import Any
 
 NOTICE = 1.0  # seconds after a Ctrl-C before the pool says what it is waiting for
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def waiting_for(grace: float, calls: Sequence[tuple[str, int, int]], stopping: int, closing: bool) -> str | None:
+    """What a pool waits for after a Ctrl-C, in words: its calls in flight, as (worker id,
+    pid, calls) per worker, else its `stopping` workers when `closing`; None when idle."""
+    busy = [c for c in calls if c[2]]
+    within = f"waiting up to {grace:g} s"
+    if busy:
+        count = sum(c[2] for c in busy)
+        where = ", ".join(f"{worker[:12]} (pid {pid})" for worker, pid, _ in busy)
+        return f"{within} for {count} running call{'s' * (count != 1)} on worker{'s' * (len(busy) != 1)} {where}"
+    if not closing:
+        return None
+    if stopping:
+        return f"{within} for {stopping} worker{'s' * (stopping != 1)} to stop"
+    return "waiting for the pool to close"
 
 
 class CtrlC:

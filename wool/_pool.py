@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from . import _metrics
 from ._errors import WorkerStartError
-from ._interrupt import CtrlC
+from ._interrupt import CtrlC, waiting_for
 from ._keys import Keys, PathLike, as_keys
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
@@ -332,16 +332,9 @@ class WorkerPool:
     def _waiting_for(self) -> str | None:
         """What a Ctrl-C is waiting for now, in words (None: nothing, the pool is idle)."""
         mesh, processes, _ = self._closing or (self._mesh, self._processes, None)
-        busy = [c for c in mesh.connections if c.in_flight] if mesh is not None else []
-        grace = f"waiting up to {self.grace:g} s"
-        if busy:
-            calls = sum(c.in_flight for c in busy)
-            where = ", ".join(f"{c.worker.id[:12]} (pid {c.worker.pid})" for c in busy)
-            return f"{grace} for {calls} running call{'s' * (calls != 1)} on worker{'s' * (len(busy) != 1)} {where}"
-        alive = [w for w in processes if w.returncode is None]
-        if self._closing is not None and alive:
-            return f"{grace} for {len(alive)} worker{'s' * (len(alive) != 1)} to stop"
-        return "waiting for the pool to close" if self._closing is not None else None
+        calls = [(c.worker.id, c.worker.pid, c.in_flight) for c in (mesh.connections if mesh is not None else ())]
+        stopping = sum(w.returncode is None for w in processes)
+        return waiting_for(self.grace, calls, stopping, self._closing is not None)
 
     def _interrupted(self) -> None:
         """A first Ctrl-C: the calls it cancels on workers that do not answer are the pool's
