@@ -37,8 +37,11 @@ asyncio.run(main())
 """
 
 
-def blocking(size: int = 1) -> str:
-    return BLOCKING.format(size=size)
+def blocking(size: int = 1, plain: bool = False) -> str:
+    """The script; with `plain`, its routine is a plain `def` (it blocks a worker thread, not
+    the worker's loop)."""
+    script = BLOCKING.format(size=size)
+    return script.replace("async def block():", "def block():") if plain else script
 
 
 async def wait_gone(pid: int, timeout: float = 30.0) -> None:

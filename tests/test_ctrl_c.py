@@ -52,3 +52,22 @@ async def test_ctrl_c_with_a_routine_blocking_its_worker(presses: int, runtime_d
     for pid in pids:
         await wait_gone(pid)
     assert listing(runtime_dir) == []
+
+
+async def test_ctrl_c_with_a_plain_routine_blocking_its_thread(runtime_dir: Path, tmp_path: Path) -> None:
+    """The worker's loop is free: it confirms the cancel at once, stops, and the thread still
+    sleeping goes with its process."""
+    path = tmp_path / "blocked.py"
+    path.write_text(interrupt_scripts.blocking(size=1, plain=True))
+    script = Script(path)
+    try:
+        pids = await script.start()
+        script.ctrl_c()
+        code, stderr = await script.finish()
+    finally:
+        script.close()
+    assert code == -signal.SIGINT
+    _assert_plain_keyboard_interrupt(stderr, path)
+    for pid in pids:
+        await wait_gone(pid)
+    assert listing(runtime_dir) == []
