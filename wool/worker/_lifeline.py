@@ -70,7 +70,10 @@ def _wait_gone(pid: int) -> None:
                 pass
             time.sleep(POLL_INTERVAL)
     try:
-        select.select([pidfd], [], [])  # readable once the process has exited
+        poller = select.poll()  # not select(): a descriptor may be numbered past FD_SETSIZE
+        poller.register(pidfd, select.POLLIN)  # readable once the process has exited
+        while not poller.poll():
+            pass
     finally:
         os.close(pidfd)
 
