@@ -24,6 +24,7 @@ BASELINES = {
     "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
     "resident": "each worker sums an array it already holds, called with a 1 KB argument (share workload only)",
     "value": "wool with the array itself as the argument, sent with every call (share workload only)",
+    "def": "wool with the routine a plain `def`, run in a worker thread (finegrain only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}

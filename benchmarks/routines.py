@@ -57,3 +57,11 @@ async def spin(ms: float) -> None:
     end = time.perf_counter() + ms / 1000
     while time.perf_counter() < end:
         pass
+
+
+@wool.routine
+def spin_plain(ms: float) -> None:
+    """`spin` as a plain `def`: the worker runs it in a thread."""
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass

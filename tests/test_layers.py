@@ -27,6 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._state",
         "wool._printable",
         "wool._loopthread",
+        "wool._pids",
+        "wool._interrupt",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides

@@ -3,7 +3,11 @@ in it exists: adding or removing a public name means saying so in both places.""
 
 from __future__ import annotations
 
+import pickle
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from helpers import REPO
 
@@ -28,3 +32,22 @@ def test_every_public_name_exists_and_says_what_it_is() -> None:
         value = getattr(wool, name)
         assert value.__doc__, f"wool.{name} has no docstring"
         assert not name.startswith("_")
+
+
+def test_public_names_print_as_wool_names() -> None:
+    for name in wool.__all__:
+        value = getattr(wool, name)
+        assert getattr(value, "__module__", "wool") == "wool", f"wool.{name} says it is {value.__module__}.{name}"
+    assert repr(wool.NoPoolError) == "<class 'wool.NoPoolError'>"
+
+
+def test_an_uncaught_wool_error_prints_as_wool_x(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text("import wool\nraise wool.NoPoolError('no pool here')\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.stderr.splitlines()[-1] == "wool.NoPoolError: no pool here"
+
+
+def test_public_errors_pickle_by_their_wool_names() -> None:
+    error = pickle.loads(pickle.dumps(wool.WorkerLost("gone")))
+    assert type(error) is wool.WorkerLost and str(error) == "gone"

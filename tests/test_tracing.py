@@ -148,7 +148,7 @@ async def test_a_lost_worker_ends_the_client_span_with_worker_lost(caller_spans:
             await traced.die()
     span = only(all_spans(caller_spans, span_dir), name="die", kind="CLIENT")
     assert span["status"] == "ERROR"
-    assert span["attributes"]["error.type"] == "wool._errors.WorkerLost"
+    assert span["attributes"]["error.type"] == "wool.WorkerLost"
     assert span["attributes"]["wool.worker.lost"] is True
 
 

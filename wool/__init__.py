@@ -41,6 +41,7 @@ from .caller import (
     remaining,
     routine,
 )
+from .caller import run_blocking as run
 from .discovery import (
     Discovery,
     DiscoveryError,
@@ -95,5 +96,21 @@ __all__ = [
     "remaining",
     "routine",
     "share",
+    "run",
     "state",
 ]
+
+
+def _present_as_wool() -> None:
+    """Make each public name print as `wool.X` (in tracebacks, reprs and span attributes)
+    rather than as the private module that defines it; pickles still find it, as `wool.X`."""
+    for name in __all__:
+        value = globals()[name]
+        if str(getattr(value, "__module__", "")).startswith("wool."):
+            try:
+                value.__module__ = __name__
+            except (AttributeError, TypeError):  # a type defined in C: not ours to rename
+                pass
+
+
+_present_as_wool()

@@ -2,8 +2,8 @@
 pool's workers.
 
 Theory of operation. `submit` turns its function into a coroutine (a routine's own call; a
-plain function goes through `run_function`, a routine of this module that calls it on the
-worker) and hands it to the pool's event loop (`_loopthread.Handoff`); it never blocks, so it
+plain function goes through `run_function`, a plain `def` routine of this module that calls it
+in a worker thread) and hands it to the pool's event loop (`_loopthread.Handoff`); it never blocks, so it
 also works on that loop's own thread (`loop.run_in_executor`). Its future stays pending
 while the call runs: `future.cancel()` succeeds until the call has ended and cancels it on its
 loop, so that the remote side sees `CancelledError` and its `finally` blocks run. The executor
@@ -24,29 +24,29 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ._loopthread import Handoff
-from .caller import routine
+from .caller import routine, run_blocking
 
 T = TypeVar("T")
 
 
 @routine
-async def run_function(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """A plain function submitted to an executor, called on a worker (awaited if it returns an
-    awaitable: an undecorated `async def`)."""
+def run_function(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    """A plain function submitted to an executor, called in a worker thread as a plain `def`
+    routine is (an undecorated `async def` is run on the worker's loop)."""
     result = fn(*args, **kwargs)
     if inspect.isawaitable(result):
-        result = await result
+        result = run_blocking(result)
     return result
 
 
 @routine
-async def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
     """`Executor.map(..., chunksize=N)`: N items in one call, in order."""
     results = []
     for args in chunk:
         result = fn(*args)
         if inspect.isawaitable(result):
-            result = await result
+            result = run_blocking(result)
         results.append(result)
     return results
 

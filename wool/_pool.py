@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from . import _metrics
 from ._errors import WorkerStartError
 from ._executor import ExecutorCore
+from ._interrupt import CtrlC, waiting_for
 from ._keys import Keys, PathLike, as_keys
 from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking
 from ._seconds import check_seconds
@@ -42,11 +43,12 @@ from .caller import (
     pool_opened,
 )
 from .caller import map as wool_map
-from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal, prune_registry
 from .sharing import check_share_cache, release_scope
 from .worker import (
     DEFAULT_GRACE,
     DEFAULT_METRICS_ADDRESS,
+    DEFAULT_THREADS,
     SETTLE_QUIET,
     LifespanFactory,
     Template,
@@ -54,6 +56,7 @@ from .worker import (
     WorkerProcess,
     check_factory,
     check_port,
+    check_threads,
     remove_socket,
     templates_work,
 )
@@ -76,6 +79,8 @@ class WorkerPool:
     `liveness` bounds how long a worker (or, on the worker, a caller) may stop answering
     before its calls fail with `WorkerLost` (or are cancelled). `max_calls` limits how many
     calls each spawned worker runs at once; past it calls go to workers with room, or wait.
+    `threads` limits how many plain `def` routines each spawned worker runs at once (each
+    in a thread; default 1).
 
     `connect_timeout` bounds how long a call waits for a worker that can run it: one still
     connecting, or, over a `discovery`, one that has not appeared yet (a pool started
@@ -135,6 +140,7 @@ class WorkerPool:
         grace: float = DEFAULT_GRACE,
         liveness: float = DEFAULT_LIVENESS,
         max_calls: int | None = None,
+        threads: int = DEFAULT_THREADS,
         keys: Keys | PathLike | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -192,6 +198,7 @@ class WorkerPool:
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
         self.share_cache = check_share_cache(share_cache) if share_cache is not None else None
+        self.threads = check_threads(threads)
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -206,6 +213,9 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool was opened on
         self._thread: LoopThread | None = None  # that loop's thread, when opened with `with`
         self._current_loop_set = False  # `with` made that loop this thread's current one
+        self._ctrl_c: CtrlC | None = None  # while open: what Ctrl-C does (see `_interrupt`)
+        # While closing: what is being stopped, for a Ctrl-C that stops it now.
+        self._closing: tuple[Mesh | None, list[WorkerProcess], Template | None] | None = None
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -265,11 +275,12 @@ class WorkerPool:
         try:
             await self._start()
         except BaseException:
-            await self._shutdown()
+            await self._close()
             raise
         self._token = current_mesh_var.set(self._mesh)
         self._loop = asyncio.get_running_loop()
         pool_opened(OpenPool(self._mesh, self._loop, self))
+        self._ctrl_c = CtrlC(self.grace, self._waiting_for, self._stop_now, self._interrupted).install()
 
     async def _start(self) -> None:
         assert self._mesh is not None and self._namespace is not None
@@ -279,6 +290,7 @@ class WorkerPool:
             grace=self.grace,
             liveness=self.liveness,
             max_calls=self.max_calls,
+            threads=self.threads,
             settle=SETTLE_QUIET if self.discovery is not None else 0.0,
             keys=self.keys,
             insecure=self.insecure,
@@ -288,6 +300,8 @@ class WorkerPool:
             share_cache=self.share_cache,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
+        if self.size or isinstance(self.discovery, LocalDiscovery):
+            await asyncio.to_thread(prune_registry)  # what killed pools and workers left here
         if self.size and templates_work():
             self._template = Template()
         self._processes = [WorkerProcess(self._config_of(config, i), self._template) for i in range(self.size)]
@@ -313,7 +327,13 @@ class WorkerPool:
         return dataclasses.replace(config, metrics_port=port, metrics_address=self.metrics_address)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
+        try:
+            await self.close()
+        except asyncio.CancelledError:
+            if exc is None:
+                raise
+            # Cancelled while closing after the body raised: that exception goes on as it is
+            # (a first Ctrl-C's KeyboardInterrupt, or the cancellation itself).
 
     async def close(self) -> None:
         """Close the pool, as leaving `async with` does (see `start`). Closing a closed pool
@@ -327,7 +347,7 @@ class WorkerPool:
                 current_mesh_var.set(None)
             self._token = None
         try:
-            await self._shutdown()
+            await self._close()
         finally:
             self._loop = None
 
@@ -410,32 +430,89 @@ class WorkerPool:
         context.run(current_mesh_var.set, self._mesh)
         return context
 
+    async def _close(self) -> None:
+        """`_shutdown`, to its end even if cancelled meanwhile (then re-raising the
+        cancellation): a pool half closed would leave processes and files behind. The
+        cancellation (a first Ctrl-C during a slow close) does not cut it short: the grace
+        period bounds it, or a second Ctrl-C (see `_interrupt`)."""
+        shutdown = asyncio.ensure_future(self._shutdown())
+        cancelled = False
+        while not shutdown.done():
+            try:
+                await asyncio.shield(shutdown)
+            except asyncio.CancelledError:
+                if shutdown.done():
+                    break
+                cancelled = True
+        shutdown.result()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _waiting_for(self) -> str | None:
+        """What a Ctrl-C is waiting for now, in words (None: nothing, the pool is idle)."""
+        mesh, processes, _ = self._closing or (self._mesh, self._processes, None)
+        calls = [(c.worker.id, c.worker.pid, c.in_flight) for c in (mesh.connections if mesh is not None else ())]
+        stopping = sum(w.returncode is None for w in processes)
+        return waiting_for(self.grace, calls, stopping, self._closing is not None)
+
+    def _interrupted(self) -> None:
+        """A first Ctrl-C: the calls it cancels on workers that do not answer are the pool's
+        to report (`_waiting_for`), not each connection's."""
+        mesh = self._closing[0] if self._closing is not None else self._mesh
+        for conn in mesh.connections if mesh is not None else ():
+            conn.quiet = True
+
+    async def _stop_now(self) -> None:
+        """A second Ctrl-C: fail the calls in flight, kill the workers and the template. The
+        pool's close (under way, or to come as the program unwinds) then finds them gone and
+        removes their sockets and registry entries."""
+        mesh, processes, template = self._closing or (self._mesh, self._processes, self._template)
+        if mesh is not None:
+            await mesh.close()
+        await asyncio.gather(*(w.kill() for w in processes), return_exceptions=True)
+        if template is not None:
+            await template.kill()
+
     async def _shutdown(self) -> None:
         mesh, self._mesh = self._mesh, None
+        processes, self._processes = self._processes, []
+        template, self._template = self._template, None
+        self._closing = (mesh, processes, template)
+        if self._ctrl_c is not None:
+            self._ctrl_c.closing()
         if mesh is not None:
             release_scope(mesh)  # what was shared while this pool was current
         try:
             if mesh is not None:
                 await mesh.close()
         finally:
-            processes, self._processes = self._processes, []
-            await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
-            template, self._template = self._template, None
-            if template is not None:
-                await template.close()
-            for w in processes:
-                if w.info is None:
-                    continue
-                if w.returncode is not None:  # a killed worker could not remove its socket
-                    try:
-                        remove_socket(w.info.endpoint)
-                    except Exception:
-                        pass
-                if self._namespace is not None:  # nor withdraw itself
-                    try:
-                        await self._namespace.withdraw(w.info)
-                    except Exception:
-                        pass
+            try:
+                await self._stop(processes, template)
+            finally:
+                ctrl_c, self._ctrl_c = self._ctrl_c, None
+                if ctrl_c is not None:
+                    if ctrl_c.stopping is not None:
+                        await asyncio.gather(ctrl_c.stopping, return_exceptions=True)
+                    ctrl_c.uninstall()
+                self._closing = None
+
+    async def _stop(self, processes: list[WorkerProcess], template: Template | None) -> None:
+        await asyncio.gather(*(w.stop(self.grace) for w in processes), return_exceptions=True)
+        if template is not None:
+            await template.close()
+        for w in processes:
+            if w.info is None:
+                continue
+            if w.returncode is not None:  # a killed worker could not remove its socket
+                try:
+                    remove_socket(w.info.endpoint)
+                except Exception:
+                    pass
+            if self._namespace is not None:  # nor withdraw itself
+                try:
+                    await self._namespace.withdraw(w.info)
+                except Exception:
+                    pass
 
 
 class Executor(ExecutorCore):

@@ -244,7 +244,7 @@ async def test_routine_not_matching_its_digest_fails_that_call_only() -> None:
         await peer.send(forged)
         reply = await peer.recv()
         assert isinstance(reply, p.Raise) and reply.call_id == 1
-        assert reply.type_name == "wool._errors.DispatchError"
+        assert reply.type_name == "wool.DispatchError"
         assert "does not match its digest" in reply.message
         exc = p.loads_exception(reply.type_name, reply.message, reply.traceback, reply.payload)
         assert isinstance(exc, wool.DispatchError)

@@ -5,6 +5,8 @@ Other packages import from here, never from the private modules below: `wool.wor
 calls with the same options and context variables, `wool.discovery` probes static endpoints
 through a `Connection`, and `wool._pool` opens a `Mesh`."""
 
+from ._blocking import Home, home_var
+from ._blocking import run as run_blocking
 from ._broadcast import broadcast
 from ._connection import Connection
 from ._context import (
@@ -33,6 +35,7 @@ from ._routine import routine
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_IDLE_TIMEOUT",
+    "Home",
     "Map",
     "broadcast",
     "check_idle_timeout",
@@ -66,6 +69,8 @@ __all__ = [
     "readahead",
     "remaining",
     "routine",
+    "run_blocking",
+    "home_var",
     "send_back",
     "unpickle_snapshot",
 ]

@@ -112,6 +112,9 @@ class Connection:
         # Why the connection is over: `WorkerLost`, or `AuthenticationError` for a handshake
         # that failed.
         self.lost: WoolError | None = None
+        # A Ctrl-C is stopping this process's pool: a cancel the worker does not confirm is
+        # expected (a routine may block its loop), and the pool says so itself.
+        self.quiet = False
         # Its endpoint refused a connection: nobody listens there (a stale or wrong entry).
         # ZeroMQ keeps retrying, and a handshake still puts it in rotation.
         self.refused = False

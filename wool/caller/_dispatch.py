@@ -30,6 +30,7 @@ from . import _route as route
 from ._connection import Connection
 from ._context import current_mesh
 from ._options import NO_OPTIONS, Options, deadline, deadline_var, options_var
+from ._sources import remember_command_source
 
 log = logging.getLogger("wool.routine")
 
@@ -46,8 +47,9 @@ def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
         try:
             data = p.dumps(wrapper)[0]
         except Exception as e:
-            raise SerializationError(f"routine {wrapper.__qualname__} could not be pickled: {e}") from e
+            raise SerializationError(f"routine {wrapper.__qualname__} could not be pickled: {e}{p.pickling_hint(e)}") from e
         assert isinstance(data, bytes)
+        remember_command_source()  # for the tracebacks of routines defined in `python -c`
         cached = _pickled[wrapper] = (hashlib.blake2b(data, digest_size=16).digest(), data)
     return cached
 
@@ -60,7 +62,7 @@ def _dump(what: str, name: str, value: object) -> tuple[p.Frame, ...]:
     except WoolError:  # wool's own, already clear (a released `wool.Shared`)
         raise
     except Exception as e:
-        raise SerializationError(f"{what.format(name)} could not be pickled: {type(e).__name__}: {e}") from e
+        raise SerializationError(f"{what.format(name)} could not be pickled: {type(e).__name__}: {e}{p.pickling_hint(e)}") from e
 
 
 def _load(what: str, name: str, frames: tuple[p.Frame, ...]) -> Any:
@@ -137,7 +139,8 @@ async def _abandon(conn: Connection, call_id: int, name: str) -> None:
     finally:
         conn.forget(call_id)
         if not future.done():
-            log.warning(
+            log.log(
+                logging.INFO if conn.quiet else logging.WARNING,
                 "worker %r did not confirm the cancellation of call %d within %g s",
                 conn.worker.id,
                 call_id,

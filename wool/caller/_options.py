@@ -18,6 +18,7 @@ from typing import Any
 
 from .._seconds import check_optional_seconds
 from ._affinity import key_digest
+from ._blocking import loop_now
 
 _KEEP: Any = object()
 
@@ -114,4 +115,5 @@ def remaining() -> float | None:
     current = deadline_var.get()
     if current is None:
         return None
-    return max(0.0, current - asyncio.get_running_loop().time())
+    now = loop_now()  # a plain `def` routine's thread reads its worker loop's clock
+    return None if now is None else max(0.0, current - now)

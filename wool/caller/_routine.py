@@ -1,4 +1,4 @@
-"""`@wool.routine`: an `async def` or async generator that runs on a worker.
+"""`@wool.routine`: an `async def`, async generator or plain `def` that runs on a worker.
 
 Theory of operation. The decorator returns a genuine `async def` (or async generator
 function) with the decorated function's name, docstring and signature, so `inspect`, `help()`
@@ -9,7 +9,9 @@ coroutine (or iterating the generator) is what dispatches: calling alone sends n
 What travels is the wrapper itself, pickled once per process and cached by digest on both
 sides. cloudpickle pickles a wrapper defined in an importable module by reference and one
 defined in `__main__` or a closure by value; either way the worker unwraps it (`__wrapped__`)
-and runs the original function there, where nested routine calls dispatch to its peers.
+and runs the original function there, where nested routine calls dispatch to its peers. A
+plain `def` gets the same `async def` wrapper, marked `threaded` in its `RoutineSpec`: the
+worker runs it in a thread (see `wool.worker._threads`), so callers cannot tell the two apart.
 
 A coroutine routine's call is one request and one reply: `_dispatch` sends it and reads its
 outcome (shared with generator routines, whose proxy and steps are in `_stream`).
@@ -27,7 +29,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from .. import protocol as p
 from . import _retry, _unawaited
@@ -41,18 +43,37 @@ R = TypeVar("R")
 Y = TypeVar("Y")
 S = TypeVar("S")
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+class _Decorator(Protocol):
+    """`@wool.routine(tags=..., idempotent=...)`: what the call returns."""
+
+    @overload
+    def __call__(self, fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenerator[Y, S]]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
 
 @overload
-def routine(fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenerator[Y, S]]: ...
+def routine(fn: Callable[P, AsyncGenerator[Y, S]], /) -> Callable[P, AsyncGenerator[Y, S]]: ...  # type: ignore[overload-overlap]
 @overload
 def routine(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 @overload
-def routine(*, tags: str | Iterable[str] = (), idempotent: bool = False) -> Callable[[F], F]: ...
+def routine(fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+@overload
+def routine(*, tags: str | Iterable[str] = (), idempotent: bool = False) -> _Decorator: ...
 def routine(fn: Any = None, /, *, tags: str | Iterable[str] = (), idempotent: bool = False) -> Any:
-    """Make `fn` (an `async def` or async generator function) run on a worker of the current
-    `WorkerPool`. Raises `TypeError` at decoration time for anything else.
+    """Make `fn` (an `async def`, async generator or plain `def` function) run on a worker
+    of the current `WorkerPool`. Raises `TypeError` at decoration time for anything else,
+    including a plain generator function (`def` with `yield`: make it `async def`).
+
+    Callers await a plain `def` routine like an `async def` one. On the worker it runs in a
+    thread, one at a time per worker unless the worker has more (`WorkerPool(threads=N)`),
+    so the worker keeps serving other calls meanwhile; nested calls in it go through
+    `wool.run(...)`. A thread cannot be interrupted: cancelling such a call raises
+    `CancelledError` in the caller at once, while the worker lets the function finish and
+    discards its result.
 
     `@wool.routine(tags={"gpu"})`: run only on workers that have every one of `tags` (a
     single string is one tag); `wool.NoWorkersAvailable` names them when none is live.
@@ -78,6 +99,7 @@ class RoutineSpec:
     tags: frozenset[str] = frozenset()
     idempotent: bool = False
     generator: bool = False
+    threaded: bool = False  # a plain `def`: the worker runs it in a thread
 
 
 def _decorate(fn: Any, spec: RoutineSpec) -> Any:
@@ -94,7 +116,19 @@ def _decorate(fn: Any, spec: RoutineSpec) -> Any:
         wrapper.__wool_routine__ = spec  # type: ignore[attr-defined]
         _unawaited.register(wrapper)
         return wrapper
-    raise TypeError(f"@wool.routine needs an `async def` or async generator function, not {fn!r}")
+    if inspect.isgeneratorfunction(fn):
+        # A generator stepped from a thread would hold that thread (one per worker by default)
+        # between steps for as long as its consumer pauses, and could not be closed from the
+        # loop when abandoned: generators stay `async def`, which costs the body nothing.
+        raise TypeError(
+            f"@wool.routine does not take a plain generator function ({fn.__qualname__} is `def` with `yield`): "
+            "make it `async def` (an async generator) to stream its values from a worker"
+        )
+    if inspect.isfunction(fn):
+        wrapper = _coroutine_routine(fn, spec)
+        wrapper.__wool_routine__ = dataclasses.replace(spec, threaded=True)  # type: ignore[attr-defined]
+        return wrapper
+    raise TypeError(f"@wool.routine needs a function (`async def`, async generator or plain `def`), not {fn!r}")
 
 
 def _coroutine_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..., Any]:
@@ -103,13 +137,23 @@ def _coroutine_routine(fn: Callable[..., Any], spec: RoutineSpec) -> Callable[..
 
         @functools.wraps(fn)
         async def idempotent(*args: Any, **kwargs: Any) -> Any:
-            return await _call(idempotent, tags, args, kwargs, idempotent=True)
+            try:
+                return await _call(idempotent, tags, args, kwargs, idempotent=True)
+            except asyncio.CancelledError as e:
+                cancelled = e.with_traceback(None)  # see below
+            raise cancelled
 
         return idempotent
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await _call(wrapper, tags, args, kwargs)
+        try:
+            return await _call(wrapper, tags, args, kwargs)
+        except asyncio.CancelledError as e:
+            # What the caller's traceback of a cancellation (a Ctrl-C) shows starts here,
+            # as one of `asyncio.sleep` starts at `sleep`: wool's own frames say nothing.
+            cancelled = e.with_traceback(None)
+        raise cancelled
 
     return wrapper
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._info import Discovery, DiscoveryError, DiscoveryEvent, WorkerInfo
 from ._dns import DnsDiscovery
 from ._lan import LanDiscovery
-from ._local import LocalDiscovery
+from ._local import LocalDiscovery, prune_registry
 from ._paths import private_dir, runtime_dir
 from ._spec import SPEC_HELP, discovery_from_args, parse_discovery
 from ._static import StaticDiscovery
@@ -25,5 +25,6 @@ __all__ = [
     "keyless_refusal",
     "parse_discovery",
     "private_dir",
+    "prune_registry",
     "runtime_dir",
 ]

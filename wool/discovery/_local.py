@@ -34,6 +34,7 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 from .._info import DiscoveryError, DiscoveryEvent, WorkerInfo
+from .._pids import process_exists
 from .._seconds import check_seconds
 from ._filewatch import FileWatch
 from ._paths import open_file, private_dir, runtime_dir
@@ -154,18 +155,8 @@ def _read_if_changed(path: Path) -> Entries | None:
     return entries
 
 
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except OSError:  # PermissionError: it exists, it is just not ours
-        pass
-    return True
-
-
 def _is_dead(info: WorkerInfo, hostname: str) -> bool:
-    return info.host in ("", hostname) and not _pid_exists(info.pid)
+    return info.host in ("", hostname) and not process_exists(info.pid)
 
 
 def _live(entries: Entries) -> tuple[Entries, bool]:
@@ -332,3 +323,35 @@ class LocalDiscovery:
                         state, read = _stat(path), None
                     if read is not None:  # else keep the last readable view until a writer fixes it
                         entries = read
+
+
+STALE_TEMP_AGE = 60.0  # a writer's temp file older than this was left by a writer that died
+
+
+def prune_registry() -> None:
+    """Remove what dead processes left in this user's registry directory: the entries of
+    local workers that no longer exist, the files of namespaces left with none (a pool killed
+    outright, whose workers died with it, leaves its private namespace's `.json` and `.lock`),
+    and temp files of writers that died mid-write. Best effort, and blocking: run it off the
+    loop. A namespace in use keeps its live entries; its lock serialises this like any writer."""
+    try:
+        directory = runtime_dir() / "registry"
+        names = os.listdir(directory)
+    except (OSError, DiscoveryError):
+        return
+    now = time.time()
+    for name in sorted({n.rsplit(".", 1)[0] for n in names if n.endswith((".json", ".lock")) and not n.startswith(".")}):
+        path = directory / f"{name}.json"
+        try:
+            state, entries = _read(path)
+            # Write only where something is dead (a file that is not ours is left to its
+            # owner, and no lock file is made for it): a lock with no registry, dead entries.
+            if (state is None and entries == {}) or (entries and _live(entries)[1]):
+                LocalDiscovery(name)._modify()
+        except (ValueError, DiscoveryError) as e:
+            log.debug("could not prune registry namespace %r: %s", name, e)
+    for name in names:
+        if name.startswith(".") and name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                if now - os.lstat(directory / name).st_mtime > STALE_TEMP_AGE:
+                    os.unlink(directory / name)

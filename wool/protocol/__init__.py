@@ -1,6 +1,7 @@
 """The wool wire protocol: pure messages, codec and payload pickling (no I/O)."""
 
 from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
+from ._hints import pickling_hint
 from ._lifecycle import ACCEPTS, NO_REPLIES, REPLIES, STEPS, CallState, is_final, legal_reply
 from ._messages import (
     NO_CONTEXT,
@@ -32,6 +33,7 @@ from ._messages import (
 from ._payload import OUT_OF_BAND, describe, dumps, dumps_exception, loads, loads_exception
 
 __all__ = [
+    "pickling_hint",
     "ACCEPTS",
     "INLINE_MAX",
     "MAX_ENVELOPE",

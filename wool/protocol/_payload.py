@@ -8,9 +8,12 @@ Unpickling happens only when the owner of a call asks for the value.
 from __future__ import annotations
 
 import copyreg
+import io
 import pickle
 import traceback
-from collections.abc import Sequence
+import types
+from collections import ChainMap
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cloudpickle
@@ -61,6 +64,26 @@ def _lift(value: Any, depth: int = 3) -> Any:
 _ATOMS = frozenset({int, float, str, bool, type(None), complex})  # and small bytes
 
 
+_cloudpickle_code = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _code_in(rebuild: Callable[..., types.CodeType], args: tuple[Any, ...], filename: str) -> types.CodeType:
+    return rebuild(*args).replace(co_filename=filename)
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+    """A code object pickled by value (a function defined in `__main__`, a notebook cell or
+    `python -c`) keeping its file name, which cloudpickle replaces by "<dynamic-code>": the
+    frames it runs in on a worker then name the caller's file, whose source the caller's
+    tracebacks show."""
+    rebuild, args = _cloudpickle_code(code)
+    return _code_in, (rebuild, args, code.co_filename)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
 def _plain(value: Any, depth: int = 3) -> bool:
     """Whether `value` is small builtin data (atoms in tuples, lists and str-keyed dicts a
     few levels down): plain pickle writes it exactly as cloudpickle does, ten times faster.
@@ -100,7 +123,9 @@ def dumps(obj: object) -> tuple[Frame, ...]:
         buffers.append(raw)
         return False
 
-    return (cloudpickle.dumps(_lift(obj), protocol=5, buffer_callback=out_of_band), *buffers)
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=5, buffer_callback=out_of_band).dump(_lift(obj))
+        return (file.getvalue(), *buffers)
 
 
 def loads(frames: Sequence[Frame]) -> object:

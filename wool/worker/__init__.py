@@ -9,10 +9,12 @@ from ._lifespan import LifespanFactory, check_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, check_port, metrics_token, token_path
 from ._process import Template, WorkerProcess, templates_work
 from ._server import SETTLE_QUIET
+from ._threads import DEFAULT_THREADS, check_threads
 
 __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_METRICS_ADDRESS",
+    "DEFAULT_THREADS",
     "SETTLE_QUIET",
     "LifespanFactory",
     "Template",
@@ -21,6 +23,7 @@ __all__ = [
     "check_factory",
     "check_port",
     "metrics_token",
+    "check_threads",
     "remove_socket",
     "templates_work",
     "token_path",

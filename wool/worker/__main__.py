@@ -21,14 +21,16 @@ from .._errors import WoolError
 from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
-from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
+from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args, prune_registry
 from ..sharing import default_limit
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
+from ._lifeline import die_with_parent, pool_pid, watch_pool
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX, token_path
 from ._runtime import serve
 from ._setup import run_setup
 from ._template import serve_template
+from ._threads import DEFAULT_THREADS, check_threads
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -100,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run at most N calls at once; further calls wait for a slot, and callers send "
         "them to other workers when they can (default: no limit)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="run at most N plain `def` routines at once, each in a thread (async routines are not limited by "
+        f"this; default: {DEFAULT_THREADS}: CPU-bound Python gains nothing from more threads in one process)",
     )
     parser.add_argument(
         "--max-message-size",
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.spawned is not None:
         return _run_spawned(args.spawned)
     if args.template is not None:
+        die_with_parent(pool_pid())  # a template never runs user code: nothing to clean up
         return _run_template(args.template)
     if args.discovery is None:
         parser.error("--discovery is required (for example --discovery local:NAME, or --discovery lan)")
@@ -214,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--liveness: {e}")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be at least 1")
+    try:
+        check_threads(args.threads, "--threads")
+    except ValueError as e:
+        parser.error(str(e))
     if args.metrics_port is not None:
         if not 0 <= args.metrics_port <= 65535:
             parser.error("--metrics-port must be between 0 and 65535")
@@ -244,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             args.log_level,
             liveness=liveness,
             max_calls=args.max_calls,
+            threads=args.threads,
             keys=keys,
             insecure=args.insecure,
             max_message_size=args.max_message_size,
@@ -267,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_setup()
+        prune_registry()  # what killed pools and workers left in the runtime directory
         _run(serve(config, on_ready))
     except LifespanError as e:
         assert e.__cause__ is not None
@@ -297,6 +314,7 @@ def _run_spawned(ready_fd: int) -> int:
 
     try:
         config = _read_config()
+        watch_pool(pool_pid(), config.grace)
         _configure_logging(config.log_level)
         run_setup()
         _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))

@@ -118,7 +118,7 @@ def _value_reply(
     try:
         payload = p.dumps(value)
     except Exception as e:
-        err = SerializationError(f"the {what} of {name} could not be pickled: {type(e).__name__}: {e}")
+        err = SerializationError(f"the {what} of {name} could not be pickled: {type(e).__name__}: {e}{p.pickling_hint(e)}")
         return _raise_reply(call_id, err, context)
     if size := oversized(payload, limit):
         return _raise_reply(call_id, _too_large(what, name, size, limit), context)

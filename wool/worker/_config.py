@@ -15,6 +15,7 @@ from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import Discovery, keyless_refusal
 from ..sharing import check_share_cache
 from ._server import SETTLE_QUIET
+from ._threads import DEFAULT_THREADS, check_threads
 
 DEFAULT_GRACE = 5.0
 DEFAULT_BIND_HELP = "an ipc:// socket of its own in the private runtime directory"
@@ -74,6 +75,7 @@ class WorkerConfig:
     sys_path: tuple[str, ...] = ()
     liveness: float = DEFAULT_LIVENESS  # peers that stop answering are dropped within this
     max_calls: int | None = None  # concurrent calls; the rest wait (None: no limit)
+    threads: int = DEFAULT_THREADS  # plain `def` routines running at once (see `_threads`)
     # On stop, keep refusing late calls until none came for this long (see `Server.settle`);
     # 0 for a pool's private namespace, whose only callers are the pool and its workers.
     settle: float = SETTLE_QUIET
@@ -94,6 +96,7 @@ class WorkerConfig:
         check_max_message_size(self.max_message_size)
         if self.share_cache is not None:
             check_share_cache(self.share_cache)
+        check_threads(self.threads)
         if self.bind is not None and not isinstance(self.bind, str):
             raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
         if self.keys is None and not self.insecure:

@@ -22,6 +22,7 @@ import socket
 from pathlib import Path
 
 from .._ipc import IPC_PATH_MAX, ipc_path
+from .._pids import process_exists
 from ..discovery import private_dir, runtime_dir
 
 _SOCKET = re.compile(r"(\d+)-[0-9a-f]{16}\.sock")
@@ -55,16 +56,6 @@ def _owner_pid(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # not ours to signal, but it exists
-        pass
-    return True
-
-
 def _listened_on(path: Path) -> bool:
     """Whether a process accepts connections on the Unix socket at `path` (a stale file
     refuses them; one that is not a socket cannot be connected to at all)."""
@@ -88,7 +79,7 @@ def remove_socket(endpoint: str) -> None:
     pid = _owner_pid(socket_path)
     if pid is None or socket_path.parent != runtime_dir() / "sockets":
         return
-    if pid != os.getpid() and (_alive(pid) or _listened_on(socket_path)):
+    if pid != os.getpid() and (process_exists(pid) or _listened_on(socket_path)):
         return
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()
@@ -102,6 +93,6 @@ def prune_sockets(directory: Path) -> None:
         return
     for name in names:
         pid = _owner_pid(Path(name))
-        if pid is not None and pid != os.getpid() and not _alive(pid) and not _listened_on(directory / name):
+        if pid is not None and pid != os.getpid() and not process_exists(pid) and not _listened_on(directory / name):
             with contextlib.suppress(OSError):
                 (directory / name).unlink()

@@ -173,7 +173,7 @@ class GeneratorCall:
                 payload = p.dumps(value)
             except Exception as e:
                 raise SerializationError(
-                    f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}"
+                    f"the yielded value of {self._name} could not be pickled: {type(e).__name__}: {e}{p.pickling_hint(e)}"
                 ) from None
             if size := oversized(payload, self._host.max_message_size):
                 raise _too_large("yielded value", self._name, size, self._host.max_message_size)

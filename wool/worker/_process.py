@@ -33,6 +33,7 @@ from .. import protocol as p
 from .._errors import RemoteError, WorkerStartError
 from ..discovery import WorkerInfo
 from ._config import WorkerConfig
+from ._lifeline import PARENT_ENV
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)  # the folder holding `wool/`
 # The exit code of a forked worker that exited after its template did: the template reaped
@@ -54,6 +55,7 @@ def _cause(handshake: dict[str, Any]) -> BaseException | None:
 def _environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    env[PARENT_ENV] = str(os.getpid())  # it dies with this process (see `_lifeline`)
     return env
 
 
@@ -197,6 +199,13 @@ class Template:
         except TimeoutError:
             self._proc.kill()
             await asyncio.wait_for(asyncio.shield(self._exited), 10.0)
+
+    async def kill(self) -> None:
+        """Kill the template now and wait for it (its workers are killed on their own)."""
+        self._gone()
+        if not self._exited.done():
+            self._proc.kill()
+        await asyncio.wait_for(asyncio.shield(self._exited), 10.0)
 
 
 class WorkerProcess:

@@ -137,6 +137,7 @@ async def serve(
             max_calls=config.max_calls,
             keys=keys,
             tags=tags,
+            threads=config.threads,
             max_message_size=config.max_message_size,
         )
     except BaseException:

@@ -39,6 +39,7 @@ from ._calls import CoroutineCall
 from ._generator_call import GeneratorCall
 from ._preauth import PreauthGuard
 from ._preauth import supported as preauth_supported
+from ._threads import DEFAULT_THREADS, ThreadRunner
 
 log = logging.getLogger("wool.worker")
 
@@ -65,6 +66,7 @@ class Server:
         keys: Keys | None = None,
         tags: frozenset[str] = frozenset(),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self.worker_id = worker_id
         self.max_message_size = max_message_size
@@ -77,6 +79,7 @@ class Server:
         self._routines: dict[bytes, Callable[..., Any]] = {}
         # Fetches of parts of shared values sent to callers, by (caller, call id, key, offset).
         self._parts: dict[tuple[bytes, int, str, int], asyncio.Future[p.Part]] = {}
+        self._threads = ThreadRunner(threads)  # where plain `def` routines run
         self._background: set[asyncio.Task[Any]] = set()
         self._warnings = Throttle(log)  # one warning per kind of bad message per interval
         self._idle = asyncio.Event()
@@ -142,7 +145,8 @@ class Server:
             target = getattr(routine, "__wrapped__", None) or routine
             if not callable(target):
                 raise DispatchError(f"{msg.name} is not callable")
-            fn = target
+            spec = getattr(routine, "__wool_routine__", None)
+            fn = self._threads.wrap(target) if getattr(spec, "threaded", False) else target
             if len(self._routines) >= ROUTINE_CACHE_SIZE:
                 del self._routines[next(iter(self._routines))]
             self._routines[msg.digest] = fn

@@ -16,7 +16,9 @@ Protocol, on the SOCK_SEQPACKET socket `FD` shared with the pool (one message pe
 The child puts the stdin pipe on its fd 0 and runs exactly what a worker started with
 `--spawned` runs: so the lifeline, the handshake and start-up errors behave the same. The
 template exits when the pool closes the socket or dies; the workers it forked stop by
-themselves when their own stdin closes.
+themselves when their own stdin closes. Should the pool be killed outright, the kernel kills
+the template, and each worker's watch of the pool's process kills a worker that does not
+stop (see `_lifeline`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def serve_template(control_fd: int, run_child: Callable[[int], int]) -> int:
         return 0
     finally:
         signal.set_wakeup_fd(-1)
+        selector.close()
+        control.close()  # else a ResourceWarning at exit, shown under `-W default`
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def _reap(control: socket.socket | None, children: set[int]) -> None:
