@@ -34,7 +34,7 @@ from .caller import (
     check_idle_timeout,
     current_mesh_var,
 )
-from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal
+from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal, runtime_dir
 from .worker import (
     DEFAULT_GRACE,
     DEFAULT_METRICS_ADDRESS,
@@ -224,6 +224,10 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
+        if isinstance(self._namespace, LocalDiscovery) or self.size:
+            # Checked here first, so that an unsafe one (say, below a parent other users can
+            # write to) is this `DiscoveryError`, before any worker tries to listen in it.
+            runtime_dir()
         self._mesh = Mesh(
             self._namespace,
             self.loadbalancer,
