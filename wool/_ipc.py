@@ -100,3 +100,25 @@ def ipc_endpoint_problem(endpoint: str) -> str | None:
     if path == "*":
         return f"{endpoint} is a wildcard, whose directory ZeroMQ chooses and wool cannot check"
     return private_directory_problem(os.path.dirname(os.path.abspath(path)))
+
+
+def ipc_connect_problem(endpoint: str) -> str | None:
+    """None if a caller without keys may connect to the `ipc://` socket `endpoint`: its
+    directory passes `ipc_endpoint_problem`, and what is at its path is nothing yet (the
+    connection retries until a worker listens) or a socket of this user's. Checked without
+    following links; else what is wrong."""
+    problem = ipc_endpoint_problem(endpoint)
+    if problem is not None:
+        return problem
+    path = os.path.abspath(endpoint[len("ipc://") :])
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot check {path}: {e}"
+    if not stat.S_ISSOCK(info.st_mode):
+        return f"{path} is not a socket"
+    if info.st_uid != os.getuid():
+        return f"the socket {path} belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
+    return None

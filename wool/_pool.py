@@ -237,6 +237,7 @@ class WorkerPool:
             open_namespace=self.discovery is not None,
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
+            insecure=self.insecure,
         )
         try:
             await self._start()

@@ -20,6 +20,7 @@ with how many calls are open and how many wait, which `python -m wool.workers` s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -187,9 +188,13 @@ class Server:
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
             calls = len(self._calls) - queued
-            self.reply(
-                identity, p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
-            )
+            pong = p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
+            try:
+                self.reply(identity, pong)
+            except p.ProtocolError:
+                # Tags too many or too long for one envelope: the pong goes without them, since
+                # a keyless caller's connection is usable only once its ping is answered.
+                self.reply(identity, dataclasses.replace(pong, tags=()))
         elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
