@@ -2,10 +2,14 @@
 the path check before each connect attempt, the attempts themselves, the hello and its
 answer, and the requests held back meanwhile (the why is in `_identity`).
 
-ZeroMQ's own reconnection is off on such a connection (`RECONNECT_IVL` -1): it would connect
-again, later, to whatever is at the path by then, and hand it every message queued
-meanwhile. So a connect attempt that finds nobody listening (ZeroMQ reports the socket
-closed) is retried from here, after the path is checked again, with ZeroMQ's back-off.
+ZeroMQ's own reconnection is put off on such a connection: it would connect again, later, to
+whatever is at the path by then, and hand it every message queued meanwhile. Not turned off
+(`RECONNECT_IVL` -1): libzmq then discards, with the broken connection, the replies that
+arrived before it broke and that the caller has not read yet (a worker's last results before
+it exits). An hour, without back-off cap (`RECONNECT_IVL_MAX` 0, else the cap applies), is far
+beyond such a connection's life: a lost connection is closed at once. So a connect attempt
+that finds nobody listening (ZeroMQ reports the socket closed) is retried from here instead,
+after the path is checked again, with ZeroMQ's usual back-off.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from .._transport import RECONNECT_IVL_MAX_MS, receive_with_peer
 from ._identity import Mismatch, hello_mismatch, peer_mismatch
 
 RETRY_FIRST = 0.1  # seconds before the first retry (ZeroMQ's own default interval)
-OPTIONS = ((zmq.RECONNECT_IVL, -1),)  # the socket options of such a connection
+# The socket options of such a connection: ZeroMQ reconnects only after an hour (see above).
+OPTIONS = ((zmq.RECONNECT_IVL, 3_600_000), (zmq.RECONNECT_IVL_MAX, 0))
 
 
 def needs_hello(endpoint: str, keyless: bool, insecure: bool) -> bool:
