@@ -29,6 +29,7 @@ WORKLOADS = [
     "payload",
     "memory",
     "hedge",
+    "share",
 ]
 BASELINES = {
     "startup": {"loop", "ppe"},
@@ -44,6 +45,7 @@ BASELINES = {
     "payload": {"loop", "ppe", "raw"},
     "memory": {"loop", "ppe"},
     "hedge": {"unhedged"},
+    "share": {"resident", "value"},
 }
 
 
@@ -108,3 +110,33 @@ def test_transport_comparison_runs_both_sides() -> None:
     (ratios,) = [line for line in lines if line.startswith("ipc/tcp ")]
     assert [word for word in ratios.split() if word.endswith("x")] != []
     assert {"latency_us", "calls_per_s", "payload_mb_per_s"} <= set(ratios.split())
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_hostile_context_benchmark_runs_and_the_worker_refuses_the_100000_key_frame() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "hostile_context.py"), "--calls", "20", "--frames", "3", "--keys", "10"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["before", "hostile", "after", "after/before median"], lines
+    assert "{'return': 3, 'raise': 1}" in lines[1]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_blocking_call_benchmark_reports_both_sides_and_the_difference() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "blocking_call.py"), "--calls", "20", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == ["blocking", "await", "hand-off", "blocking - await"]
+    assert "over 40 calls" in lines[0] and "per call at the median" in lines[3]

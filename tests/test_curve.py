@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 import routines
+import zmq
+import zmq.asyncio
 from helpers import CliWorker
+from zmq.utils.monitor import parse_monitor_message
 
 import wool
 from wool import protocol as p
@@ -170,3 +173,42 @@ async def test_static_discovery_finds_which_trusted_key_a_worker_holds(key_dir: 
             assert (info.id, info.public_key) == (worker.id, worker_keys.public)
             assert await routines.pid() == worker.pid
         await stop(worker)
+
+
+async def refused_handshake(endpoint: str, server_key: str) -> None:
+    """One CURVE handshake with a fresh client key the worker does not trust, until the
+    worker's refusal (the client socket's monitor reports the failed authentication)."""
+    public, secret = zmq.curve_keypair()
+    sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.curve_serverkey = server_key.encode()
+    sock.curve_publickey, sock.curve_secretkey = public, secret
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    try:
+        sock.connect(endpoint)
+        event = parse_monitor_message(await asyncio.wait_for(monitor.recv_multipart(), 20))["event"]
+        assert event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close()
+
+
+async def test_handshakes_with_a_fresh_key_each_do_not_flood_the_log(key_dir: Path, tmp_path: Path) -> None:
+    """The per-key throttle alone logged one warning per fresh key (28,954 lines in 20 s):
+    refusals are capped at one line per interval whatever the key, and the next one counts
+    what was held back."""
+    server_key = wool.Keys.load(key_dir).public
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log:
+        async with secure_worker(key_dir, "--bind", "tcp://127.0.0.1:0", stderr=log) as worker:
+            started = time.monotonic()
+            for _ in range(100):
+                await refused_handshake(worker.endpoint, server_key)
+            elapsed = time.monotonic() - started
+            async with wool.WorkerPool(discovery=discovery(), keys=key_dir):
+                assert await routines.add(2, 3) == 5
+            await stop(worker)
+    refusals = [line for line in log_path.read_text().splitlines() if "is not trusted" in line]
+    intervals = 1 + int(elapsed // 10)  # the throttle's interval is 10 s
+    assert 1 <= len(refusals) <= intervals, refusals

@@ -89,8 +89,29 @@ def test_a_throttle_warns_once_per_kind_per_interval(caplog: pytest.LogCaptureFi
     assert levels == [
         ("WARNING", "bad 'x\\n' (further such messages suppressed for 3600 s)"),
         ("DEBUG", "bad 'y'"),
-        ("WARNING", "other (further such messages suppressed for 3600 s)"),
+        ("WARNING", "other (1 similar messages suppressed before this one; further ones suppressed for 3600 s)"),
     ]
     throttle = Throttle(logger, interval=0)
     with caplog.at_level(logging.DEBUG, logger="wool.test-throttle"):
         assert throttle.warn("a", "again") and throttle.warn("a", "again")
+
+
+def test_a_throttle_caps_all_kinds_together_and_counts_what_it_suppressed(caplog: pytest.LogCaptureFixture) -> None:
+    """A fresh key per message (a fresh CURVE key per handshake) gets `total` warnings per
+    interval, not one per message; the next warning says how many it held back."""
+    logger = logging.getLogger("wool.test-throttle")
+    now = [100.0]
+    throttle = Throttle(logger, interval=10, total=1, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="wool.test-throttle"):
+        assert [throttle.warn(i, "refused %d", i) for i in range(5000)].count(True) == 1
+        now[0] += 9.9
+        assert throttle.warn("fresh", "refused fresh") is False
+        now[0] += 0.1
+        assert throttle.warn("later", "refused later") is True
+        assert throttle.warn("later again", "refused") is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0 (further such messages suppressed for 10 s)",
+        "refused later (5000 similar messages suppressed before this one; further ones suppressed for 10 s)",
+    ]
+    with pytest.raises(ValueError, match="total must be at least 1"):
+        Throttle(logger, total=0)

@@ -25,17 +25,22 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._ipc",
         "wool._handshake",
         "wool._state",
+        "wool._printable",
+        "wool._loopthread",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides
     # ZeroMQ sockets driven by the loop, CURVE and ZAP; spans and metrics of both sides
-    ("wool._transport", "wool._curve", "wool._tracing", "wool._metrics", "wool._observe"),
+    ("wool._transport", "wool._curve", "wool._tracing", "wool._metrics", "wool._metrics_server", "wool._observe"),
     ("wool.caller",),  # routines, connections, the mesh, options, context variables, fan-out
-    ("wool.discovery",),  # backends (the static one asks workers through a caller connection)
+    # backends (the static one asks workers through a caller connection); shared values,
+    # written to the private runtime directory
+    ("wool.discovery", "wool.sharing"),
     ("wool.worker",),  # the server, call runners, the worker process and its CLI
-    ("wool._pool",),  # WorkerPool: spawns workers and opens a mesh
-    # the public door and the command-line tools
-    ("wool", "wool.keys", "wool.workers", "wool._watch", "wool.ping", "wool.metrics"),
+    ("wool._executor",),  # submission and cancellation of concurrent.futures calls over a pool's loop
+    ("wool._pool",),  # WorkerPool (spawns workers and opens a mesh) and wool.Executor
+    # the public door, the command-line tools and the joblib backend
+    ("wool", "wool.keys", "wool.workers", "wool._watch", "wool.ping", "wool.metrics", "wool.joblib"),
 ]
 
 
@@ -177,7 +182,7 @@ def test_private_modules_and_names_stay_in_their_package() -> None:
 
 @pytest.mark.parametrize(
     ("module", "expected"),
-    [("wool.caller._mesh", 4), ("wool.discovery", 5), ("wool", 8), ("wool._errors", 0), ("wool._new", None)],
+    [("wool.caller._mesh", 4), ("wool.discovery", 5), ("wool", 9), ("wool._errors", 0), ("wool._new", None)],
 )
 def test_layer_lookup(module: str, expected: int | None) -> None:
     assert layer_of(module) == expected

@@ -26,18 +26,26 @@ pytestmark = pytest.mark.multiprocess
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-async def scrape(address: str) -> Samples:
-    """GET http://ADDRESS/metrics, parsed: {(sample name, sorted labels): value}."""
+async def get(address: str, token: str | None) -> tuple[str, str]:
+    """GET http://ADDRESS/metrics, with `token` as bearer token: (response head, body)."""
     host, port = address.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    authorization = f"Authorization: Bearer {token}\r\n" if token is not None else ""
     try:
-        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n".encode())
         await writer.drain()
         response = (await asyncio.wait_for(reader.read(), 10)).decode()
     finally:
         writer.close()
         await writer.wait_closed()
     head, _, body = response.partition("\r\n\r\n")
+    return head, body
+
+
+async def scrape(address: str) -> Samples:
+    """GET http://ADDRESS/metrics with this user's token, parsed: {(sample name, sorted
+    labels): value}."""
+    head, body = await get(address, wool.metrics.token())
     assert head.startswith("HTTP/1.") and " 200 " in head.splitlines()[0], head
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -109,8 +117,9 @@ async def send_garbage(endpoint: str) -> None:
 
 async def test_the_worker_cli_serves_metrics_where_it_says(runtime_dir: object) -> None:
     async with CliWorker("--discovery", "local:metrics-cli", "--metrics-port", "0") as worker:
-        match = re.search(r"; metrics at http://(\S+)/metrics$", worker.line.strip())
+        match = re.search(r"; metrics at http://(\S+)/metrics \(bearer token in (\S+)\)$", worker.line.strip())
         assert match is not None, worker.line
+        assert match.group(2) == str(wool.metrics.token_path())
         async with wool.WorkerPool(discovery=wool.LocalDiscovery("metrics-cli")) as pool:
             assert [metrics_address(w) for w in await pool.wait_for_workers(timeout=20)] == [match.group(1)]
             assert await routines.add(1, 2) == 3

@@ -211,3 +211,38 @@ async def test_watch_shows_a_failed_listing_and_goes_on() -> None:
     assert "discovery failed: DiscoveryError: the registry is being rewritten" in refreshes[0]
     assert "no workers in local:flaky" in refreshes[1]
     assert CLEAR not in out.getvalue()  # not a terminal: refreshes follow each other
+
+
+async def test_watch_escapes_what_a_forged_registry_record_carries() -> None:
+    """A registry entry whose host retitles the terminal, clears it and forges a row: the
+    watch prints it escaped, as the one-shot table does, never raw."""
+    host = "box\x1b]0;owned\x07\x1b[2J\nFORGED  tcp://127.0.0.1:1  1  box  ok"
+    forged = wool.WorkerInfo("f" * 12 + "\x1b[31m", "tcp://127.0.0.1:9", os.getpid(), host)  # nobody listens there
+    namespace = wool.LocalDiscovery("watched-forged")
+    await namespace.publish(forged)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wool.workers", "--discovery", "local:watched-forged", "--watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert proc.stdout is not None
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(20):
+            while not lines or "ffffffffffff" not in lines[-1]:
+                lines.append((await reader.readline()).decode())
+        proc.send_signal(signal.SIGINT)
+        assert await wait_exit(proc, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        transport.close()
+        await namespace.withdraw(forged)
+    row = lines[-1]
+    assert repr(host) in row and "\x1b" not in row and "\x07" not in row
+    assert not any(line.startswith("FORGED") for line in lines)
+    assert "\x1b" not in "".join(lines)

@@ -16,12 +16,14 @@ from ._errors import (
     RemoteBaseException,
     RemoteError,
     SerializationError,
+    SharedLost,
+    SharedReleased,
     WoolError,
     WorkerLost,
     WorkerStartError,
 )
 from ._keys import Keys
-from ._pool import WorkerPool
+from ._pool import Executor, WorkerPool
 from ._state import state
 from .caller import (
     Candidate,
@@ -49,6 +51,7 @@ from .discovery import (
     StaticDiscovery,
     WorkerInfo,
 )
+from .sharing import Shared, share
 
 __version__ = "0.1.0"
 
@@ -61,6 +64,7 @@ __all__ = [
     "DiscoveryEvent",
     "DispatchError",
     "DnsDiscovery",
+    "Executor",
     "Keys",
     "LanDiscovery",
     "LeastOutstanding",
@@ -75,6 +79,9 @@ __all__ = [
     "RemoteError",
     "RoundRobin",
     "SerializationError",
+    "Shared",
+    "SharedLost",
+    "SharedReleased",
     "StaticDiscovery",
     "Token",
     "WoolError",
@@ -87,5 +94,6 @@ __all__ = [
     "readahead",
     "remaining",
     "routine",
+    "share",
     "state",
 ]

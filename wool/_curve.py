@@ -74,7 +74,9 @@ class _Handler:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.domains: dict[bytes, frozenset[bytes]] = {}
-        self._warnings = Throttle(log)  # one warning per refused key per interval (the thread's own)
+        # One refusal warning per interval, whatever the key: a peer can make a fresh key per
+        # handshake (the thread's own throttle).
+        self._warnings = Throttle(log, total=1)
         self._wake_r, self._wake_w = os.pipe()
         self._ready = threading.Event()
         self._error: str | None = None

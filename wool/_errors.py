@@ -74,3 +74,13 @@ class SerializationError(WoolError, TypeError):
     """A value could not be pickled or unpickled: an argument (raised at the call site before
     anything is sent), a result, a yielded value or a sent value. Also a `TypeError`, as
     pickling failures are in plain Python."""
+
+
+class SharedReleased(WoolError):
+    """A `wool.Shared` handle was used after it was released (`release()`, the end of its
+    `with` block, or the close of the pool it was made in); the message names where."""
+
+
+class SharedLost(WoolError):
+    """The process that made a `wool.Shared` handle (its owner) died, taking the value with
+    it; share it again from a live process."""

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import protocol as p
+from ._metrics_server import MetricsServer
 
 # Outcomes of a call: it returned (or a generator finished), raised, was cancelled, or (on the
 # caller) its worker was lost.
@@ -146,10 +146,17 @@ class CallerMetrics:
         self.lost.labels(worker_id).inc()
 
 
-def start_http(port: int, address: str) -> tuple[Any, threading.Thread]:
-    """Serve `registry()` at http://ADDRESS:PORT/metrics from a daemon thread: (server, thread)."""
-    httpd, thread = require().start_http_server(port, address, registry=registry())
-    return httpd, thread
+def render() -> bytes:
+    """`registry()` in Prometheus's text format."""
+    rendered: bytes = require().generate_latest(registry())
+    return rendered
+
+
+def start_http(port: int, address: str, token: str) -> MetricsServer:
+    """Serve `registry()` at http://ADDRESS:PORT/metrics to requests bearing `token`, from a
+    thread of its own (see `_metrics_server`). Raises `OSError` naming the port."""
+    require()
+    return MetricsServer(port, address, token, render)
 
 
 WORKER: WorkerMetrics | None = None

@@ -11,18 +11,22 @@ including when the body raised or was cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import os
 import sys
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _metrics
 from ._errors import WorkerStartError
+from ._executor import ExecutorCore
 from ._keys import Keys, PathLike, as_keys
+from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .caller import (
@@ -30,11 +34,16 @@ from .caller import (
     DEFAULT_IDLE_TIMEOUT,
     LoadBalancer,
     Mesh,
+    OpenPool,
     broadcast,
     check_idle_timeout,
     current_mesh_var,
+    pool_closed,
+    pool_opened,
 )
+from .caller import map as wool_map
 from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal, runtime_dir
+from .sharing import check_share_cache, release_scope
 from .worker import (
     DEFAULT_GRACE,
     DEFAULT_METRICS_ADDRESS,
@@ -105,8 +114,15 @@ class WorkerPool:
     `idle_timeout` seconds (None: never), so idle processes hold no sockets to their peers.
     `metrics_port` makes each spawned worker serve Prometheus metrics over HTTP at
     `metrics_address` (loopback by default): with 0, each on a free port of its own; with N,
-    worker i on port N + i. Each worker publishes its address as the tag `metrics=HOST:PORT`
-    (see `pool.workers`). Raises `RuntimeError` if prometheus_client is not installed.
+    worker i on port N + i (a taken one fails the start with `WorkerStartError` naming it).
+    Each worker publishes its address as the tag `metrics=HOST:PORT` (see `pool.workers`)
+    and answers only requests bearing this user's token (`wool.metrics.token()`). Raises
+    `RuntimeError` if prometheus_client is not installed.
+
+    `share_cache` bounds the bytes of `wool.share`d values each spawned worker keeps mapped
+    (default: 1 GiB, or a quarter of the host's memory if less); past it, the least recently
+    used are dropped and mapped again when a call needs them. Values shared while the pool is
+    current are released when it closes.
     """
 
     def __init__(
@@ -127,6 +143,7 @@ class WorkerPool:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        share_cache: int | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -174,6 +191,7 @@ class WorkerPool:
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
+        self.share_cache = check_share_cache(share_cache) if share_cache is not None else None
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -185,6 +203,9 @@ class WorkerPool:
         self._processes: list[WorkerProcess] = []
         self._template: Template | None = None  # forks the spawned workers (see worker._template)
         self._token: Token[Mesh | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool was opened on
+        self._thread: LoopThread | None = None  # that loop's thread, when opened with `with`
+        self._current_loop_set = False  # `with` made that loop this thread's current one
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -221,6 +242,13 @@ class WorkerPool:
         return list(self._processes)
 
     async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def start(self) -> None:
+        """Open the pool, as `async with` does, for code that cannot hold a block open: a
+        notebook cell (later cells use the pool: it is the process's most recent open pool),
+        or an object's own start/close methods. Pair it with `await pool.close()`."""
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
@@ -245,7 +273,8 @@ class WorkerPool:
             await self._shutdown()
             raise
         self._token = current_mesh_var.set(self._mesh)
-        return self
+        self._loop = asyncio.get_running_loop()
+        pool_opened(OpenPool(self._mesh, self._loop, self))
 
     async def _start(self) -> None:
         assert self._mesh is not None and self._namespace is not None
@@ -261,6 +290,7 @@ class WorkerPool:
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
+            share_cache=self.share_cache,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         if self.size and templates_work():
@@ -288,16 +318,107 @@ class WorkerPool:
         return dataclasses.replace(config, metrics_port=port, metrics_address=self.metrics_address)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pool, as leaving `async with` does (see `start`). Closing a closed pool
+        does nothing."""
+        if self._mesh is not None:
+            pool_closed(self._mesh)
         if self._token is not None:
             try:
                 current_mesh_var.reset(self._token)
             except ValueError:  # exited in another context than it was entered in
                 current_mesh_var.set(None)
             self._token = None
-        await self._shutdown()
+        try:
+            await self._shutdown()
+        finally:
+            self._loop = None
+
+    def __enter__(self) -> WorkerPool:
+        """Open the pool from synchronous code: it runs on an event loop on a thread of its
+        own, which is also this thread's current event loop inside the block (so
+        `asyncio.gather(...)` written here runs on it). Use `pool.run(...)`, `pool.map(...)` or
+        `pool.executor()`; leaving the block closes the pool as `async with` does."""
+        self._open_on_thread()
+        if _running_loop() is None:
+            assert self._thread is not None
+            asyncio.set_event_loop(self._thread.loop)
+            self._current_loop_set = True
+        return self
+
+    def _open_on_thread(self) -> None:
+        if self._mesh is not None:
+            raise RuntimeError("this WorkerPool is already open")
+        thread = LoopThread("wool-pool")
+        try:
+            run_blocking(thread.loop, self.start(), contextvars.Context())
+        except BaseException:
+            thread.stop()
+            raise
+        self._thread = thread
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            raise RuntimeError("this WorkerPool was not opened with `with`")
+        try:
+            run_blocking(thread.loop, self.close(), contextvars.Context(), cancel_on_interrupt=False)
+        finally:
+            thread.stop()
+            if self._current_loop_set:
+                self._current_loop_set = False
+                asyncio.set_event_loop(None)
+
+    def run(self, awaitable: Awaitable[R], /) -> R:
+        """Run `awaitable` (a routine call, any coroutine, `asyncio.gather(...)`) on the pool's
+        event loop with this pool current, from synchronous code or another thread; block until
+        it ends and return its result or raise its exception. Ctrl-C while it runs cancels it
+        (a routine's remote side sees `CancelledError`) and raises `KeyboardInterrupt`.
+        `RuntimeError` if the pool is not open, or if called on the loop the pool runs on
+        (`await` there instead)."""
+        loop = self._loop
+        if self._mesh is None or loop is None:
+            discard(awaitable)
+            raise RuntimeError("the pool is not open: pool.run() works inside `with wool.WorkerPool(...) as pool:`")
+        if _running_loop() is loop:
+            discard(awaitable)
+            raise RuntimeError("pool.run() would block the event loop this pool runs on: `await` the call instead")
+        return run_blocking(loop, as_coroutine(awaitable, loop), self._context())
+
+    def map(
+        self,
+        routine: Callable[[Any], Awaitable[R]],
+        iterable: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 64,
+        ordered: bool = True,
+    ) -> BlockingIterator[R]:
+        """`wool.map` for synchronous code: a plain iterator of `routine(item)` for each item,
+        with the same laziness, bound on calls in flight, order and error semantics. Closing
+        it (`close()`, or `with pool.map(...) as results:`) cancels the calls still in flight."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open: pool.map() works inside `with wool.WorkerPool(...) as pool:`")
+        return BlockingIterator(wool_map(routine, iterable, concurrency=concurrency, ordered=ordered), self.run)
+
+    def executor(self) -> Executor:
+        """A `concurrent.futures.Executor` (a `wool.Executor`) whose calls run on this pool;
+        shutting it down leaves the pool open."""
+        if self._mesh is None:
+            raise RuntimeError("the pool is not open")
+        return Executor(pool=self)
+
+    def _context(self) -> contextvars.Context:
+        """A copy of the caller's context with this pool current: what its calls run in."""
+        context = contextvars.copy_context()
+        context.run(current_mesh_var.set, self._mesh)
+        return context
 
     async def _shutdown(self) -> None:
         mesh, self._mesh = self._mesh, None
+        if mesh is not None:
+            release_scope(mesh)  # what was shared while this pool was current
         try:
             if mesh is not None:
                 await mesh.close()
@@ -320,3 +441,60 @@ class WorkerPool:
                         await self._namespace.withdraw(w.info)
                     except Exception:
                         pass
+
+
+class Executor(ExecutorCore):
+    """A `concurrent.futures.Executor` whose calls run on wool workers: `Executor(...)` takes
+    `WorkerPool`'s arguments and opens that pool at the first `submit` (on a thread of its
+    own); `shutdown` closes it. `pool.executor()` (or `Executor(pool=pool)`) runs calls on an
+    open pool and leaves it open.
+
+    `submit(fn, *args, **kwargs)` takes routines and plain picklable functions (the ones
+    `ProcessPoolExecutor` takes); `future.cancel()` also cancels a call that is running (the
+    routine sees `CancelledError` on its worker). Works with `loop.run_in_executor` and
+    wherever a library accepts an `Executor`. `shutdown(cancel_futures=True)` cancels every
+    call not ended, running ones included."""
+
+    def __init__(self, *tags: str, pool: WorkerPool | None = None, **pool_args: Any) -> None:
+        super().__init__()
+        if pool is not None and (tags or pool_args):
+            raise TypeError("Executor takes either an open pool or WorkerPool's arguments, not both")
+        if pool is not None and not isinstance(pool, WorkerPool):
+            raise TypeError(f"pool must be a wool.WorkerPool, not {type(pool).__name__}")
+        self._owned = pool is None
+        self._pool = pool if pool is not None else WorkerPool(*tags, **pool_args)
+        self._opening = threading.Lock()
+
+    def _target(self) -> tuple[asyncio.AbstractEventLoop, contextvars.Context]:
+        pool = self._pool
+        if self._owned:
+            with self._opening:
+                if pool._thread is None:
+                    pool._open_on_thread()
+        if pool._loop is None or pool._mesh is None:
+            raise RuntimeError("the executor's pool is closed")
+        return pool._loop, pool._context()
+
+    def _release(self, wait: bool) -> None:
+        if not self._owned:
+            return
+        with self._opening:
+            pool, self._owned = self._pool, False
+            if pool._thread is None:
+                return
+            if wait:
+                pool.__exit__(None, None, None)
+            else:
+                threading.Thread(target=self._close_when_idle, args=(pool,), name="wool-executor-shutdown").start()
+
+    def _close_when_idle(self, pool: WorkerPool) -> None:
+        with self._lock:
+            self._idle.wait_for(lambda: not self._unwinding)
+        pool.__exit__(None, None, None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -24,6 +24,7 @@ import asyncio
 import errno
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import zmq
 
 from ._seconds import check_seconds
+from ._throttle import WARN_INTERVAL
 
 log = logging.getLogger("wool.transport")
 
@@ -207,6 +209,7 @@ class SocketDriver:
         self._retry: asyncio.TimerHandle | None = None
         self._delay = self.RETRY_DELAY
         self.closed = False
+        self._last_unhandled = -WARN_INTERVAL  # when an unhandled error was last logged in full
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._loop.add_reader(self._fd, self._drain)
         self._schedule()
@@ -295,6 +298,17 @@ class SocketDriver:
         if not self.closed:
             self._flush()
 
+    def _unhandled(self) -> None:
+        """A bug met while handling a message (bad input is handled, never raised here): its
+        traceback once per interval, the rest at DEBUG, so that a peer repeating the message
+        that meets it cannot flood the log."""
+        now = time.monotonic()
+        if now - self._last_unhandled < WARN_INTERVAL:
+            log.debug("unhandled error while handling a message", exc_info=True)
+            return
+        self._last_unhandled = now
+        log.exception("unhandled error while handling a message (further ones logged at DEBUG for %.0f s)", WARN_INTERVAL)
+
     def _schedule(self) -> None:
         if not self._scheduled and not self.closed:
             self._scheduled = True
@@ -334,7 +348,7 @@ class SocketDriver:
             try:
                 self._on_message(frames)
             except Exception:
-                log.exception("unhandled error while handling a message")
+                self._unhandled()
         else:
             self._schedule()  # more may be ready: continue after other callbacks ran
         if self.closed:

@@ -27,6 +27,7 @@ from . import protocol as p
 from ._errors import WoolError
 from ._info import Discovery, WorkerInfo
 from ._keys import Keys
+from ._printable import printable
 from .caller import Connection
 
 LOST_KEPT = 60.0  # seconds a lost worker stays on screen
@@ -156,26 +157,25 @@ class Watch:
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     header = ("ID", "ENDPOINT", "PID", "HOST", "STATE", "CALLS/S", "CALLS", "QUEUED", "DONE", "MAX")
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
 
     def shown(value: Any) -> str:
         return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
 
     for r in rows:
-        lines.append(
-            (
-                r["id"][:12],
-                r["endpoint"],
-                str(r["pid"]),
-                r["host"],
-                r["state"],
-                shown(r["calls_per_s"]),
-                shown(r["calls"]),
-                shown(r["queued"]),
-                shown(r["served"]),
-                shown(r["max_calls"]),
-            )
+        cells = (
+            r["id"][:12],
+            r["endpoint"],
+            str(r["pid"]),
+            r["host"],
+            r["state"],
+            shown(r["calls_per_s"]),
+            shown(r["calls"]),
+            shown(r["queued"]),
+            shown(r["served"]),
+            shown(r["max_calls"]),
         )
+        lines.append(tuple(printable(cell) for cell in cells))  # ids, hosts, endpoints come from peers
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
@@ -204,7 +204,7 @@ async def watch(
             try:
                 state.update(await discovery.workers())
             except Exception as e:  # a registry being rewritten, a backend's hiccup: the next refresh may do
-                problem = f"discovery failed: {type(e).__name__}: {e}"
+                problem = printable(f"discovery failed: {type(e).__name__}: {e}")
             await state.ping()
             rows = state.rows()
             if as_json:

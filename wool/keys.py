@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ._keys import SECRET_FILE, TRUSTED_DIR, Keys, check_key, generate_directory, read_key_file, trust_key
+from ._printable import printable
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def _trust(args: argparse.Namespace) -> int:
             key = check_key(item, f"{item!r} (neither a key file nor a key)")
             default = "key-" + "".join(c for c in key if c.isalnum())[:8]
         written = trust_key(args.directory, key, args.name or default)
-        print(f"trusting {key} ({written})")
+        print(f"trusting {key} ({printable(written)})")
     return 0
 
 
@@ -51,7 +52,7 @@ def _show(args: argparse.Namespace) -> int:
     files = sorted(p for p in trusted.iterdir() if p.suffix in (".pub", ".key")) if trusted.is_dir() else []
     print(f"trusted ({len(files)} files, and itself):")
     for path in files:
-        print(f"  {read_key_file(path, 'public')}  {path.name}")
+        print(f"  {read_key_file(path, 'public')}  {printable(path.name)}")
     return 0
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (OSError, ValueError) as e:
-        print(f"wool keys: {e}", file=sys.stderr)
+        print(f"wool keys: {printable(e)}", file=sys.stderr)
         return 1
 
 

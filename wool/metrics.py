@@ -5,6 +5,9 @@ Workers serve theirs themselves (`python -m wool.worker --metrics-port PORT`,
 
     wool.metrics.serve(9100)              # http://127.0.0.1:9100/metrics, wool's metrics only
 
+Every endpoint wool serves answers only requests bearing this user's token
+(`Authorization: Bearer TOKEN`; `token()`, kept in the file `token_path()`).
+
 or, to add them to what the application already exposes from prometheus_client's default
 registry:
 
@@ -16,14 +19,16 @@ registry:
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 from typing import Any
 
 from . import _metrics
+from .worker import metrics_token
+from .worker import token_path as _token_path
 
 REGISTRY: Any = _metrics.registry() if _metrics.available() else None
 
-_served: list[tuple[Any, threading.Thread]] = []
+_served: list[Any] = []
 
 
 def enable() -> None:
@@ -33,21 +38,30 @@ def enable() -> None:
     _metrics.enable_caller()
 
 
+def token() -> str:
+    """This user's metrics token, which every metrics endpoint of wool requires as
+    `Authorization: Bearer TOKEN` (created on first use). Raises `DiscoveryError` if the
+    runtime directory or the token file is not private to this user."""
+    return metrics_token()
+
+
+def token_path() -> Path:
+    """The file holding `token()`, for Prometheus's `authorization: credentials_file`."""
+    return _token_path()
+
+
 def serve(port: int, address: str = "127.0.0.1") -> int:
-    """`enable`, and serve `REGISTRY` at http://ADDRESS:PORT/metrics from a daemon thread
-    until `stop()`. Port 0 picks a free one; returns the port bound. Raises `RuntimeError`
-    without prometheus_client, `OSError` if the port cannot be bound."""
+    """`enable`, and serve `REGISTRY` at http://ADDRESS:PORT/metrics from a thread of its
+    own until `stop()`, to requests bearing `token()`. Port 0 picks a free one; returns the
+    port bound. Raises `RuntimeError` without prometheus_client, `OSError` naming the port
+    if it cannot be bound."""
     enable()
-    httpd, thread = _metrics.start_http(port, address)
-    _served.append((httpd, thread))
-    bound: int = httpd.server_address[1]
-    return bound
+    server = _metrics.start_http(port, address, metrics_token())
+    _served.append(server)
+    return server.port
 
 
 def stop() -> None:
     """Stop every endpoint `serve` started (counting goes on)."""
     while _served:
-        httpd, thread = _served.pop()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+        _served.pop().close()

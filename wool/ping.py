@@ -15,6 +15,7 @@ import sys
 
 from ._errors import WoolError
 from ._keys import Keys
+from ._printable import printable
 from .discovery import StaticDiscovery, WorkerInfo
 
 
@@ -54,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker = asyncio.run(ping(args.endpoint, args.timeout, keys))
     except WoolError as e:
-        print(f"wool ping: {e}", file=sys.stderr)
+        print(f"wool ping: {printable(e)}", file=sys.stderr)
         return 1
     if worker is None:
         print(f"wool ping: no worker answered at {args.endpoint} within {args.timeout:g} s", file=sys.stderr)
         return 1
-    print(f"worker {worker.id} answers at {args.endpoint}")
+    print(f"worker {printable(worker.id)} answers at {printable(args.endpoint)}")
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from . import protocol as p
 from ._errors import WoolError
 from ._keys import Keys
+from ._printable import printable
 from ._watch import watch
 from .caller import Connection
 from .discovery import SPEC_HELP, WorkerInfo, discovery_from_args
@@ -48,12 +49,6 @@ async def survey(infos: list[WorkerInfo], timeout: float, keys: Keys | None = No
     return list(await asyncio.gather(*(ask(info) for info in infos)))
 
 
-def _shown(text: str) -> str:
-    """`text` as printed in the table: escaped (repr) when a discovered entry carries
-    characters that could forge lines or move the cursor."""
-    return text if text.isprintable() else repr(text)
-
-
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = ("ID", "ENDPOINT", "PID", "HOST", "TAGS", "CALLS", "QUEUED", "MAX")
     lines: list[tuple[str, ...]] = [header]
@@ -62,12 +57,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         queued = str(r["queued"]) if r["reachable"] else "-"
         limit = "-" if r["max_calls"] is None else str(r["max_calls"])
         cells = (r["id"], r["endpoint"], str(r["pid"]), r["host"], ",".join(r["tags"]) or "-", calls, queued, limit)
-        lines.append(tuple(_shown(cell) for cell in cells))
+        lines.append(tuple(printable(cell) for cell in cells))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wool.workers",
         description="List the workers of a discovery namespace: endpoint, pid, host, tags, and "
@@ -91,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keys", metavar="DIR", help="CURVE key directory to ask workers that require keys with (those whose key it trusts)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         except WoolError as e:
-            print(f"wool workers: {e}", file=sys.stderr)
+            print(f"wool workers: {printable(e)}", file=sys.stderr)
             return 1
         return 0
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = asyncio.run(run())
     except WoolError as e:
-        print(f"wool workers: {e}", file=sys.stderr)
+        print(f"wool workers: {printable(e)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(rows))

@@ -57,6 +57,10 @@ MESSAGES = [
     p.Pong(21, "worker-d", 0, 0, (), 0, served=12345),
     p.Pong(22, "worker-e", 0, 0, (), 0, 7, max_message_size=1 << 20),
     *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
+    p.Fetch(23, "0123456789abcdef" * 2, 0, 1 << 20),
+    p.Part(24, "0123456789abcdef" * 2, 1 << 20, 3 << 20, b"\x00" * 70_000),
+    p.Part(24, "0123456789abcdef" * 2, 0, 10, b"0123456789"),
+    p.Part(25, "0123456789abcdef" * 2, 0, 0, b"", p.ShareProblem.RELEASED, "by release() at x.py:3 (process 7)"),
     p.Ping(0),
     p.Ping(2**64 - 1),
     p.Return(2**64 - 1, (b"largest call id",)),
@@ -133,7 +137,7 @@ CORRUPT = [
     pytest.param([b""], "not msgpack", None, id="empty-envelope"),
     pytest.param([b"\xc1"], "not msgpack", None, id="reserved-msgpack-byte"),
     pytest.param([b"\x93\x01\x07"], "not msgpack", None, id="truncated-msgpack"),
-    pytest.param([env(V, K.PING, 1) + b"\x01"], "not msgpack", None, id="trailing-bytes"),
+    pytest.param([env(V, K.PING, 1) + b"\x01"], "not msgpack", 1, id="trailing-bytes"),
     pytest.param([b"hello, world"], "not msgpack", None, id="text"),
     pytest.param([msgpack.packb({1: 2})], "not msgpack", None, id="map-with-int-keys"),
     pytest.param([msgpack.packb({"v": 1, "k": 7, "id": 1})], "not an array", None, id="map"),
@@ -168,7 +172,7 @@ CORRUPT = [
         id="float-version",
     ),
     pytest.param([env(V, 0, 6)], "unknown message kind 0", 6, id="kind-zero"),
-    pytest.param([env(V, 9, 6)], "unknown message kind 9", 6, id="kind-between-ranges"),
+    pytest.param([env(V, 10, 6)], "unknown message kind 10", 6, id="kind-between-ranges"),
     pytest.param([env(V, K.CREDIT, 6, 0)], "malformed credit", 6, id="credit-of-zero"),
     pytest.param([env(V, K.CREDIT, 6)], "malformed credit", 6, id="credit-missing-count"),
     pytest.param([env(V, K.CREDIT, 6, "5")], "malformed credit", 6, id="credit-text-count"),
@@ -375,6 +379,17 @@ CORRUPT = [
     pytest.param([env(V, K.RETURN, 10, b"c")], "return envelope lacks its frames", 10, id="return-inline-not-array"),
     pytest.param([env(V, K.RETURN, 10, [b"c", b"v"], [b"c", b"v"])], "malformed return", 10, id="return-inline-twice"),
     pytest.param([env(V, K.NEXT, 10, [b"c", b"x"])], "next needs 1 frames", 10, id="next-inline-with-payload"),
+    # fetching a shared value: keys are 32 hex digits, lengths positive, a part has one frame
+    pytest.param([env(V, K.FETCH, 10, "k" * 32, 0, 5)], "malformed fetch", 10, id="fetch-key-not-hex"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 31, 0, 5)], "malformed fetch", 10, id="fetch-key-short"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, -1, 5)], "malformed fetch", 10, id="fetch-negative-offset"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, 0, 0)], "malformed fetch", 10, id="fetch-zero-length"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, 0)], "malformed fetch", 10, id="fetch-no-length"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, 0, 5), b"x"], "fetch carries no payload", 10, id="fetch-with-frame"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, 0, "", [b"a", b"b"])], "part needs 1 frames", 10, id="part-two-frames"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, 9, "", [b"a"])], "malformed part", 10, id="part-unknown-problem"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, True, "", [b"a"])], "malformed part", 10, id="part-bool-problem"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, 0, "")], "part envelope lacks its frames", 10, id="part-no-data"),
 ]
 
 
@@ -450,6 +465,95 @@ def test_encode_never_builds_what_decode_refuses(msg: p.Message) -> None:
         return  # refusing to encode it is fine too
     decoded = p.decode(frames)
     assert decoded.call_id == msg.call_id and decoded.kind is msg.kind
+
+
+# -- nesting: a hostile peer's 1,000-deep envelope is one ProtocolError, described briefly ------
+
+LIST, MAP = b"\x91", b"\x81\xa1k"  # a 1-item array; a 1-entry map whose key is "k"
+
+
+def nested(depth: int, level: bytes = LIST, leaf: bytes = b"\x00") -> bytes:
+    """The msgpack bytes of one value nested `depth` levels deep."""
+    return level * depth + leaf
+
+
+def deep_envelopes(depth: int, level: bytes) -> list[tuple[str, bytes, int | None]]:
+    """(where, envelope, call id the error must name) with the deep value in each position."""
+    deep = nested(depth, level)
+    head = env(V, K.CALL, 7)[1:]  # the three first items, without their array header
+    fields = b"".join(msgpack.packb(f, use_bin_type=True) for f in CALL_FIELDS)
+    # Before the call id, a value msgpack refuses (1,024 levels or more) leaves it unread.
+    readable = 7 if depth < 1_024 else None
+    return [
+        ("whole", deep, None),
+        ("version", b"\x93" + deep + env(K.PING, 7)[1:], readable),
+        ("kind", b"\x93" + msgpack.packb(V) + deep + b"\x07", readable),
+        ("call id", b"\x93" + msgpack.packb(V) + msgpack.packb(int(K.PING)) + deep, None),
+        ("first field", b"\x9c" + head + deep + fields[1:] + b"\x91\xc4\x00", 7),
+        ("tags", b"\x9b" + head + fields.replace(b"\x90", b"\x91" + deep, 1) + b"\x91\xc4\x00", 7),
+        ("inline frames", b"\x9c" + head + fields + b"\x91" + deep, 7),
+        ("extra field", b"\x95" + env(V, K.PING, 7)[1:] + deep + b"\xc0", 7),
+    ]
+
+
+@pytest.mark.parametrize("depth", [1_000, 1_023, 1_024, 5_000, 100_000])
+@pytest.mark.parametrize("level", [LIST, MAP], ids=["arrays", "maps"])
+def test_a_deeply_nested_envelope_is_one_protocol_error_naming_its_call(depth: int, level: bytes) -> None:
+    """msgpack builds up to 1,023 levels and refuses deeper ones; either way the error is the
+    one `ProtocolError`, its text short (the deep value is never `repr`ed whole), naming the
+    call when the call id comes before the deep part. 100,000 levels do not fit an envelope
+    (it is refused by size, its call id read all the same)."""
+    for where, head, call_id in deep_envelopes(depth, level):
+        with pytest.raises(p.ProtocolError) as info:
+            p.decode([head])
+        assert type(info.value) is p.ProtocolError, where
+        assert len(str(info.value)) <= 300, (where, str(info.value)[:400])
+        assert info.value.call_id == call_id, (where, str(info.value))
+        if len(head) <= p.MAX_ENVELOPE and depth > 1_024:
+            assert "nested too deeply" in str(info.value), where
+
+
+def test_malformed_fields_are_described_escaped_and_clipped() -> None:
+    """What an error quotes of the peer's data is escaped (no terminal escape sequence gets
+    through) and bounded, however long or wide the data."""
+    fields = ["\x1b[2J\x1b]0;owned\x07" * 1000, [b"\x00" * 50] * 500, {"k" * 9000: [[[["deep"]]]]}]
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode([env(V, K.CALL, 9, *fields), b"r", b"c", b"a"])
+    text = str(info.value)
+    assert info.value.call_id == 9 and text.startswith("malformed call envelope fields [")
+    assert len(text) <= 300 and "\x1b" not in text and "\x07" not in text and "\\x1b[2J" in text
+
+
+# Levels of nesting, each an array or a map (keys are strings, as `strict_map_key` wants),
+# around a leaf, from shallow to past msgpack's own limit of 1,024.
+_levels = st.lists(st.sampled_from([LIST, MAP, b"\x92\xc0", b"\x82\xa1a\xc0\xa1b"]), min_size=1, max_size=1_100)
+
+
+@st.composite
+def _deep(draw: st.DrawFn) -> list[bytes]:
+    """A real message's envelope with one of its items replaced by a deeply nested value."""
+    msg = draw(st.sampled_from(MESSAGES))
+    frames = [bytes(f) for f in p.encode(msg)]
+    items = msgpack.unpackb(frames[0])
+    deep = b"".join(draw(_levels)) + msgpack.packb(draw(_scalars), use_bin_type=True)
+    where = draw(st.integers(0, len(items)))
+    packed = [msgpack.packb(item, use_bin_type=True) for item in items]
+    if where == len(items):
+        packed.append(deep)
+    else:
+        packed[where] = deep
+    # An array header for the items: fixarray up to 15 (envelopes have at most 13), else array16.
+    header = bytes([0x90 + len(packed)]) if len(packed) < 16 else b"\xdc" + len(packed).to_bytes(2, "big")
+    return [header + b"".join(packed), *frames[1:]]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(_deep())
+def test_decode_of_deeply_nested_envelopes_raises_protocol_error(frames: list[bytes]) -> None:
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(frames)
+    assert len(str(info.value)) <= 300
+    assert info.value.call_id is None or type(info.value.call_id) is int
 
 
 # -- property: decode parses or raises ProtocolError, nothing else ----------------------------
@@ -534,6 +638,8 @@ def _check_decode(frames: list[bytes]) -> None:
             p.Stop,
             p.Pong,
             p.Reject,
+            p.Fetch,
+            p.Part,
         ),
     )
     assert p.decode(p.encode(msg)) == msg

@@ -26,6 +26,9 @@ class Host:
         self.replies: list[p.Reply] = []
         self.finished_keys: list[tuple[bytes, int]] = []
 
+    def check_routine(self, msg: p.Call) -> None:
+        pass
+
     def load_routine(self, msg: p.Call) -> Callable[..., Any]:
         return self.fn
 

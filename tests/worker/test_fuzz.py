@@ -291,7 +291,7 @@ class Fuzzer:
         return [envelope(version, int(code), call_id), *self.frames()]
 
     def unknown_kind(self) -> list[bytes]:
-        code = self.rng.choice([0, 9, 15, 22, 99, 127, 128, 255, -1, 2**32, "call", 1.5, None, True, b"\x01"])
+        code = self.rng.choice([0, 10, 15, 23, 99, 127, 128, 255, -1, 2**32, "call", 1.5, None, True, b"\x01"])
         call_id = self.expect(self.fresh_id(), malformed("unknown message kind"))
         return [envelope(p.VERSION, code, call_id, *[self.value() for _ in range(self.rng.randrange(3))]), *self.frames()]
 
@@ -300,6 +300,15 @@ class Fuzzer:
         call_id = self.expect(self.fresh_id(), malformed("exceeds", str(p.MAX_ENVELOPE)))
         code = int(self.rng.choice(list(p.Kind)))
         return [envelope(p.VERSION, code, call_id, "x" * size), *self.frames()]
+
+    def deep_envelope(self) -> list[bytes]:
+        """A value nested 1,000 levels deep or more (arrays or maps) after the call id: msgpack
+        builds up to 1,023 levels and refuses deeper ones; either way the call is rejected."""
+        depth = self.rng.choice([1_000, 1_023, 1_024, 2_000, 20_000])
+        deep = self.rng.choice([b"\x91", b"\x81\xa1k"]) * depth + b"\xc0"
+        code = int(self.rng.choice(list(p.Kind)))
+        call_id = self.expect(self.fresh_id(), malformed())
+        return [b"\x94" + envelope(p.VERSION, code, call_id)[1:] + deep, *self.frames()]
 
     def many_frames(self) -> list[bytes]:
         count = self.rng.randrange(100, 3000)
@@ -403,6 +412,7 @@ class Fuzzer:
             (self.unknown_kind, 8),
             (self.oversize_envelope, 1),
             (self.many_frames, 1),
+            (self.deep_envelope, 2),
             (self.missing_payload, 4),
             (self.reply_kind, 5),
             (self.step_for_unknown_call, 8),
@@ -421,7 +431,10 @@ class Fuzzer:
         big = self.expect(self.fresh_id(), malformed("exceeds"))
         frames_100k = self.expect(self.fresh_id(), malformed("ping carries no payload, got 100000 frames"))
         huge_frame = self.expect(self.fresh_id(), Expect(p.Reject, p.RejectReason.UNKNOWN_CALL))
+        deep_100k = self.expect(self.fresh_id(), malformed("exceeds"))  # 100,000 levels do not fit an envelope
         return [
+            [b"\x94" + envelope(p.VERSION, int(p.Kind.PING), deep_100k)[1:] + b"\x91" * 100_000 + b"\xc0"],
+            [b"\x91" * 1_023 + b"\xc0"],  # as deep as msgpack builds, no call id: logged and dropped
             [envelope(p.VERSION, int(p.Kind.PING), big, "x" * 2**20)],
             [self.rng.randbytes(2**20)],
             [envelope(p.VERSION, int(p.Kind.PING), frames_100k), *([b""] * 100_000)],

@@ -29,6 +29,9 @@ class Host:
         self.finished_keys: list[tuple[bytes, int]] = []
         self.closing: list[asyncio.Task[Any]] = []
 
+    def check_routine(self, msg: p.Call) -> None:
+        pass
+
     def load_routine(self, msg: p.Call) -> Callable[..., Any]:
         return self.fn
 

@@ -63,6 +63,7 @@ from .._transport import (
     oversized,
     show_size,
 )
+from ._fetches import answer_fetch
 from ._hello import OPTIONS as HELLO_OPTIONS
 from ._hello import Hello, needs_hello
 from ._ledger import CallLedger, Sink
@@ -149,19 +150,26 @@ class Connection:
         self._hello = hello
         # Requests made before the hello was answered, sent once it was (None: send at once).
         self._held = hello.held if hello is not None else None
-        sock = new_socket(
-            zmq.DEALER,
-            (zmq.HANDSHAKE_IVL, handshake_ms),
-            *(HELLO_OPTIONS if hello is not None else ()),
-            liveness=liveness,
-            max_message_size=max_message_size,
-        )
         self.routing_id = _routing_id()
-        sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         self._public_key = keys.public if keys is not None else None
-        if keys is not None and worker.public_key is not None:
-            _curve.make_client(sock, keys, worker.public_key)
-        monitor = sock.get_monitor_socket(_MONITORED)
+        sock: zmq.Socket[Any] | None = None
+        try:
+            # A process out of descriptors, or past ZeroMQ's sockets per context, fails here.
+            sock = new_socket(
+                zmq.DEALER,
+                (zmq.HANDSHAKE_IVL, handshake_ms),
+                *(HELLO_OPTIONS if hello is not None else ()),
+                liveness=liveness,
+                max_message_size=max_message_size,
+            )
+            sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
+            if keys is not None and worker.public_key is not None:
+                _curve.make_client(sock, keys, worker.public_key)
+            monitor = sock.get_monitor_socket(_MONITORED)
+        except zmq.ZMQError as e:
+            if sock is not None:
+                sock.close(linger=0)
+            raise WorkerLost(f"cannot open a socket to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)
         if hello is not None:
@@ -327,6 +335,9 @@ class Connection:
             if e.call_id is not None:
                 self.calls.malformed(e.call_id, str(e))
             self._warn_malformed(e)
+            return
+        if type(msg) is p.Fetch:  # a worker asks for part of a value shared with it (`wool.share`)
+            self._driver.send(p.encode(answer_fetch(msg, self.send_limit)))
             return
         if not self._match(msg):
             log.debug(

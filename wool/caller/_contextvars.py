@@ -2,10 +2,17 @@
 
 Theory of operation. Each variable is identified by its (namespace, name), not by the object:
 the same key names the same variable in every process, even in a worker that has not yet
-imported the module defining it (a value arriving for an unknown key is kept under that key,
-and the `wool.ContextVar` the module creates later finds it). Storage is one stdlib
-`contextvars.ContextVar` per key, so asyncio's copy-on-task semantics hold unchanged: tasks
-fork their own copy, `gather`/`TaskGroup` children never see each other's values.
+imported the module defining it. Storage is one stdlib `contextvars.ContextVar` per key some
+`wool.ContextVar` of this process names, so asyncio's copy-on-task semantics hold unchanged:
+tasks fork their own copy, `gather`/`TaskGroup` children never see each other's values. Values
+arriving for keys no variable of this process names (yet) are held in the context too, in one
+dict under one stdlib variable (`_strangers`), never as process-wide state: a peer sending
+fresh keys costs the call it sends them with, not every later call (a variable per key ever
+seen, walked on every call, once made each call 100 times slower). The `wool.ContextVar` a
+module creates later finds its value there.
+
+A call carries at most `MAX_CONTEXT_KEYS` values in at most `MAX_CONTEXT_BYTES` pickled bytes:
+the caller refuses to send more (`ValueError` naming the limit), a receiver to unpickle more.
 
 A call carries a snapshot of the variables set in the caller's context (none set: an empty
 frame, nothing pickled). The worker sets them in the call's context, runs the routine, and
@@ -46,6 +53,13 @@ _UNSET: Any = _Unset()
 _MISSING: Any = object()
 
 _storage: dict[Key, contextvars.ContextVar[Any]] = {}
+
+MAX_CONTEXT_KEYS = 1024  # variables one call, step or reply carries (a few is usual)
+MAX_CONTEXT_BYTES = 1 << 20  # their pickled size: larger values belong in arguments
+
+_NO_STRANGERS: dict[Key, Any] = {}  # never mutated: a new dict replaces it
+# Values of keys no variable of this process names, per context (dicts replaced, not mutated).
+_strangers: contextvars.ContextVar[dict[Key, Any]] = contextvars.ContextVar("wool_strangers", default=_NO_STRANGERS)
 
 
 def _slot(key: Key) -> contextvars.ContextVar[Any]:
@@ -123,6 +137,9 @@ class ContextVar(Generic[T]):
         value = self._var.get()
         if value is not _UNSET:
             return value
+        value = _strangers.get().get(self._key, _UNSET)  # arrived before this variable existed
+        if value is not _UNSET:
+            return value
         if args:
             return args[0]
         if self._default is not _MISSING:
@@ -132,6 +149,8 @@ class ContextVar(Generic[T]):
     def set(self, value: T) -> Token[T]:
         """Set the value in the current context."""
         old = self._var.get()
+        if old is _UNSET:
+            old = _strangers.get().get(self._key, _UNSET)
         return Token(self, old, self._var.set(value))
 
     def reset(self, token: Token[T]) -> None:
@@ -164,12 +183,28 @@ Snapshot = dict[Key, Any]
 
 
 def _pickle(values: Snapshot) -> bytes:
+    """`values` pickled for a call, step or reply. Raises `TypeError` naming a value that
+    cannot be pickled, `ValueError` when they are more than a call carries."""
+    if len(values) > MAX_CONTEXT_KEYS:
+        raise ValueError(
+            f"{len(values)} wool.ContextVars are set, and a routine call carries at most {MAX_CONTEXT_KEYS}: "
+            "use fewer variables (one holding a dict, say)"
+        )
     try:
         data: bytes = cloudpickle.dumps(values, protocol=5)
-        return data
     except Exception:
-        pass
-    for key, value in values.items():  # name the culprit
+        _name_unpicklable(values)
+        raise TypeError("the wool.ContextVar values could not be pickled together") from None  # pragma: no cover
+    if len(data) > MAX_CONTEXT_BYTES:
+        raise ValueError(
+            f"the wool.ContextVar values set pickle to {len(data)} bytes, and a routine call carries at most "
+            f"{MAX_CONTEXT_BYTES}: pass large values as arguments instead"
+        )
+    return data
+
+
+def _name_unpicklable(values: Snapshot) -> None:
+    for key, value in values.items():
         try:
             cloudpickle.dumps(value, protocol=5)
         except Exception as e:
@@ -177,39 +212,75 @@ def _pickle(values: Snapshot) -> bytes:
                 f"wool.ContextVar {_label(key)!r} holds a value that cannot be pickled, so it cannot travel "
                 f"with a routine call: {type(e).__name__}: {e}"
             ) from None
-    raise TypeError("the wool.ContextVar values could not be pickled together")  # pragma: no cover
+
+
+def _current() -> Snapshot:
+    """The values set in the current context, including those held for unknown keys."""
+    strangers = _strangers.get()
+    values = dict(strangers) if strangers else {}
+    for key, var in tuple(_storage.items()):
+        if (value := var.get()) is not _UNSET:
+            values[key] = value
+    return values
 
 
 def capture(extra: Snapshot | None = None) -> bytes:
     """The variables set in the current context, and `extra` (the trace context, under a
     key no variable has), pickled (`b""` when there is nothing): what a call carries.
-    Raises `TypeError` naming a variable whose value cannot be pickled."""
-    if not _storage and extra is None:
+    Raises `TypeError` naming a variable whose value cannot be pickled, `ValueError` when
+    there are more than a call carries (`MAX_CONTEXT_KEYS`, `MAX_CONTEXT_BYTES`)."""
+    if not _storage and extra is None and not _strangers.get():
         return b""
-    values = {key: value for key, var in tuple(_storage.items()) if (value := var.get()) is not _UNSET}
+    values = _current()
     if extra is not None:
         values.update(extra)
     return _pickle(values) if values else b""
 
 
 def unpickle(what: str, frame: Any) -> Snapshot:
-    """The values in a context frame (`SerializationError` if they cannot be unpickled)."""
+    """The values in a context frame (`SerializationError` if they cannot be unpickled, or
+    are more than a call carries: checked before unpickling for the size, after for the
+    number)."""
     if not len(frame):
         return {}
+    if len(frame) > MAX_CONTEXT_BYTES:
+        raise SerializationError(
+            f"the context variables sent with {what} were refused: {len(frame)} bytes, more than the "
+            f"{MAX_CONTEXT_BYTES} a call may carry"
+        )
     try:
         values = pickle.loads(frame)
     except Exception as e:
         raise SerializationError(f"the context variables sent with {what} could not be unpickled: {type(e).__name__}: {e}") from e
-    if not isinstance(values, dict) or not all(isinstance(k, tuple) and len(k) == 2 for k in values):
+    if not isinstance(values, dict) or not all(
+        type(k) is tuple and len(k) == 2 and type(k[0]) is str and type(k[1]) is str for k in values
+    ):
         raise SerializationError(f"the context variables sent with {what} are not a snapshot")
+    if len(values) > MAX_CONTEXT_KEYS:
+        raise SerializationError(
+            f"the context variables sent with {what} were refused: {len(values)} of them, more than the "
+            f"{MAX_CONTEXT_KEYS} a call may carry"
+        )
     return values
 
 
 def apply(values: Snapshot) -> Snapshot:
     """Make the current context's variables exactly `values` (every other one unset): a
-    call, or a generator's step, sees its caller's variables. Returns the baseline `changes`
-    compares against."""
-    merge(values.items())
+    call, or a generator's step, sees its caller's variables. Values for keys no variable of
+    this process names are held in the context (`_strangers`), not given a variable each.
+    Returns the baseline `changes` compares against."""
+    unknown: dict[Key, Any] | None = None
+    for key, value in values.items():
+        var = _storage.get(key)
+        if var is None:
+            if value is not _UNSET:
+                if unknown is None:
+                    unknown = {}
+                unknown[key] = value
+        elif var.get() is not value:
+            var.set(value)
+    if unknown is not None or _strangers.get():
+        _strangers.set(unknown or _NO_STRANGERS)
     for key, var in tuple(_storage.items()):
         if key not in values and var.get() is not _UNSET:
             var.set(_UNSET)
@@ -220,16 +291,28 @@ def changes(context: contextvars.Context, baseline: Snapshot) -> Snapshot:
     """The variables whose value in `context` is not (by identity) the one in `baseline`,
     including those set or unset since; unset ones map to `_UNSET`."""
     found: Snapshot = {}
+    strangers = context.get(_strangers, _NO_STRANGERS)
     for key, var in tuple(_storage.items()):
         value = context.get(var, _UNSET)
+        if value is _UNSET:
+            value = strangers.get(key, _UNSET)
         if value is not baseline.get(key, _UNSET):
             found[key] = value
+    # Unknown keys change only through `merge` (a nested call's reply): both sides bounded.
+    for key, value in strangers.items():
+        if key not in _storage and value is not baseline.get(key, _UNSET):
+            found[key] = value
+    if baseline:  # unknown keys a nested reply unset are gone from `strangers`
+        for key in baseline.keys() - strangers.keys() - _storage.keys():
+            if baseline[key] is not _UNSET:
+                found[key] = _UNSET
     return found
 
 
 def send_back(context: contextvars.Context, baseline: Snapshot) -> bytes:
     """`changes` pickled for a reply, and folded into `baseline` (the next step's changes
-    are counted from here). Raises `TypeError` naming an unpicklable value."""
+    are counted from here). Raises `TypeError` naming an unpicklable value, `ValueError`
+    when there are more than a reply carries."""
     found = changes(context, baseline)
     if not found:
         return b""
@@ -239,8 +322,24 @@ def send_back(context: contextvars.Context, baseline: Snapshot) -> bytes:
 
 
 def merge(values: Iterable[tuple[Key, Any]]) -> None:
-    """Set values a reply brought back in the current context (`_UNSET` unsets)."""
+    """Set values a reply brought back in the current context (`_UNSET` unsets); values for
+    keys no variable of this process names are held with the context's other such values."""
+    strangers = _strangers.get()
+    held = strangers
     for key, value in values:
-        var = _slot(key)
-        if var.get() is not value:
-            var.set(value)
+        var = _storage.get(key)
+        if var is not None:
+            if var.get() is not value:
+                var.set(value)
+            if key in held:  # known now: its variable holds it (or holds it unset)
+                held = dict(held) if held is strangers else held
+                del held[key]
+        elif value is _UNSET:
+            if key in held:
+                held = dict(held) if held is strangers else held
+                del held[key]
+        else:
+            held = dict(held) if held is strangers else held
+            held[key] = value
+    if held is not strangers:
+        _strangers.set(held)

@@ -30,8 +30,8 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import protocol as p
-from . import _retry
-from ._context import waiting_on_peer
+from . import _retry, _unawaited
+from ._context import rehandle, waiting_on_peer
 from ._dispatch import _dispatch, _dump, _outcome, _Placement
 from ._options import check_tags
 from ._stream import generator_routine
@@ -58,9 +58,10 @@ def routine(fn: Any = None, /, *, tags: str | Iterable[str] = (), idempotent: bo
     single string is one tag); `wool.NoWorkersAvailable` names them when none is live.
 
     `@wool.routine(idempotent=True)`: running a call twice is harmless, so a call whose
-    worker is lost is sent again (see `_retry`), and `wool.options(hedge_after=...)` may
-    send a second copy. A generator is sent again only if its worker is lost before its
-    first item arrived, and is never hedged."""
+    worker is lost is sent again, to another worker when there is one (at most 3 attempts
+    in all, within the call's one deadline), and `wool.options(hedge_after=...)` may send a
+    second copy. A generator is sent again only if its worker is lost before its first item
+    arrived, and is never hedged."""
     required = check_tags(tags, "routine tags")
     if not isinstance(idempotent, bool):
         raise TypeError(f"idempotent must be True or False, not {idempotent!r}")
@@ -91,6 +92,7 @@ def _decorate(fn: Any, spec: RoutineSpec) -> Any:
     if inspect.iscoroutinefunction(fn):
         wrapper = _coroutine_routine(fn, spec)
         wrapper.__wool_routine__ = spec  # type: ignore[attr-defined]
+        _unawaited.register(wrapper)
         return wrapper
     raise TypeError(f"@wool.routine needs an `async def` or async generator function, not {fn!r}")
 
@@ -127,6 +129,7 @@ async def _call(
                 f"{name} is not idempotent: wool.options(hedge_after=...) would run it twice; "
                 "declare it @wool.routine(idempotent=True) if running it twice is harmless"
             )
+        args, kwargs = rehandle(args, kwargs)  # values that came as `wool.Shared` go on as handles
         payload = _dump("the arguments of {}", name, (args, kwargs))
         if idempotent:
             attempt = functools.partial(_send, wrapper, place, payload)

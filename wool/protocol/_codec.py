@@ -25,10 +25,12 @@ from ._messages import (
     Cancel,
     Close,
     Credit,
+    Fetch,
     Frame,
     Kind,
     Message,
     Next,
+    Part,
     Ping,
     Pong,
     Raise,
@@ -36,6 +38,7 @@ from ._messages import (
     RejectReason,
     Return,
     Send,
+    ShareProblem,
     Stop,
     Throw,
     Yield,
@@ -129,6 +132,11 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
     elif isinstance(msg, Credit):
         frames = [_envelope(msg, msg.count)]
+    elif isinstance(msg, Fetch):
+        frames = [_envelope(msg, msg.key, msg.offset, msg.length)]
+    elif isinstance(msg, Part):
+        share = (msg.key, msg.offset, msg.total, int(msg.problem), _clip(msg.detail, MAX_TEXT))
+        frames = _framed(msg, share, [msg.data])
     else:
         frames = [_envelope(msg)]
     if len(frames[0]) > MAX_ENVELOPE:
@@ -154,6 +162,69 @@ def _readable_call_id(head: Frame) -> int | None:
     except Exception:
         return None
     return call_id if _is_int(call_id) and 0 <= call_id <= _MAX_CALL_ID else None
+
+
+class _Text(str):
+    """Literal text in `_excerpt`'s work list, as opposed to a value to render."""
+
+    __slots__ = ()
+
+
+_EXCERPT_DEPTH = 3  # levels of nesting an excerpt shows; deeper ones are "[...]" / "{...}"
+
+
+def _excerpt(value: object, limit: int = 100) -> str:
+    """At most `limit` characters rendering a decoded value, escaped as `repr` escapes.
+
+    Never `repr` on peer data: `repr` of nested lists recurses once per level (a 1,000-deep
+    envelope raised `RecursionError`, not `ProtocolError`) and renders all 64 KiB of an
+    envelope to keep 100 characters. Here containers are walked with an explicit work list,
+    at most `_EXCERPT_DEPTH` levels and `limit` items each, and scalars are clipped before
+    they are rendered: the work is bounded by `limit`, whatever the value."""
+    out: list[str] = []
+    size = 0
+    work: list[tuple[object, int]] = [(value, 0)]
+    while work and size <= limit:
+        item, depth = work.pop()
+        if isinstance(item, _Text):
+            text = str(item)
+        elif isinstance(item, (list, dict)):
+            is_list = isinstance(item, list)
+            opening, closing = ("[", "]") if is_list else ("{", "}")
+            if depth >= _EXCERPT_DEPTH:
+                text = opening + ("..." if item else "") + closing
+            else:
+                parts: list[tuple[object, int]] = [(_Text(opening), depth)]
+                pairs = item[:limit] if isinstance(item, list) else list(item.items())[:limit]
+                for i, entry in enumerate(pairs):
+                    if i:
+                        parts.append((_Text(", "), depth))
+                    if is_list:
+                        parts.append((entry, depth + 1))
+                    else:
+                        key, val = entry
+                        parts += [(key, depth + 1), (_Text(": "), depth), (val, depth + 1)]
+                if len(item) > limit:
+                    parts.append((_Text(", ..."), depth))
+                parts.append((_Text(closing), depth))
+                work += reversed(parts)
+                continue
+        elif isinstance(item, (str, bytes)):
+            text = repr(item[: limit + 1])
+        else:  # None, bool, int (64-bit at most), float, msgpack's ExtType and Timestamp
+            text = _clip(repr(item), limit + 1)
+        out.append(text)
+        size += len(text)
+    return _clip("".join(out) + ("..." if work else ""), limit)
+
+
+def _unpack_problem(e: Exception) -> str:
+    """What msgpack found wrong, in words (its `StackError` has none)."""
+    if isinstance(e, msgpack.StackError):
+        return "nested too deeply"
+    if isinstance(e, RecursionError):  # msgpack's pure-Python fallback recurses
+        return "nested too deeply"
+    return _clip(str(e) or type(e).__name__, 200)
 
 
 def _str(v: object) -> bool:
@@ -194,6 +265,15 @@ def _path(v: object) -> bool:
     return isinstance(v, str) and len(v) <= MAX_LINKS and not v.strip("cx")
 
 
+def _key(v: object) -> bool:
+    """A shared value's key: 32 lowercase hex digits."""
+    return isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v)
+
+
+def _problem(v: object) -> bool:
+    return _is_int(v) and v in ShareProblem._value2member_map_
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
@@ -216,6 +296,8 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
     Kind.STOP: ((), 1, 1),
     Kind.PONG: ((_str, _count, _count, _tags, _count, _count), 0, 0),
     Kind.REJECT: ((_reason, _str), 0, 0),
+    Kind.FETCH: ((_key, _count, _positive), 0, 0),
+    Kind.PART: ((_key, _count, _count, _problem, _str), 1, 1),
 }
 
 
@@ -235,19 +317,19 @@ def decode(frames: Sequence[Frame]) -> Message:
     try:
         env = msgpack.unpackb(head, use_list=True, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several ValueError subclasses
-        raise ProtocolError(f"envelope is not msgpack: {e}") from None
+        raise ProtocolError(f"envelope is not msgpack: {_unpack_problem(e)}", _readable_call_id(head)) from None
     if not isinstance(env, list) or len(env) < 3:
         raise ProtocolError("envelope is not an array of [version, kind, call_id, ...]")
     version, kind_code, call_id = env[0], env[1], env[2]
     # msgpack gives exact ints (or bools, which these `type` checks reject): `type(v) is int`
     # tells the same as `_is_int`, without two calls per field on every message.
     if type(call_id) is not int or not 0 <= call_id <= _MAX_CALL_ID:
-        raise ProtocolError(f"call id must be an unsigned 64-bit integer, not {_clip(repr(call_id), 100)}")
+        raise ProtocolError(f"call id must be an unsigned 64-bit integer, not {_excerpt(call_id)}")
     if type(version) is not int or version != VERSION:
-        raise ProtocolError(f"unsupported protocol version {_clip(repr(version), 100)} (this peer speaks {VERSION})", call_id)
+        raise ProtocolError(f"unsupported protocol version {_excerpt(version)} (this peer speaks {VERSION})", call_id)
     kind = _KINDS.get(kind_code) if type(kind_code) is int else None
     if kind is None:
-        raise ProtocolError(f"unknown message kind {_clip(repr(kind_code), 100)}", call_id)
+        raise ProtocolError(f"unknown message kind {_excerpt(kind_code)}", call_id)
     checks, least, most = _FIELDS[kind]
     fields = env[3:]
     if least and len(frames) == 1:  # its frames inside the envelope, as the last field
@@ -262,7 +344,7 @@ def decode(frames: Sequence[Frame]) -> Message:
         if len(checks) < len(fields) <= len(checks) + len(extra):
             checks += extra[: len(fields) - len(checks)]
     if len(fields) != len(checks) or not all(map(operator.call, checks, fields)):
-        raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {_clip(repr(fields), 200)}", call_id)
+        raise ProtocolError(f"malformed {kind.name.lower()} envelope fields {_excerpt(fields, 200)}", call_id)
     if most == 0 and rest:
         raise ProtocolError(f"{kind.name.lower()} carries no payload, got {len(rest)} frames", call_id)
     if len(rest) < least or (most is not None and len(rest) > most):
@@ -286,4 +368,6 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.STOP: lambda i, f, p: Stop(i, p[0]),
     Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4], f[5], f[6] if len(f) > 6 else None),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
+    Kind.FETCH: lambda i, f, p: Fetch(i, f[0], f[1], f[2]),
+    Kind.PART: lambda i, f, p: Part(i, f[0], f[1], f[2], p[0], ShareProblem(f[3]), f[4]),
 }

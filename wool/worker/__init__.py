@@ -6,7 +6,7 @@ workers through these names."""
 from ._config import DEFAULT_GRACE, WorkerConfig
 from ._endpoint import remove_socket
 from ._lifespan import LifespanFactory, check_factory
-from ._metrics_http import DEFAULT_METRICS_ADDRESS, check_port
+from ._metrics_http import DEFAULT_METRICS_ADDRESS, check_port, metrics_token, token_path
 from ._process import Template, WorkerProcess, templates_work
 from ._server import SETTLE_QUIET
 
@@ -20,6 +20,8 @@ __all__ = [
     "WorkerProcess",
     "check_factory",
     "check_port",
+    "metrics_token",
     "remove_socket",
     "templates_work",
+    "token_path",
 ]

@@ -22,9 +22,10 @@ from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
+from ..sharing import default_limit
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
-from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX
+from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX, token_path
 from ._runtime import serve
 from ._setup import run_setup
 from ._template import serve_template
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"{HANDSHAKE_IVL_MS / 1000:g} s",
     )
     parser.add_argument(
+        "--share-cache",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="keep at most BYTES of values shared with wool.share mapped; the least recently used are dropped "
+        f"and mapped again when needed (default: 1 GiB or a quarter of this host's memory, if less: {default_limit()})",
+    )
+    parser.add_argument(
         "--keys",
         metavar="DIR",
         help="CURVE key directory (made by `python -m wool.keys generate DIR`): encrypt every "
@@ -145,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="PORT",
         help="serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: any free port, published with the "
-        "worker as the tag metrics=HOST:PORT); needs prometheus_client (pip install 'wool[metrics]')",
+        "worker as the tag metrics=HOST:PORT) to requests bearing this user's token (Authorization: Bearer, "
+        "from RUNTIME_DIR/metrics.token); needs prometheus_client (pip install 'wool[metrics]')",
     )
     parser.add_argument(
         "--metrics-address",
@@ -227,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         check_max_message_size(args.max_message_size)
     except ValueError as e:
         parser.error(f"--max-message-size: {e}")
+    if args.share_cache is not None and args.share_cache < 0:
+        parser.error("--share-cache must not be negative")
     try:
         config = WorkerConfig(
             discovery,
@@ -243,13 +255,18 @@ def main(argv: list[str] | None = None) -> int:
             metrics_address=args.metrics_address,
             idle_timeout=args.idle_timeout or None,
             lifespan=lifespan,
+            share_cache=args.share_cache,
         )
     except ValueError as e:
         parser.error(str(e))
     _configure_logging(config.log_level)
 
     def on_ready(info: WorkerInfo) -> None:
-        metrics = "".join(f"; metrics at http://{t[len(TAG_PREFIX) :]}/metrics" for t in info.tags if t.startswith(TAG_PREFIX))
+        metrics = "".join(
+            f"; metrics at http://{t[len(TAG_PREFIX) :]}/metrics (bearer token in {token_path()})"
+            for t in info.tags
+            if t.startswith(TAG_PREFIX)
+        )
         print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
     try:

@@ -30,6 +30,7 @@ from .. import protocol as p
 from .._errors import DispatchError, RemoteBaseException, SerializationError
 from .._transport import oversized, show_size
 from ..caller import Options, Snapshot, apply_snapshot, current_slot_var, deadline_var, options_var, send_back, unpickle_snapshot
+from ..sharing import fetch_route_var, shared_in, substitute
 from . import _unpickling as unpickling
 from ._admission import CallSlot
 
@@ -41,8 +42,11 @@ class Host(Protocol):
 
     endpoint: str
     max_message_size: int  # the largest reply part callers accept (they share the worker's)
+    loop: asyncio.AbstractEventLoop
 
+    def check_routine(self, msg: p.Call) -> None: ...
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
+    def fetch_part(self, identity: bytes, call_id: int, key: str, offset: int, length: int) -> Awaitable[p.Part]: ...
     def reply(self, identity: bytes, msg: p.Reply) -> None: ...
     def finished(self, key: tuple[bytes, int]) -> None: ...
     def background(self, aw: Awaitable[Any]) -> None: ...
@@ -161,7 +165,7 @@ class _Carried:
 
     def back(self) -> p.Frame:
         """What changed since `enter` (or the last `back`), for a reply. `TypeError` names
-        a variable whose value cannot be pickled."""
+        a variable whose value cannot be pickled; `ValueError`: more than a reply carries."""
         if self.baseline is None:
             return p.NO_CONTEXT
         return send_back(self.context, self.baseline)
@@ -170,7 +174,7 @@ class _Carried:
         """`reply` carrying the changes; a change that cannot travel fails the call."""
         try:
             frame = self.back()
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # a value that cannot travel; more than a reply carries
             return _raise_reply(reply.call_id, e)
         if not len(frame):
             return reply
@@ -183,6 +187,7 @@ def _unpack(host: Host, carried: _Carried, request: p.Call) -> tuple[Callable[..
     would otherwise stay alive beside the arguments for as long as the call runs. (Keeping a
     frameless copy instead, made with `dataclasses.replace`, cost about 7 of the worker's
     31 µs of Python per call.)"""
+    host.check_routine(request)  # first: a call whose routine does not match its digest never gets its context applied
     carried.enter(request.context)
     carried.watch = _observe.watch_served(carried.trace, request.name, host)
     fn = host.load_routine(request)
@@ -218,6 +223,9 @@ class CoroutineCall:
         try:
             fn, args, kwargs = _unpack(self._host, carried, request)
             del request
+            fetch_route_var.set((self._host, self._identity, call_id))  # how to fetch `wool.Shared` values
+            if shared_in(args, kwargs):  # top-level `wool.Shared` arguments arrive as their values
+                args, kwargs = await substitute(args, kwargs)
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())
