@@ -49,7 +49,10 @@ def test_below_a_directory_others_can_write_to_it_is_not(tmp_path: Path) -> None
     shared = directory(tmp_path / "shared", 0o777)
     mine = directory(shared / "mine")
     problem = private_directory_problem(str(mine))
-    assert problem == f"{shared}, on the way to {mine}, is writable by other users, who could replace what is below it"
+    assert problem == (
+        f"{shared}, on the way to {mine}, is writable by other users without the sticky bit (mode 0777), "
+        "so they could rename what is below it away and put their own in its place"
+    )
 
 
 def test_below_a_directory_of_another_user_it_is_not(tmp_path: Path) -> None:

@@ -43,11 +43,25 @@ def private_directory_problem(directory: str) -> str | None:
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         return f"{real} is open to other users (mode {mode:04o}; 0700 keeps them out)"
+    found = replaceable_ancestor(given)
+    return None if found is None else found[1]
+
+
+def replaceable_ancestor(directory: str) -> tuple[str, str] | None:
+    """None if no directory above `directory`, as named or as resolved (links included), could
+    be replaced by another user; else that directory and what is wrong with it. Each must
+    belong to this user or root and, if others can write to it, be sticky (as `/tmp` is):
+    whoever can write to a directory without the sticky bit can rename what is in it away
+    and put their own in its place. `directory` itself is the caller's to check. Checked
+    without following links (`lstat`), from `directory` up to `/`."""
+    me = os.getuid()
+    given = os.path.abspath(directory)
+    real = os.path.realpath(given)
     for path in dict.fromkeys([*_lineage(given), *_lineage(real)]):
         if path != real:
             problem = _replaceable(path, real, me)
             if problem is not None:
-                return problem
+                return path, problem
     return None
 
 
@@ -66,8 +80,12 @@ def _replaceable(path: str, real: str, me: int) -> str | None:
         return f"cannot check {path}: {e}"
     if info.st_uid not in (0, me):
         return f"{path}, on the way to {real}, belongs to uid {info.st_uid}, who could replace what is below it"
-    if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-        return f"{path}, on the way to {real}, is writable by other users, who could replace what is below it"
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISDIR(info.st_mode) and mode & 0o022 and not mode & stat.S_ISVTX:
+        return (
+            f"{path}, on the way to {real}, is writable by other users without the sticky bit (mode {mode:04o}), "
+            "so they could rename what is below it away and put their own in its place"
+        )
     return None
 
 
@@ -82,3 +100,25 @@ def ipc_endpoint_problem(endpoint: str) -> str | None:
     if path == "*":
         return f"{endpoint} is a wildcard, whose directory ZeroMQ chooses and wool cannot check"
     return private_directory_problem(os.path.dirname(os.path.abspath(path)))
+
+
+def ipc_connect_problem(endpoint: str) -> str | None:
+    """None if a caller without keys may connect to the `ipc://` socket `endpoint`: its
+    directory passes `ipc_endpoint_problem`, and what is at its path is nothing yet (the
+    connection retries until a worker listens) or a socket of this user's. Checked without
+    following links; else what is wrong."""
+    problem = ipc_endpoint_problem(endpoint)
+    if problem is not None:
+        return problem
+    path = os.path.abspath(endpoint[len("ipc://") :])
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot check {path}: {e}"
+    if not stat.S_ISSOCK(info.st_mode):
+        return f"{path} is not a socket"
+    if info.st_uid != os.getuid():
+        return f"the socket {path} belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
+    return None

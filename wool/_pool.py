@@ -43,7 +43,16 @@ from .caller import (
     pool_opened,
 )
 from .caller import map as wool_map
-from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal, prune_registry
+from .discovery import (
+    Discovery,
+    DnsDiscovery,
+    LocalDiscovery,
+    StaticDiscovery,
+    WorkerInfo,
+    keyless_refusal,
+    prune_registry,
+    runtime_dir,
+)
 from .sharing import check_share_cache, release_scope
 from .worker import (
     DEFAULT_GRACE,
@@ -262,6 +271,10 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
+        if isinstance(self._namespace, LocalDiscovery) or self.size:
+            # Checked here first, so that an unsafe one (say, below a parent other users can
+            # write to) is this `DiscoveryError`, before any worker tries to listen in it.
+            runtime_dir()
         self._mesh = Mesh(
             self._namespace,
             self.loadbalancer,
@@ -271,6 +284,7 @@ class WorkerPool:
             open_namespace=self.discovery is not None,
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
+            insecure=self.insecure,
         )
         try:
             await self._start()

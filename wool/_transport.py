@@ -162,6 +162,25 @@ def receive(sock: zmq.Socket[Any]) -> list[Any]:
             return frames
 
 
+def receive_with_peer(sock: zmq.Socket[Any]) -> tuple[list[Any], str | None]:
+    """`receive`, and the `Peer-Address` ZeroMQ attached to the message: for an `ipc://`
+    connection on Linux, `host:uid:gid:pid` of the process at the other end, as the kernel
+    reports it (`SO_PEERCRED`), which no peer can forge."""
+    first = sock.recv(zmq.NOBLOCK, copy=False)
+    try:
+        value = first.get("Peer-Address")
+    except zmq.ZMQError:
+        value = None
+    peer = value if isinstance(value, str) else None
+    frames: list[Any] = [first.bytes if len(first) < ZERO_COPY else first.buffer]
+    if first.more:
+        frames.extend(receive(sock))
+    return frames, peer
+
+
+Receiver = Callable[[zmq.Socket[Any]], list[Any]]
+
+
 class SocketDriver:
     """Owns one zmq socket: delivers received messages to `on_message` (as `receive` gives
     them) and sends without blocking. On a ROUTER, pass `routed=True`: the first frame of
@@ -182,6 +201,7 @@ class SocketDriver:
         self._loop = asyncio.get_running_loop()
         self._sock = sock
         self._on_message = on_message
+        self._receive: Receiver = receive
         self._routed = routed
         self._on_unreachable = on_unreachable
         self._outbox: dict[bytes | None, deque[Frames]] = {}
@@ -197,6 +217,12 @@ class SocketDriver:
     @property
     def socket(self) -> zmq.Socket[Any]:
         return self._sock
+
+    def redirect(self, on_message: Callable[[list[Any]], None], receiver: Receiver = receive) -> None:
+        """Deliver later messages to `on_message`, received with `receiver` (a connection
+        that checks who its first message came from, then hands over to its usual path)."""
+        self._on_message = on_message
+        self._receive = receiver
 
     def send(self, frames: Frames) -> None:
         """Send now if the socket takes it, else queue it behind earlier messages to the
@@ -312,7 +338,7 @@ class SocketDriver:
                 exhausted = True
                 break
             try:
-                frames = receive(sock)
+                frames = self._receive(sock)
             except zmq.Again:
                 exhausted = True
                 break

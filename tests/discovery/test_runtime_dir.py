@@ -164,3 +164,46 @@ async def test_a_forged_entry_written_by_another_user_is_refused(runtime_dir: Pa
         decoy.close()
         path.unlink(missing_ok=True)
         registry.rmdir()
+
+
+def test_a_runtime_directory_below_a_parent_another_user_opened_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user made `/tmp/shared` 0777 without the sticky bit: they could rename
+    `/tmp/shared/wool` away at any moment and put their own in its place. wool refuses it,
+    naming that parent and the fix, and leaves nothing of its own there."""
+    with shared_tmp() as root:
+        parent = root / "shared"
+        as_other_user(f"mkdir {parent}")
+        assert (os.lstat(parent).st_uid, mode(parent)) == (OTHER_UID, 0o777)
+        monkeypatch.setenv("WOOL_RUNTIME_DIR", str(parent / "wool"))
+        with pytest.raises(DiscoveryError, match=f"belongs to uid {OTHER_UID}") as refused:
+            runtime_dir()
+        assert f"{parent}, on the way to" in str(refused.value) and FIX in str(refused.value)
+        assert list(parent.iterdir()) == []
+
+
+def test_a_root_owned_parent_writable_by_all_without_the_sticky_bit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with shared_tmp() as root:
+        parent = root / "shared"
+        parent.mkdir()
+        os.chmod(parent, 0o777)
+        monkeypatch.setenv("WOOL_RUNTIME_DIR", str(parent / "wool"))
+        with pytest.raises(DiscoveryError, match=r"writable by other users without the sticky bit \(mode 0777\)") as refused:
+            runtime_dir()
+        assert f"chmod +t {parent}" in str(refused.value) and FIX in str(refused.value)
+        os.chmod(parent, 0o1777)  # sticky, as /tmp is: nobody can rename what is not theirs
+        assert runtime_dir() == parent / "wool"
+
+
+@pytest.mark.multiprocess
+async def test_a_pool_refuses_a_tmpdir_writable_by_all_without_the_sticky_bit(
+    default_location: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default location, `$TMPDIR/wool-$UID`, in a `TMPDIR` that is world-writable but not
+    sticky: the pool does not start (no worker, no socket there), and the error names it."""
+    os.chmod(default_location, 0o777)
+    monkeypatch.setenv("TMPDIR", str(default_location))  # as its workers see it too
+    with pytest.raises(DiscoveryError, match=r"writable by other users without the sticky bit") as refused:
+        async with wool.WorkerPool(size=1):
+            pass
+    assert str(default_location) in str(refused.value) and FIX in str(refused.value)
+    assert list(default_location.iterdir()) == []

@@ -7,9 +7,15 @@ its `CallLedger` (`_ledger`, pure): every request that expects a reply registers
 under its call id there, and each decoded reply is matched to it (`_on_reply`). A generator
 call keeps its id for all its steps, with at most one step pending at a time.
 
-Liveness: the handshake marks the connection usable; a disconnection (the worker's process
-died, or ZeroMQ heartbeats timed out) fails every pending future with `WorkerLost`, after
-first delivering any reply that had already arrived. A call is never re-sent, and the
+Identity (`_identity`, `_hello`): with keys, the CURVE handshake proves who the worker is.
+Without keys over `ipc://`, the connection checks the socket's path before each connect
+attempt (it makes them itself), pings the worker after the ZeroMQ handshake (its hello), and
+is usable only once a process of this user's answered it as the incarnation discovery listed:
+until then nothing but the hello is sent (requests wait), and nothing received is unpickled.
+
+Liveness: the handshake (and the hello, where there is one) marks the connection usable; a
+disconnection (the worker's process died, or ZeroMQ heartbeats timed out) fails every
+pending future with `WorkerLost`, after first delivering any reply that had already arrived. A call is never re-sent, and the
 worker's incarnation id in each call stops a restarted worker on the same endpoint from
 running one that was queued while it was down. That check is what lets the DEALER keep the
 default IMMEDIATE=0: with IMMEDIATE=1, ZeroMQ discards the replies a worker sent just before
@@ -31,6 +37,7 @@ or the peer is not the worker discovery described) fails the connection at once 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -57,13 +64,20 @@ from .._transport import (
     show_size,
 )
 from ._fetches import answer_fetch
+from ._hello import OPTIONS as HELLO_OPTIONS
+from ._hello import Hello, needs_hello
 from ._ledger import CallLedger, Sink
 
 log = logging.getLogger("wool.connection")
 
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _MONITORED = (
-    zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_CLOSED
+    | _HANDSHAKE_FAILED
 )
 WINDOW = 10_000  # calls open on one worker at most, for workers that publish no max_calls
 
@@ -88,6 +102,7 @@ class Connection:
         keys: Keys | None = None,
         quiet: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        insecure: bool = False,
     ) -> None:
         if keys is not None and worker.public_key is None:
             raise AuthenticationError(
@@ -132,12 +147,24 @@ class Connection:
         # the usual bound) is reported as not answering, as one that stops answering
         # heartbeats is.
         handshake_ms = max(1, min(HANDSHAKE_IVL_MS, int(liveness * 1000)))
+        # Without keys (nor the opt-in to endpoints others may hold), an ipc:// peer must be a
+        # process of this user's (see `_identity`): checked until its hello is answered.
+        hello = Hello(worker) if needs_hello(worker.endpoint, keys is None, insecure) else None
+        self._hello = hello
+        # Requests made before the hello was answered, sent once it was (None: send at once).
+        self._held = hello.held if hello is not None else None
         self.routing_id = _routing_id()
         self._public_key = keys.public if keys is not None else None
         sock: zmq.Socket[Any] | None = None
         try:
             # A process out of descriptors, or past ZeroMQ's sockets per context, fails here.
-            sock = new_socket(zmq.DEALER, (zmq.HANDSHAKE_IVL, handshake_ms), liveness=liveness, max_message_size=max_message_size)
+            sock = new_socket(
+                zmq.DEALER,
+                (zmq.HANDSHAKE_IVL, handshake_ms),
+                *(HELLO_OPTIONS if hello is not None else ()),
+                liveness=liveness,
+                max_message_size=max_message_size,
+            )
             sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
             if keys is not None and worker.public_key is not None:
                 _curve.make_client(sock, keys, worker.public_key)
@@ -148,11 +175,36 @@ class Connection:
             raise WorkerLost(f"cannot open a socket to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)
-        try:
-            sock.connect(worker.endpoint)
-        except zmq.ZMQError as e:
+        if hello is not None:
+            self._driver.redirect(self._on_hello, hello.receive)
+        failure = self._connect()
+        if failure is not None:
             self.close()
-            raise WorkerLost(f"cannot connect to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
+            raise failure
+
+    def _connect(self) -> WoolError | None:
+        """Connect the DEALER (checking the path first, without keys over ipc://); the error
+        that stops it, if any."""
+        worker = self.worker
+        if self._hello is not None and (problem := self._hello.connect_problem()) is not None:
+            return problem
+        try:
+            self._driver.socket.connect(worker.endpoint)
+        except zmq.ZMQError as e:
+            return WorkerLost(f"cannot connect to worker {worker.id!r} at {worker.endpoint!r}: {e}")
+        return None
+
+    def _reconnect(self) -> None:
+        """Try a refused keyless ipc:// endpoint again, checking its path first."""
+        if self._hello is not None:
+            self._hello.retry = None
+        if self.lost is not None or self._driver.closed:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            self._driver.socket.disconnect(self.worker.endpoint)
+        failure = self._connect()
+        if failure is not None:
+            self._declare_lost(str(failure), type(failure))
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "connected" if self.connected.done() else "connecting"
@@ -189,7 +241,10 @@ class Connection:
             raise DispatchError(self._too_large(msg, size))
         self.requests += 1
         future = self._register(msg.call_id, msg.kind, generator)
-        self._driver.send(frames)
+        if self._held is None:
+            self._driver.send(frames)
+        else:
+            self._held.append(frames)
         return future
 
     def _too_large(self, msg: p.Request, size: int) -> str:
@@ -221,16 +276,23 @@ class Connection:
     def notify(self, msg: p.Request) -> None:
         """Send a request that has no reply of its own (`Cancel`)."""
         if self.lost is None:
-            self._driver.send(p.encode(msg))
+            if self._held is None:
+                self._driver.send(p.encode(msg))
+            else:
+                self._held.append(p.encode(msg))
 
     def close(self) -> None:
         """Close the sockets. Pending calls are cancelled on the worker (sent with a short
         linger so the cancels leave) and locally."""
         if self._driver.closed:
             return
+        if self._hello is not None:
+            self._hello.cancel()
         if self.lost is None:
             self.lost = WorkerLost(f"connection to worker {self.worker.id!r} was closed")
         cancelled = self.calls.close(self.lost)
+        if self._held is not None:
+            cancelled = []  # held back until the hello was answered: none of them was sent
         for call_id in cancelled:
             self._driver.send(p.encode(p.Cancel(call_id)))
         self._driver.socket.disable_monitor()
@@ -244,6 +306,30 @@ class Connection:
         """Declare the worker lost for `reason` (the mesh gave up on its handshake): what is
         pending fails with `WorkerLost`, as on a disconnection."""
         self._declare_lost(reason)
+
+    def _on_hello(self, frames: list[Any]) -> None:
+        """The first message on a keyless ipc:// connection: the worker's answer to the
+        hello, checked (see `_identity`) before the connection is usable."""
+        if self.lost is not None or self._hello is None:
+            return
+        mismatch = self._hello.check(frames)
+        if mismatch is not None:
+            self._declare_lost(mismatch.reason, AuthenticationError if mismatch.refused else WorkerLost)
+            return
+        self._driver.redirect(self._on_reply)
+        held, self._held, self._hello = self._held or [], None, None
+        for frames in held:
+            self._driver.send(frames)
+        self._usable()
+
+    def _usable(self) -> None:
+        if not self.connected.done() and self.lost is None:
+            # Synchronously, so that the worker is in rotation before anyone waiting on
+            # `connected` runs (they would otherwise find neither a ready nor a connecting
+            # worker).
+            if self._on_connected is not None:
+                self._on_connected(self)
+            self.connected.set_result(None)
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -273,24 +359,20 @@ class Connection:
         if event == zmq.EVENT_CONNECTED:
             self._tcp_connected_at = self._loop.time()
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            if not self.connected.done():
-                # Synchronously, so that the worker is in rotation before anyone waiting on
-                # `connected` runs (they would otherwise find neither a ready nor a
-                # connecting worker).
-                if self._on_connected is not None:
-                    self._on_connected(self)
-                self.connected.set_result(None)
+            hello = self._hello
+            if hello is None:
+                self._usable()  # keys proved who it is, or nothing can (insecure)
+            elif hello.call_id is None and self.lost is None:
+                hello.call_id = self.new_call_id()
+                self._driver.send(p.encode(p.Ping(hello.call_id)))
         elif event == zmq.EVENT_CONNECT_RETRIED:
-            if not self.connected.done() and not self.refused:
-                self.refused = True
-                (log.debug if self._quiet else log.warning)(
-                    "worker %r (pid %d) at %r refuses connections; skipping it until it accepts one",
-                    self.worker.id,
-                    self.worker.pid,
-                    self.worker.endpoint,
-                )
-                if self._on_refused is not None:
-                    self._on_refused(self)
+            self._refusing()
+        elif event == zmq.EVENT_CLOSED:
+            # A connection that makes its own attempts: this one failed (nobody listens).
+            hello = self._hello
+            if hello is not None and hello.call_id is None and self.lost is None and hello.retry is None:
+                self._refusing()
+                hello.retry = self._loop.call_later(hello.next_delay(), self._reconnect)
         elif event == zmq.EVENT_DISCONNECTED:
             reason = f"worker {self.worker.id!r} (pid {self.worker.pid}) at {self.worker.endpoint!r} was lost"
             if self.send_limit > self.max_message_size:
@@ -314,10 +396,23 @@ class Connection:
             log.debug("%s", failure.reason)
             self._declare_lost(failure.reason, AuthenticationError if failure.refused else WorkerLost)
 
+    def _refusing(self) -> None:
+        if not self.connected.done() and not self.refused:
+            self.refused = True
+            (log.debug if self._quiet else log.warning)(
+                "worker %r (pid %d) at %r refuses connections; skipping it until it accepts one",
+                self.worker.id,
+                self.worker.pid,
+                self.worker.endpoint,
+            )
+            if self._on_refused is not None:
+                self._on_refused(self)
+
     def _declare_lost(self, reason: str, error: type[WoolError] = WorkerLost) -> None:
         if self.lost is not None:
             return
-        self._driver.drain()  # replies that arrived before the disconnection still count
+        if self.connected.done():
+            self._driver.drain()  # replies that arrived before the disconnection still count
         self.lost = error(reason)
         log.info(
             "%s with %d calls in flight",

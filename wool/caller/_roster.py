@@ -70,8 +70,11 @@ class Roster:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         open_namespace: bool = True,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        insecure: bool = False,
     ) -> None:
         self.discovery = discovery
+        # Keyless, opted in to endpoints other users may hold: ipc:// paths are not checked.
+        self.insecure = insecure
         # Whether workers may join `discovery` later: not a pool's private namespace.
         self.open_namespace = open_namespace
         self.max_message_size = max_message_size
@@ -146,6 +149,7 @@ class Roster:
                 on_refused=self._on_refused,
                 keys=self.keys,
                 max_message_size=self.max_message_size,
+                insecure=self.insecure,
             )
         except WoolError as e:
             log.warning("skipping worker: %s", e)

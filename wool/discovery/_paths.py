@@ -13,14 +13,22 @@ directory only when it has just created it itself (to undo a restrictive umask):
 a directory someone else prepared could lock every other user out of it (a planted link to
 a shared 1777 directory), so a violation is an error that says how to fix it instead.
 
+A private directory is only as private as its parents: whoever can write to a parent
+without the sticky bit (a `/tmp/shared` made 0777 by another user, a `TMPDIR` that is
+world-writable but not sticky) can rename the directory away at any moment and put one of
+their own, with their own sockets, in its place. So every directory above it, as named and
+as resolved, must belong to this user or root and be closed to others' writes unless it is
+sticky (`_ipc.replaceable_ancestor`, the same check `--bind ipc://` gets).
+
 Once the runtime directory passes, no other user can add, rename or replace anything inside
-it (it is ours and 0700, and a sticky `/tmp` stops others from renaming it away), so paths
-below it are safe to use between check and use; the checks below it catch what was put
-there before (or by root), not races.
+it (it is ours and 0700, and nothing above it is theirs to rename), so paths below it are
+safe to use between check and use; the checks below it catch what was put there before (or
+by root), not races.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -28,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from .._info import DiscoveryError
+from .._ipc import replaceable_ancestor
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -105,7 +114,25 @@ def private_dir(path: Path, *, parents: bool = False) -> Path:
         check_owner(path, info, private=0o077)
     finally:
         os.close(fd)
+    _check_ancestors(path, created)
     return path
+
+
+def _check_ancestors(path: Path, created: bool) -> None:
+    """Raise `DiscoveryError` naming the first directory above `path` that another user
+    could rename `path` out of (see the module docstring); a `path` just created there is
+    removed again."""
+    found = replaceable_ancestor(str(path))
+    if found is None:
+        return
+    if created:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+    ancestor, problem = found
+    raise DiscoveryError(
+        f"wool will not use {path}: {problem}; make {ancestor} writable only by its owner, or sticky as /tmp is "
+        f"(chmod +t {ancestor}), or set WOOL_RUNTIME_DIR to a directory only you and root can write above"
+    )
 
 
 def open_file(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:

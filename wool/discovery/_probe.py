@@ -183,8 +183,10 @@ class Probe:
         try:
             for key in candidates:
                 info = WorkerInfo(f"static {self.endpoint}", self.endpoint, 0, public_key=key)
-                # quiet: the refusals of an endpoint are warned about below, once.
-                conns.append(Connection(info, keys=keys, quiet=True, on_refused=on_refused))
+                # quiet: the refusals of an endpoint are warned about below, once. A probe
+                # sends nothing but a ping, and learns the worker's id from its pong: the
+                # connections that carry calls check the endpoint, and who listens there.
+                conns.append(Connection(info, keys=keys, quiet=True, on_refused=on_refused, insecure=True))
         except WoolError as e:
             _warnings.warn("connect", "cannot probe %r: %s", self.endpoint, str(e))
             for conn in conns:

@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:ATTR",
         help="a zero-argument callable returning an async context manager (an @asynccontextmanager "
         "function), entered once before the first call and exited after the last; routines read "
-        "what it yields with wool.state()",
+        "what it yields with wool.state(). MODULE is imported from this process's sys.path: "
+        "PYTHONPATH, the installed packages and, for `python -m` without -P, the working directory",
     )
     parser.add_argument(
         "--log-level",
@@ -243,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             parser.error(str(e))
         except Exception as e:
-            parser.error(f"--lifespan {args.lifespan}: cannot import it: {type(e).__name__}: {e}")
+            hint = ""
+            if isinstance(e, ModuleNotFoundError) and sys.flags.safe_path:
+                hint = " (safe-path mode, -P or PYTHONSAFEPATH, keeps the working directory off sys.path: add your project to PYTHONPATH)"
+            parser.error(f"--lifespan {args.lifespan}: cannot import it: {type(e).__name__}: {e}{hint}")
     try:
         check_max_message_size(args.max_message_size)
     except ValueError as e:

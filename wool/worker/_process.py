@@ -3,7 +3,14 @@
 Workers are forked by the pool's worker template (`python -m wool.worker --template FD`, see
 `_template`), or, where that cannot work, started as `python -m wool.worker --spawned FD`;
 never by forking the caller, and never by re-importing its `__main__`: a user's script runs
-once, guard or no guard. Either way the config arrives on the child's stdin as two length-prefixed parts: JSON with the caller's
+once, guard or no guard. Both run in Python's safe-path mode (`-P`): `python -m` would
+otherwise put the working directory, which the pool inherits from whoever started it and
+which may be writable by others (`cd /shared/dir && python /private/app.py`), first on
+`sys.path`, and the template would import a planted `uvloop.py` (or `wool.py`,
+`cloudpickle.py`) from it before anything else. wool itself is found through the
+`PYTHONPATH` the pool passes, and the caller's modules through its own `sys.path`, which the
+worker applies before unpickling anything (`--spawned`, and every worker a template forks).
+Either way the config arrives on the child's stdin as two length-prefixed parts: JSON with the caller's
 `sys.path` (applied first, so that the second part can refer to the caller's modules), then
 the cloudpickled `WorkerConfig`. Stdin then stays open as a lifeline: when the pool closes it,
 or the pool's process dies, the worker sees end-of-file and stops by itself, so no worker
@@ -50,6 +57,10 @@ def _cause(handshake: dict[str, Any]) -> BaseException | None:
     pickled = handshake.get("cause")
     frames = (base64.b64decode(pickled),) if isinstance(pickled, str) else ()
     return p.loads_exception(text[0], text[1], text[2], frames) if frames else RemoteError(*text)
+
+
+# `-P`: the working directory is not put on the worker's sys.path (see the module docstring).
+_PYTHON = (sys.executable, "-P", "-m", "wool.worker")
 
 
 def _environment() -> dict[str, str]:
@@ -101,7 +112,7 @@ class Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "wool.worker", "--template", str(theirs.fileno())],
+                [*_PYTHON, "--template", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
                 env=_environment(),
@@ -289,7 +300,7 @@ class WorkerProcess:
     def _popen(self, ready_fd: int) -> None:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "wool.worker", "--spawned", str(ready_fd)],
+                [*_PYTHON, "--spawned", str(ready_fd)],
                 stdin=subprocess.PIPE,
                 pass_fds=(ready_fd,),
                 env=_environment(),

@@ -124,6 +124,7 @@ async def serve(
             keys=keys,
             max_message_size=config.max_message_size,
             idle_timeout=config.idle_timeout,
+            insecure=config.insecure,
         )
         # The server's socket callbacks, and so every call task, run in this context.
         current_mesh_var.set(mesh)

@@ -20,6 +20,7 @@ with how many calls are open and how many wait, which `python -m wool.workers` s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -222,9 +223,13 @@ class Server:
         elif isinstance(msg, p.Ping):
             queued = self._admission.queued
             calls = len(self._calls) - queued
-            self.reply(
-                identity, p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
-            )
+            pong = p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
+            try:
+                self.reply(identity, pong)
+            except p.ProtocolError:
+                # Tags too many or too long for one envelope: the pong goes without them, since
+                # a keyless caller's connection is usable only once its ping is answered.
+                self.reply(identity, dataclasses.replace(pong, tags=()))
         elif isinstance(msg, p.Part):
             waiting = self._parts.pop((identity, msg.call_id, msg.key, msg.offset), None)
             if waiting is None or waiting.done():
