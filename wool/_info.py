@@ -35,7 +35,8 @@ class WorkerInfo:
             worker; requests carry it and a worker rejects requests meant for another
             incarnation.
         endpoint: Where the worker listens (`ipc://PATH` or `tcp://HOST:PORT`).
-        pid: The worker's process id (on its own host).
+        pid: The worker's process id on its own host (0 when a static or DNS discovery
+            found it by asking its endpoint).
         host: The name of the worker's host, for display.
         tags: The worker's tags; a call needing tags goes only to workers with all of them.
         version: The wire protocol version the worker speaks.
