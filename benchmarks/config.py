@@ -40,6 +40,10 @@ class Config:
     simulation_reps: int = 1
     hedge_calls: int = 5_000
     hedge_reps: int = 3
+    share_mb: int = 100
+    share_calls: int = 1_000
+    share_value_calls: int = 20
+    share_reps: int = 1
 
     def with_reps(self, reps: int) -> Config:
         reps_fields: dict[str, Any] = {name: reps for name in self.__dataclass_fields__ if name.endswith("_reps")}
@@ -73,4 +77,7 @@ QUICK = Config(
     simulation_window=1.0,
     hedge_calls=500,
     hedge_reps=1,
+    share_mb=16,
+    share_calls=50,
+    share_value_calls=5,
 )

@@ -22,6 +22,8 @@ BASELINES = {
     "push": "raw zmq push stream: the server sends every item unasked",
     "untraced": "wool with tracing off (no tracer provider), against which `tracing` measures wool traced",
     "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
+    "resident": "each worker sums an array it already holds, called with a 1 KB argument (share workload only)",
+    "value": "wool with the array itself as the argument, sent with every call (share workload only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}

@@ -29,6 +29,7 @@ WORKLOADS = [
     "payload",
     "memory",
     "hedge",
+    "share",
 ]
 BASELINES = {
     "startup": {"loop", "ppe"},
@@ -44,6 +45,7 @@ BASELINES = {
     "payload": {"loop", "ppe", "raw"},
     "memory": {"loop", "ppe"},
     "hedge": {"unhedged"},
+    "share": {"resident", "value"},
 }
 
 

@@ -1,8 +1,11 @@
 """Peers that never authenticate, against a worker with CURVE keys listening on TCP: ten that
 each send a frame header claiming 4 GiB (and then data) are dropped without the worker
-allocating it, and 1,200 idle connections, more than the usual 1,024-descriptor limit the
-worker was started with, do not stop a trusted caller from connecting and calling; nor does
-the short handshake interval stop one while a routine blocks the worker's loop."""
+allocating it; 32 that each send a whole 128 MiB - 1 byte frame instead of their handshake
+(which the max message size allows) are cut within the worker's pre-authentication budget
+while trusted calls go on; 1,200 idle connections, more than the usual 1,024-descriptor limit
+the worker was started with, are cut down to the 64 the worker lets handshake at once and do
+not stop a trusted caller from connecting and calling; nor does the short handshake interval
+stop one while a routine blocks the worker's loop."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import asyncio
 import resource
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -19,6 +23,7 @@ from helpers import CliWorker, Observer
 import wool
 from wool._keys import generate_directory
 from wool._transport import HANDSHAKE_IVL_MS
+from wool.worker._preauth import MAX_HANDSHAKES
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
 
@@ -28,6 +33,7 @@ GREETING = b"\xff" + bytes(8) + b"\x7f" + bytes([3, 0]) + b"CURVE".ljust(20, b"\
 # A long command frame (flags 0x06) whose 8-byte size claims 4 GiB.
 CLAIM = bytes([0x06]) + (4 << 30).to_bytes(8, "big")
 SENT_AFTER_CLAIM = 16 * (1 << 20)  # what each peer really sends of it: 160 MiB for ten
+FRAME = (128 << 20) - 1  # the largest frame the default max message size lets through
 NAME = "hostile"
 
 
@@ -49,8 +55,8 @@ def small_fd_limit() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def keyed_worker(key_dir: Path) -> CliWorker:
-    return CliWorker("--discovery", f"local:{NAME}", "--keys", str(key_dir), "--bind", "tcp://127.0.0.1:0")
+def keyed_worker(key_dir: Path, stderr: Any = None) -> CliWorker:
+    return CliWorker("--discovery", f"local:{NAME}", "--keys", str(key_dir), "--bind", "tcp://127.0.0.1:0", stderr=stderr)
 
 
 def port_of(worker: CliWorker) -> int:
@@ -139,25 +145,104 @@ async def test_peers_claiming_4_gib_frames_cost_a_keyed_worker_less_than_50_mb(k
 
 
 @pytest.mark.timeout(90)
-async def test_a_trusted_call_completes_with_1200_idle_unauthenticated_connections_open(
-    key_dir: Path, small_fd_limit: None
+async def test_1200_idle_unauthenticated_connections_are_cut_to_64_and_a_trusted_caller_gets_in(
+    key_dir: Path, small_fd_limit: None, tmp_path: Path
 ) -> None:
-    async with keyed_worker(key_dir) as worker:
+    """Connections that never complete their handshake: the worker keeps the newest
+    `MAX_HANDSHAKES` and cuts the others (it says so: they do not wait for the handshake
+    interval), so they cost it neither descriptors nor memory, and a trusted caller still
+    gets in."""
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log_file:
+        await _idle_connections_are_cut(key_dir, log_file)
+    assert f"more than {MAX_HANDSHAKES} connections were in their handshake" in log_path.read_text()
+
+
+async def _idle_connections_are_cut(key_dir: Path, log_file: Any) -> None:
+    async with keyed_worker(key_dir, stderr=log_file) as worker:
         resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1:] * 2)  # this test's own
         peers: list[Peer] = []
+        refused = 0  # cut before our connect completed
+        closed: list[asyncio.Future[bool]] = []
         try:
             async with asyncio.timeout(30):
                 for _ in range(12):
-                    peers += await asyncio.gather(*(Peer.connect(port_of(worker)) for _ in range(100)))
-                for peer in peers:
-                    await peer.accepted.wait()  # each one accepted: the worker holds 1,200 descriptors for them
-            assert await trusted_call(key_dir, worker) == worker.pid
+                    for peer in await asyncio.gather(
+                        *(Peer.connect(port_of(worker)) for _ in range(100)), return_exceptions=True
+                    ):
+                        if isinstance(peer, ConnectionError):
+                            refused += 1
+                        elif isinstance(peer, Peer):
+                            peers.append(peer)
+                        else:
+                            raise peer
+                closed = [asyncio.ensure_future(peer.closed.wait()) for peer in peers]
+                while refused + sum(peer.closed.is_set() for peer in peers) < 1200 - MAX_HANDSHAKES:
+                    await asyncio.wait([c for c in closed if not c.done()], return_when=asyncio.FIRST_COMPLETED)
             still_open = sum(not peer.closed.is_set() for peer in peers)
-            assert still_open > 1024, f"only {still_open} idle connections were still open when the call completed"
+            assert still_open <= MAX_HANDSHAKES
+            assert await trusted_call(key_dir, worker) == worker.pid
         finally:
+            for c in closed:
+                c.cancel()
             await asyncio.gather(*(peer.close() for peer in peers))
         await stop(worker)
-    print(f"\ntrusted call completed with {still_open} idle unauthenticated connections open")
+    print(f"\n1,200 idle unauthenticated connections: {still_open} left open, a trusted call completed")
+
+
+async def send_a_whole_frame(port: int) -> Peer:
+    """Greet as a CURVE client, then send a whole frame of 128 MiB - 1 bytes (the largest the
+    default max message size lets through) in place of HELLO, or what the worker takes of it
+    before it hangs up."""
+    peer = await Peer.connect(port)
+    await peer.send(GREETING + bytes([0x06]) + FRAME.to_bytes(8, "big"))
+    chunk = bytes(1 << 20)
+    for _ in range(FRAME // len(chunk) + 1):
+        if peer.closed.is_set():
+            break
+        await peer.send(chunk)
+    return peer
+
+
+async def test_32_peers_sending_128_mib_frames_before_authenticating_stay_within_the_budget(key_dir: Path) -> None:
+    """Before the budget, 32 such peers held 4.4 GB of a worker for the handshake interval and
+    trusted calls took seconds. Now each is cut once it sent more than a handshake needs: the
+    worker's peak RSS (the kernel's high-water mark, from /proc) grows by less than the 64 MB
+    budget, and trusted calls complete throughout."""
+    async with keyed_worker(key_dir) as worker:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(NAME), keys=key_dir) as pool:
+            await pool.wait_for_workers(timeout=20)
+            assert await routines.pid() == worker.pid  # connected and warmed up
+            before = vm_kb(worker.pid, "VmRSS")
+            Path(f"/proc/{worker.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS, from now on
+            peers: list[Peer] = []
+            try:
+                async with asyncio.timeout(45):
+                    attack = asyncio.gather(*(send_a_whole_frame(port_of(worker)) for _ in range(32)))
+                    served = 0
+                    while not attack.done():
+                        assert await routines.pid() == worker.pid
+                        served += 1
+                    peers = await attack
+                    for peer in peers:
+                        await peer.closed.wait()  # the worker hung up on every one of them
+                growth = (vm_kb(worker.pid, "VmHWM") - before) * 1024
+                assert growth < 64 * MB, f"the worker's peak RSS grew by {growth / MB:.0f} MB"
+                assert served > 0
+            finally:
+                await asyncio.gather(*(peer.close() for peer in peers))
+        await stop(worker)
+    print(
+        f"\n32 peers sending 128 MiB frames before authenticating: worker peak RSS {growth / MB:+.1f} MB, {served} calls served"
+    )
+
+
+def vm_kb(pid: int, field: str) -> int:
+    """A `/proc/PID/status` figure in kB (VmRSS now, VmHWM the peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")
 
 
 async def test_a_new_trusted_caller_gets_in_while_the_workers_loop_is_blocked_past_the_handshake_interval(
@@ -174,4 +259,16 @@ async def test_a_new_trusted_caller_gets_in_while_the_workers_loop_is_blocked_pa
             await observer.wait_for("hogging")
             assert await trusted_call(key_dir, worker) == worker.pid
             await hogging
+        await stop(worker)
+
+
+async def test_a_trusted_callers_first_message_may_be_far_larger_than_the_pre_authentication_budget(key_dir: Path) -> None:
+    """The budget ends with the handshake: a new trusted connection whose very first call
+    carries 8 MiB (128 times what an unauthenticated peer may send) is not cut."""
+    payload = bytes(range(256)) * (8 * (1 << 20) // 256)
+    async with keyed_worker(key_dir) as worker:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(NAME), keys=key_dir) as pool:
+            await pool.wait_for_workers(timeout=20)
+            async with asyncio.timeout(30):
+                assert await routines.echo(payload) == payload
         await stop(worker)

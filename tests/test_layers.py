@@ -33,7 +33,9 @@ LAYERS: list[tuple[str, ...]] = [
     # ZeroMQ sockets driven by the loop, CURVE and ZAP; spans and metrics of both sides
     ("wool._transport", "wool._curve", "wool._tracing", "wool._metrics", "wool._metrics_server", "wool._observe"),
     ("wool.caller",),  # routines, connections, the mesh, options, context variables, fan-out
-    ("wool.discovery",),  # backends (the static one asks workers through a caller connection)
+    # backends (the static one asks workers through a caller connection); shared values,
+    # written to the private runtime directory
+    ("wool.discovery", "wool.sharing"),
     ("wool.worker",),  # the server, call runners, the worker process and its CLI
     ("wool._executor",),  # submission and cancellation of concurrent.futures calls over a pool's loop
     ("wool._pool",),  # WorkerPool (spawns workers and opens a mesh) and wool.Executor

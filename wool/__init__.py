@@ -16,6 +16,8 @@ from ._errors import (
     RemoteBaseException,
     RemoteError,
     SerializationError,
+    SharedLost,
+    SharedReleased,
     WoolError,
     WorkerLost,
     WorkerStartError,
@@ -49,6 +51,7 @@ from .discovery import (
     StaticDiscovery,
     WorkerInfo,
 )
+from .sharing import Shared, share
 
 __version__ = "0.1.0"
 
@@ -76,6 +79,9 @@ __all__ = [
     "RemoteError",
     "RoundRobin",
     "SerializationError",
+    "Shared",
+    "SharedLost",
+    "SharedReleased",
     "StaticDiscovery",
     "Token",
     "WoolError",
@@ -88,5 +94,6 @@ __all__ = [
     "readahead",
     "remaining",
     "routine",
+    "share",
     "state",
 ]

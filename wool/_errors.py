@@ -143,3 +143,13 @@ class SerializationError(WoolError, TypeError):
     names the module and the fix (`PYTHONPATH`, or start the worker from the project
     directory), and the worker's own error is the `__cause__`.
     """
+
+
+class SharedReleased(WoolError):
+    """A `wool.Shared` handle was used after it was released (`release()`, the end of its
+    `with` block, or the close of the pool it was made in); the message names where."""
+
+
+class SharedLost(WoolError):
+    """The process that made a `wool.Shared` handle (its owner) died, taking the value with
+    it; share it again from a live process."""

@@ -43,6 +43,7 @@ from .caller import (
 )
 from .caller import map as wool_map
 from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal
+from .sharing import check_share_cache, release_scope
 from .worker import (
     DEFAULT_GRACE,
     DEFAULT_METRICS_ADDRESS,
@@ -117,6 +118,11 @@ class WorkerPool:
     Each worker publishes its address as the tag `metrics=HOST:PORT` (see `pool.workers`)
     and answers only requests bearing this user's token (`wool.metrics.token()`). Raises
     `RuntimeError` if prometheus_client is not installed.
+
+    `share_cache` bounds the bytes of `wool.share`d values each spawned worker keeps mapped
+    (default: 1 GiB, or a quarter of the host's memory if less); past it, the least recently
+    used are dropped and mapped again when a call needs them. Values shared while the pool is
+    current are released when it closes.
     """
 
     def __init__(
@@ -137,6 +143,7 @@ class WorkerPool:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        share_cache: int | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -184,6 +191,7 @@ class WorkerPool:
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
+        self.share_cache = check_share_cache(share_cache) if share_cache is not None else None
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -277,6 +285,7 @@ class WorkerPool:
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
+            share_cache=self.share_cache,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         if self.size and templates_work():
@@ -403,6 +412,8 @@ class WorkerPool:
 
     async def _shutdown(self) -> None:
         mesh, self._mesh = self._mesh, None
+        if mesh is not None:
+            release_scope(mesh)  # what was shared while this pool was current
         try:
             if mesh is not None:
                 await mesh.close()

@@ -251,3 +251,13 @@ def flush(timeout: float = 5.0) -> None:
     force_flush = getattr(_trace.get_tracer_provider(), "force_flush", None)
     if callable(force_flush):
         force_flush(int(timeout * 1000))
+
+
+def event(name: str, attributes: dict[str, Any]) -> None:
+    """Add event `name` to the current span (in a worker's call, the call's SERVER span), if
+    one is recording; nothing otherwise. (For rare events: it looks the span up every time.)"""
+    if _trace is None:
+        return
+    span = _trace.get_current_span()
+    if span.is_recording():
+        span.add_event(name, attributes)

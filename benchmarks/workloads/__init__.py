@@ -15,6 +15,7 @@ from .hedge import hedge
 from .memory import memory
 from .payload import payload
 from .scale import scale
+from .share import share
 from .simulation import simulation
 from .startup import startup
 from .streams import stream, stream_readahead
@@ -42,6 +43,7 @@ WORKLOADS = [
     Workload("payload", payload),
     Workload("memory", memory),
     Workload("hedge", hedge),
+    Workload("share", share),
 ]
 
 NAMES = [w.name for w in WORKLOADS]

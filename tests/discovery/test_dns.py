@@ -332,3 +332,51 @@ async def test_workers_cli_lists_the_workers_a_name_resolves_to(dnsd: dnsmasq.Dn
     assert proc.returncode == 0, err.decode()
     (row,) = json.loads(out)
     assert (row["id"], row["endpoint"], row["reachable"]) == (a.id, f"tcp://127.0.0.2:{port}", True)
+
+
+@pytest.mark.timeout(120)
+async def test_a_keyed_pool_serves_through_a_600_endpoint_answer_with_few_warnings(
+    dnsd: dnsmasq.Dnsmasq, tmp_path: Path, warnings: Warnings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name listing 600 endpoints, 598 of them dead, asked by a pool that trusts nine keys:
+    the answer is cut to what a watch probes (one warning, however often it is resolved
+    again), the probes stay within ZeroMQ's sockets, the refusals are one warning, and every
+    call is served by the two live workers."""
+    worker_keys = generate_directory(tmp_path / "worker")
+    pool_keys = wool.Keys.generate([worker_keys.public, *(wool.Keys.generate().public for _ in range(8))])
+    (tmp_path / "worker" / "trusted" / "pool.pub").write_text(pool_keys.public + "\n")
+    port = free_port("127.0.0.2", "127.0.0.3")
+    spec = f"{NAME}:{port}"
+    dead = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(598)]  # nothing listens there
+    resolutions = 0
+    resolved = asyncio.Event()
+    real = _dns_records.resolve_endpoints
+
+    async def counted(*args: object) -> set[str]:
+        nonlocal resolutions
+        found = await real(*args)  # type: ignore[arg-type]
+        resolutions += 1
+        resolved.set()
+        return found
+
+    monkeypatch.setattr(_dns_records, "resolve_endpoints", counted)
+    async with (
+        dns_worker(dnsd, tmp_path / "worker", f"tcp://127.0.0.2:{port}", spec) as a,
+        dns_worker(dnsd, tmp_path / "worker", f"tcp://127.0.0.3:{port}", spec) as b,
+    ):
+        await dnsd.set_hosts({NAME: ["127.0.0.2", "127.0.0.3", *dead]})
+        discovery = DnsDiscovery(NAME, port, nameservers=[dnsd.nameserver], interval=0.2, poll_interval=0.5, timeout=2.0)
+        async with wool.WorkerPool(discovery=discovery, keys=pool_keys) as pool:
+            assert await ids(pool, a, b) == {a.id, b.id}
+            pids = await asyncio.gather(*(routines.pid() for _ in range(20)))
+            assert set(pids) == {a.pid, b.pid}
+            seen = resolutions
+            async with asyncio.timeout(30):
+                while resolutions < seen + 5:  # resolved (and cut) five times more
+                    resolved.clear()
+                    await resolved.wait()
+            assert set(await asyncio.gather(*(routines.pid() for _ in range(20)))) == {a.pid, b.pid}
+    cut = [m for m in warnings.messages if "lists 600 endpoints" in m]
+    assert len(cut) == 1 and "using the first 512" in cut[0], warnings.messages
+    assert len(warnings.messages) <= 4, warnings.messages
+    print(f"\n600 endpoints listed: {len(warnings.messages)} warnings: {warnings.messages}")

@@ -13,14 +13,18 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import routines
+import zmq
 from helpers import CliWorker, Observer, logged_to
 
 import wool
+import wool._transport
+import wool.caller
 from wool._keys import generate_directory
-from wool.discovery import DiscoveryEvent, DnsDiscovery, StaticDiscovery
+from wool.discovery import DiscoveryEvent, DnsDiscovery, StaticDiscovery, _probe
 from wool.discovery._probe import Schedule
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(60)]
@@ -277,3 +281,135 @@ async def test_a_worker_restarted_with_another_trusted_key_is_found(tmp_path: Pa
             assert (again.kind, again.worker.id, again.worker.public_key) == ("added", second.id, second_keys.public)
     finally:
         await watch.aclose()  # type: ignore[attr-defined]
+
+
+# -- what probing many endpoints costs (a large DNS answer or static list) ----------------------
+
+
+class _Counting:
+    """Counts the probe connections open at once (a stand-in for `_probe.Connection`)."""
+
+    def __init__(self) -> None:
+        self.open = self.peak = self.made = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        counter = self
+
+        class Counted(wool.caller.Connection):
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, **kwargs)
+                counter.made += 1
+                counter.open += 1
+                counter.peak = max(counter.peak, counter.open)
+                self._counted = True
+
+            def close(self) -> None:
+                if getattr(self, "_counted", False):
+                    self._counted = False
+                    counter.open -= 1
+                super().close()
+
+        monkeypatch.setattr(_probe, "Connection", Counted)
+
+
+async def test_probing_many_endpoints_with_many_keys_holds_a_bounded_number_of_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 endpoints where nothing listens, asked with 9 candidate keys each: at most
+    `PROBES_AT_ONCE * KEYS_AT_ONCE` connections are open at once (not 1,800, past ZeroMQ's
+    1,023 sockets per context), every endpoint is still asked, and the refusals are one
+    warning, not one per endpoint."""
+    keys = wool.Keys.generate([wool.Keys.generate().public for _ in range(8)])
+    runtime = os.environ["WOOL_RUNTIME_DIR"]
+    endpoints = [f"ipc://{runtime}/dead-{uuid.uuid4().hex[:8]}-{i}.sock" for i in range(200)]
+    counting = _Counting()
+    counting.install(monkeypatch)
+    handler = _Collect()
+    with logged_to(handler, "wool.discovery"):
+        async with asyncio.timeout(30):
+            assert await StaticDiscovery(endpoints, **ON_DEMAND, keys=keys).workers() == []
+    assert counting.made >= len(endpoints)
+    assert 0 < counting.peak <= _probe.PROBES_AT_ONCE * _probe.KEYS_AT_ONCE
+    assert counting.open == 0
+    refusals = [m for m in handler.messages if "accepts connections" in m]
+    assert len(refusals) == 1 and "nothing at 200 endpoints" in refusals[0], handler.messages
+
+
+async def test_a_process_out_of_zeromq_sockets_gets_a_wool_warning_not_a_zmq_error(tmp_path: Path) -> None:
+    """With the process's ZeroMQ context full (1,023 sockets), a probe cannot open its
+    socket: `workers()` finds nobody and says why, and no `ZMQError` reaches the caller."""
+    ctx = wool._transport.context()
+    filler: list[zmq.Socket[Any]] = []
+    handler = _Collect()
+    try:
+        while True:
+            try:
+                filler.append(ctx.socket(zmq.PAIR))
+            except zmq.ZMQError:
+                break
+        endpoint = f"ipc://{os.environ['WOOL_RUNTIME_DIR']}/full-{uuid.uuid4().hex[:8]}.sock"
+        with logged_to(handler, "wool.discovery"):
+            async with asyncio.timeout(10):
+                assert await StaticDiscovery([endpoint], **ON_DEMAND).workers() == []
+    finally:
+        for sock in filler:
+            sock.close(linger=0)
+    assert any("cannot probe" in m and "cannot open a socket" in m for m in handler.messages), handler.messages
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.changed.set()
+
+    async def wait_for(self, text: str) -> str:
+        while not any(text in m for m in self.messages):
+            self.changed.clear()
+            await self.changed.wait()
+        return next(m for m in self.messages if text in m)
+
+
+def test_a_round_asks_the_endpoints_due_longest_first_and_at_most_its_limit() -> None:
+    schedule = Schedule(poll_interval=1, recheck_interval=30)
+    schedule.track(["a", "b", "c", "d"], now=0)
+    schedule.asked("a", found=False, now=0)  # due again at 1
+    schedule.asked("b", found=True, now=0)  # at 30
+    assert schedule.most_overdue(0, 10) == ["c", "d"]
+    assert schedule.most_overdue(5, 2) == ["c", "d"]  # due since 0, before a (since 1)
+    assert schedule.most_overdue(5, 3) == ["c", "d", "a"]
+    assert schedule.most_overdue(5, 0) == []
+
+
+async def test_a_watch_reports_a_worker_listed_among_300_dead_endpoints_before_asking_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The live worker is listed first: it is reported after the first round of probes, not
+    after all 301 endpoints were asked, and the dead ones are one warning for the pass."""
+    runtime = os.environ["WOOL_RUNTIME_DIR"]
+    live = f"ipc://{runtime}/live-{uuid.uuid4().hex[:8]}.sock"
+    dead = [f"ipc://{runtime}/dead-{uuid.uuid4().hex[:8]}-{i}.sock" for i in range(300)]
+    counting = _Counting()
+    counting.install(monkeypatch)
+    handler = _Collect()
+    async with cli_worker("--bind", live) as worker:
+        watch = StaticDiscovery([live, *dead], **ON_DEMAND).watch()
+        try:
+            with logged_to(handler, "wool.discovery"):
+                async with asyncio.timeout(30):
+                    added = await anext(watch)
+                    assert (added.kind, added.worker.id) == ("added", worker.id)
+                    asked_then = counting.made
+                    pending = asyncio.ensure_future(anext(watch))  # the watch goes on with the rest
+                    warning = await handler.wait_for("accepts connections")
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
+        finally:
+            await watch.aclose()  # type: ignore[attr-defined]
+    assert asked_then <= _probe.ROUND < len(dead)
+    assert "nothing at 300 endpoints" in warning
+    assert [m for m in handler.messages if "accepts connections" in m] == [warning]

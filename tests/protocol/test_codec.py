@@ -57,6 +57,10 @@ MESSAGES = [
     p.Pong(21, "worker-d", 0, 0, (), 0, served=12345),
     p.Pong(22, "worker-e", 0, 0, (), 0, 7, max_message_size=1 << 20),
     *(p.Reject(20 + i, reason, f"detail for {reason.name}") for i, reason in enumerate(p.RejectReason)),
+    p.Fetch(23, "0123456789abcdef" * 2, 0, 1 << 20),
+    p.Part(24, "0123456789abcdef" * 2, 1 << 20, 3 << 20, b"\x00" * 70_000),
+    p.Part(24, "0123456789abcdef" * 2, 0, 10, b"0123456789"),
+    p.Part(25, "0123456789abcdef" * 2, 0, 0, b"", p.ShareProblem.RELEASED, "by release() at x.py:3 (process 7)"),
     p.Ping(0),
     p.Ping(2**64 - 1),
     p.Return(2**64 - 1, (b"largest call id",)),
@@ -168,7 +172,7 @@ CORRUPT = [
         id="float-version",
     ),
     pytest.param([env(V, 0, 6)], "unknown message kind 0", 6, id="kind-zero"),
-    pytest.param([env(V, 9, 6)], "unknown message kind 9", 6, id="kind-between-ranges"),
+    pytest.param([env(V, 10, 6)], "unknown message kind 10", 6, id="kind-between-ranges"),
     pytest.param([env(V, K.CREDIT, 6, 0)], "malformed credit", 6, id="credit-of-zero"),
     pytest.param([env(V, K.CREDIT, 6)], "malformed credit", 6, id="credit-missing-count"),
     pytest.param([env(V, K.CREDIT, 6, "5")], "malformed credit", 6, id="credit-text-count"),
@@ -375,6 +379,17 @@ CORRUPT = [
     pytest.param([env(V, K.RETURN, 10, b"c")], "return envelope lacks its frames", 10, id="return-inline-not-array"),
     pytest.param([env(V, K.RETURN, 10, [b"c", b"v"], [b"c", b"v"])], "malformed return", 10, id="return-inline-twice"),
     pytest.param([env(V, K.NEXT, 10, [b"c", b"x"])], "next needs 1 frames", 10, id="next-inline-with-payload"),
+    # fetching a shared value: keys are 32 hex digits, lengths positive, a part has one frame
+    pytest.param([env(V, K.FETCH, 10, "k" * 32, 0, 5)], "malformed fetch", 10, id="fetch-key-not-hex"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 31, 0, 5)], "malformed fetch", 10, id="fetch-key-short"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, -1, 5)], "malformed fetch", 10, id="fetch-negative-offset"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, 0, 0)], "malformed fetch", 10, id="fetch-zero-length"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, 0)], "malformed fetch", 10, id="fetch-no-length"),
+    pytest.param([env(V, K.FETCH, 10, "0" * 32, 0, 5), b"x"], "fetch carries no payload", 10, id="fetch-with-frame"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, 0, "", [b"a", b"b"])], "part needs 1 frames", 10, id="part-two-frames"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, 9, "", [b"a"])], "malformed part", 10, id="part-unknown-problem"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, True, "", [b"a"])], "malformed part", 10, id="part-bool-problem"),
+    pytest.param([env(V, K.PART, 10, "0" * 32, 0, 5, 0, "")], "part envelope lacks its frames", 10, id="part-no-data"),
 ]
 
 
@@ -623,6 +638,8 @@ def _check_decode(frames: list[bytes]) -> None:
             p.Stop,
             p.Pong,
             p.Reject,
+            p.Fetch,
+            p.Part,
         ),
     )
     assert p.decode(p.encode(msg)) == msg

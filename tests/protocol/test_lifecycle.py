@@ -10,8 +10,10 @@ import pytest
 from wool import protocol as p
 
 K = p.Kind
-REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING, K.CREDIT]
-REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT]
+# A fetch (worker -> caller) and its part (caller -> worker) answer no request of a call: a
+# worker asks its caller for a shared value while the call runs (see `wool.sharing._fetch`).
+REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING, K.CREDIT, K.PART]
+REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT, K.FETCH]
 
 # Written out by hand from the protocol's rules, to check the tables against.
 COROUTINE = {(K.CALL, K.RETURN), (K.CALL, K.RAISE), (K.CALL, K.REJECT), (K.PING, K.PONG), (K.PING, K.REJECT)}

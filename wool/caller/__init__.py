@@ -7,10 +7,21 @@ through a `Connection`, and `wool._pool` opens a `Mesh`."""
 
 from ._broadcast import broadcast
 from ._connection import Connection
-from ._context import OpenPool, current_mesh_var, current_pool, current_slot_var, latest_pool, pool_closed, pool_opened
+from ._context import (
+    OpenPool,
+    current_mesh_var,
+    current_pool,
+    current_slot_var,
+    latest_pool,
+    pool_closed,
+    pool_opened,
+    rehandle,
+    shared_args_var,
+)
 from ._contextvars import ContextVar, Snapshot, Token, send_back
 from ._contextvars import apply as apply_snapshot
 from ._contextvars import unpickle as unpickle_snapshot
+from ._fetches import answer_fetch, fetch_server
 from ._idle import DEFAULT_IDLE_TIMEOUT, check_idle_timeout
 from ._loadbalancer import Candidate, LeastOutstanding, LoadBalancer, RoundRobin
 from ._map import Map, map
@@ -41,6 +52,10 @@ __all__ = [
     "apply_snapshot",
     "current_mesh_var",
     "current_pool",
+    "answer_fetch",
+    "fetch_server",
+    "rehandle",
+    "shared_args_var",
     "current_slot_var",
     "latest_pool",
     "pool_closed",

@@ -36,6 +36,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -55,6 +56,7 @@ from .._transport import (
     oversized,
     show_size,
 )
+from ._fetches import answer_fetch
 from ._ledger import CallLedger, Sink
 
 log = logging.getLogger("wool.connection")
@@ -127,13 +129,20 @@ class Connection:
         # the usual bound) is reported as not answering, as one that stops answering
         # heartbeats is.
         handshake_ms = max(1, min(HANDSHAKE_IVL_MS, int(liveness * 1000)))
-        sock = new_socket(zmq.DEALER, (zmq.HANDSHAKE_IVL, handshake_ms), liveness=liveness, max_message_size=max_message_size)
         self.routing_id = _routing_id()
-        sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         self._public_key = keys.public if keys is not None else None
-        if keys is not None and worker.public_key is not None:
-            _curve.make_client(sock, keys, worker.public_key)
-        monitor = sock.get_monitor_socket(_MONITORED)
+        sock: zmq.Socket[Any] | None = None
+        try:
+            # A process out of descriptors, or past ZeroMQ's sockets per context, fails here.
+            sock = new_socket(zmq.DEALER, (zmq.HANDSHAKE_IVL, handshake_ms), liveness=liveness, max_message_size=max_message_size)
+            sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
+            if keys is not None and worker.public_key is not None:
+                _curve.make_client(sock, keys, worker.public_key)
+            monitor = sock.get_monitor_socket(_MONITORED)
+        except zmq.ZMQError as e:
+            if sock is not None:
+                sock.close(linger=0)
+            raise WorkerLost(f"cannot open a socket to worker {worker.id!r} at {worker.endpoint!r}: {e}") from None
         self._monitor = SocketDriver(monitor, self._on_event)
         self._driver = SocketDriver(sock, self._on_reply)
         try:
@@ -240,6 +249,9 @@ class Connection:
             if e.call_id is not None:
                 self.calls.malformed(e.call_id, str(e))
             self._warn_malformed(e)
+            return
+        if type(msg) is p.Fetch:  # a worker asks for part of a value shared with it (`wool.share`)
+            self._driver.send(p.encode(answer_fetch(msg, self.send_limit)))
             return
         if not self._match(msg):
             log.debug(

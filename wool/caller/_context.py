@@ -127,3 +127,23 @@ def current_mesh(routine_name: str) -> Mesh:
         f"routine {routine_name} was called outside any worker pool: call it inside `async with wool.WorkerPool(...):` "
         f"(or, from synchronous code, `with wool.WorkerPool(...) as pool:` and `pool.run({routine_name}(...))`)"
     )
+
+
+# Inside a worker's call: the values that its top-level `wool.Shared` arguments arrived as (by
+# id, with the value itself, whose id could otherwise be reused, and its handle), so that a
+# routine passing one on to a nested call sends the handle again rather than the value.
+shared_args_var: ContextVar[dict[int, tuple[object, object]] | None] = ContextVar("wool_shared_args", default=None)
+
+
+def rehandle(args: tuple[object, ...], kwargs: dict[str, object]) -> tuple[tuple[object, ...], dict[str, object]]:
+    """`args` and `kwargs` with each value that arrived as a `wool.Shared` argument of the
+    running call replaced by that handle again."""
+    table = shared_args_var.get()
+    if not table:
+        return args, kwargs
+
+    def handle(v: object) -> object:
+        found = table.get(id(v))
+        return found[1] if found is not None and found[0] is v else v
+
+    return tuple(handle(a) for a in args), {k: handle(v) for k, v in kwargs.items()}

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import _observe
 from .. import protocol as p
-from .._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
+from .._errors import DispatchError, NoWorkersAvailable, SerializationError, WoolError, WorkerLost
 from . import _contextvars as cv
 from . import _route as route
 from ._connection import Connection
@@ -57,6 +57,8 @@ def _dump(what: str, name: str, value: object) -> tuple[p.Frame, ...]:
     the error text is built only on failure, not on every call."""
     try:
         return p.dumps(value)
+    except WoolError:  # wool's own, already clear (a released `wool.Shared`)
+        raise
     except Exception as e:
         raise SerializationError(f"{what.format(name)} could not be pickled: {type(e).__name__}: {e}") from e
 

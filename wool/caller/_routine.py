@@ -31,7 +31,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import protocol as p
 from . import _retry, _unawaited
-from ._context import waiting_on_peer
+from ._context import rehandle, waiting_on_peer
 from ._dispatch import _dispatch, _dump, _outcome, _Placement
 from ._options import check_tags
 from ._stream import generator_routine
@@ -129,6 +129,7 @@ async def _call(
                 f"{name} is not idempotent: wool.options(hedge_after=...) would run it twice; "
                 "declare it @wool.routine(idempotent=True) if running it twice is harmless"
             )
+        args, kwargs = rehandle(args, kwargs)  # values that came as `wool.Shared` go on as handles
         payload = _dump("the arguments of {}", name, (args, kwargs))
         if idempotent:
             attempt = functools.partial(_send, wrapper, place, payload)

@@ -25,7 +25,7 @@ from .. import protocol as p
 from .._errors import WorkerLost
 from . import _retry
 from ._connection import Connection
-from ._context import waiting_on_peer
+from ._context import rehandle, waiting_on_peer
 from ._dispatch import _abandon, _capture, _dispatch, _dump, _merge_context, _outcome, _Placement
 from ._readahead import Inbox, register_proxy, requested_window
 
@@ -86,7 +86,7 @@ class _Stream:
         self._wrapper = wrapper
         self._place = place
         self._name = wrapper.__qualname__
-        self._args = (args, kwargs)
+        self._args = rehandle(args, kwargs)  # values that came as `wool.Shared` go on as handles
         self._conn: Connection | None = None
         self._call_id = 0
         self._open = False

@@ -43,6 +43,7 @@ log = logging.getLogger("wool.discovery")
 
 DEFAULT_INTERVAL = 5.0  # seconds between resolutions
 WARN_EVERY = 60.0  # while resolution keeps failing, at most one warning per this many seconds
+_truncated: set[tuple[object, ...]] = set()  # names whose answer was cut, warned about once
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -208,11 +209,18 @@ class DnsDiscovery:
         """The endpoints the name lists now.
 
         Returns:
-            The endpoints, sorted; empty if the name does not exist or has no such records.
+            The endpoints, sorted, at most the first 512 (with a warning if it lists more);
+            empty if the name does not exist or has no such records.
 
         Raises:
             DiscoveryError: No server gave an answer.
         """
+        endpoints, listed = await self._resolve()
+        self._note_truncation(listed, len(endpoints))
+        return endpoints
+
+    async def _resolve(self) -> tuple[list[str], int]:
+        """The endpoints to probe, and how many the name listed."""
         # Imported on first use, not with wool: see `_dns_records`.
         from ._dns_records import MAX_ENDPOINTS, ResolutionError, resolve_endpoints
 
@@ -220,11 +228,17 @@ class DnsDiscovery:
             found = await resolve_endpoints(self.name, self.port, self.nameservers, self.timeout)
         except ResolutionError as e:
             raise DiscoveryError(f"could not resolve {self.name!r}{self._where()}: {str(e)!r}") from None
-        endpoints = sorted(found)
-        if len(endpoints) > MAX_ENDPOINTS:
-            log.warning("%r lists %d endpoints; using the first %d", self.name, len(endpoints), MAX_ENDPOINTS)
-            endpoints = endpoints[:MAX_ENDPOINTS]
-        return endpoints
+        return sorted(found)[:MAX_ENDPOINTS], len(found)
+
+    def _note_truncation(self, listed: int, kept: int) -> None:
+        """Warn that the answer was cut, once per name in this process until it fits again
+        (the watch resolves it every `interval`, and a pool may run several watches)."""
+        key = self._key()
+        if listed <= kept:
+            _truncated.discard(key)
+        elif key not in _truncated:
+            _truncated.add(key)
+            log.warning("%r lists %d endpoints, more than a watch probes: using the first %d", self.name, listed, kept)
 
     def _where(self) -> str:
         return "" if self.nameservers is None else " at " + ", ".join(f"{a}:{p}" for a, p in self.nameservers)
@@ -244,11 +258,13 @@ class DnsDiscovery:
                 if loop.time() >= resolve_at:
                     resolve_at = loop.time() + self.interval
                     try:
-                        probes.track(await self.resolve())
+                        endpoints, listed = await self._resolve()
                     except DiscoveryError as e:
                         outage.failed(e, len(probes))
                     else:
                         outage.recovered()
+                        self._note_truncation(listed, len(endpoints))
+                        probes.track(endpoints)
                 current = await probes.ask_due(self.timeout)
                 events = _diff(seen, current)
                 seen = current

@@ -18,7 +18,9 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-MAX_ENDPOINTS = 1024  # an answer listing more is cut to this many (DNS answers are untrusted)
+# An answer listing more endpoints is cut to this many (DNS answers are untrusted): a watch asks
+# each one at least every poll interval, `_probe.PROBES_AT_ONCE` at a time.
+MAX_ENDPOINTS = 512
 
 
 class ResolutionError(Exception):

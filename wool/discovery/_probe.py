@@ -28,29 +28,56 @@ place: busy is not dead, and the mesh's own liveness judges the calls it runs.
 
 With keys, an endpoint does not say which public key its worker holds, and a CURVE client
 must name it before the first byte. So an endpoint is tried with every key these keys trust
-(its own first), all at once: a worker holding another key breaks the handshake off at once,
-and the key whose handshake completes is the one published for the worker. Later probes try
-that key alone, and all of them again once it fails. A worker that refuses this process's
-key is left out, with a warning once per endpoint.
+(its own first), `KEYS_AT_ONCE` at a time: a worker holding another key breaks the handshake
+off at once, and the key whose handshake completes is the one published for the worker.
+Later probes try that key alone, and all of them again once it fails. A worker that refuses
+this process's key is left out, with a warning once per endpoint.
+
+What a probe costs is bounded whatever the endpoints' source says (a DNS answer is
+untrusted): at most `PROBES_AT_ONCE` probes run at once in a process's event loop, the
+others wait their turn, so probing holds at most `PROBES_AT_ONCE * KEYS_AT_ONCE`
+connections (three ZeroMQ sockets each; a context has 1,023). A watch asks at most `ROUND`
+endpoints (those due the longest) before it reports what they found and comes back for the
+rest, so a worker listed among hundreds of dead endpoints is not reported only once every one
+of them was asked. Endpoints that refuse connections are warned about in one line per pass
+over the due endpoints, naming a few of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .. import protocol as p
 from .._endpoints import parse_endpoint
 from .._errors import WoolError
 from .._info import WorkerInfo
 from .._keys import Keys
+from .._throttle import Throttle
 from ..caller import Connection
 
 log = logging.getLogger("wool.discovery")
+_warnings = Throttle(log)  # of probes that could not even open a socket
 
 RECHECKS = 30  # by default, a worker found is asked again every this many poll intervals
+PROBES_AT_ONCE = 16  # probes running at once per event loop; the rest wait for a turn
+KEYS_AT_ONCE = 4  # candidate server keys tried at once on one endpoint
+ROUND = 4 * PROBES_AT_ONCE  # endpoints a watch asks before it reports what it found
+NAMED_IN_WARNING = 3  # endpoints named in a warning about many of them
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _turn() -> asyncio.Semaphore:
+    """The running loop's probe turns (a semaphore is bound to one loop)."""
+    loop = asyncio.get_running_loop()
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = asyncio.Semaphore(PROBES_AT_ONCE)
+    return turns
 
 
 def _host(endpoint: str) -> str:
@@ -69,18 +96,34 @@ class Probe:
         self._key: str | None = None  # the server key whose handshake completed last
         self._denied_warned = False
         self._refused_warned = False
+        self.newly_refused = False  # the last `ask` found it refusing connections, not warned yet
 
     async def ask(self, timeout: float) -> WorkerInfo | None:
-        """Connect, ping, close: the worker at the endpoint now, or None. Waits at most
-        `timeout` for the handshake and as long again for the pong."""
-        refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        conns = self._connect(refused)
-        if not conns:
-            self.worker = None
-            return None
+        """Connect, ping, close, when the loop's probe turns allow: the worker at the
+        endpoint now, or None. Waits at most `timeout` for each handshake (per batch of
+        `KEYS_AT_ONCE` keys) and as long again for the pong."""
+        async with _turn():
+            return await self._ask(timeout)
+
+    async def _ask(self, timeout: float) -> WorkerInfo | None:
+        self.newly_refused = False
+        candidates = self._candidates()
+        conn: Connection | None = None
+        conns: list[Connection] = []
         try:
-            conn = await self._handshake(conns, refused, timeout)
+            for start in range(0, len(candidates), KEYS_AT_ONCE):
+                refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                conns = self._connect(candidates[start : start + KEYS_AT_ONCE], refused)
+                if not conns:
+                    break
+                conn = await self._handshake(conns, refused, timeout)
+                if conn is not None or refused.done() or any(c.denied for c in conns):
+                    break
+                for c in conns:
+                    c.close()
+                conns = []
             if conn is None:
+                self._key = None  # whoever answers there next may hold another trusted key: try them all
                 self.worker = None
                 return None
             call_id = conn.new_call_id()
@@ -117,17 +160,20 @@ class Probe:
             )
         return self.worker
 
-    def _connect(self, refused: asyncio.Future[None]) -> list[Connection]:
-        """A connection per candidate server key (one without keys); none if the endpoint is
-        unusable. `refused` is resolved once every one of them found the endpoint refusing
-        connections."""
+    def _candidates(self) -> list[str | None]:
+        """The server keys to try, in order (None: no keys)."""
         keys = self.keys
         if keys is None:
-            candidates: list[str | None] = [None]
-        elif self._key is not None:
-            candidates = [self._key]
-        else:
-            candidates = [keys.public, *sorted(keys.trusted - {keys.public})]
+            return [None]
+        if self._key is not None:
+            return [self._key]
+        return [keys.public, *sorted(keys.trusted - {keys.public})]
+
+    def _connect(self, candidates: Sequence[str | None], refused: asyncio.Future[None]) -> list[Connection]:
+        """A connection per candidate server key; none if the endpoint is unusable (or no
+        socket could be opened: `WorkerLost`, logged). `refused` is resolved once every one
+        of them found the endpoint refusing connections."""
+        keys = self.keys
         conns: list[Connection] = []
 
         def on_refused(_: Connection) -> None:
@@ -139,7 +185,8 @@ class Probe:
                 info = WorkerInfo(f"static {self.endpoint}", self.endpoint, 0, public_key=key)
                 # quiet: the refusals of an endpoint are warned about below, once.
                 conns.append(Connection(info, keys=keys, quiet=True, on_refused=on_refused))
-        except WoolError:
+        except WoolError as e:
+            _warnings.warn("connect", "cannot probe %r: %s", self.endpoint, str(e))
             for conn in conns:
                 conn.close()
             return []
@@ -165,8 +212,7 @@ class Probe:
                 log.warning("%s; leaving it out", next(c.lost for c in conns if c.denied))
         elif refused.done() and not self._refused_warned:
             self._refused_warned = True
-            log.warning("nothing at %r accepts connections; leaving it out until a worker answers there", self.endpoint)
-        self._key = None  # whoever answers there next may hold another trusted key: try them all
+            self.newly_refused = True
         return None
 
 
@@ -185,6 +231,10 @@ class Schedule:
 
     def due(self, now: float) -> list[str]:
         return [e for e, at in self._due.items() if at <= now]
+
+    def most_overdue(self, now: float, limit: int) -> list[str]:
+        """At most `limit` of the endpoints due, those due the longest first."""
+        return [e for e, _ in heapq.nsmallest(limit, ((e, at) for e, at in self._due.items() if at <= now), key=lambda x: x[1])]
 
     def asked(self, endpoint: str, found: bool, now: float) -> None:
         if endpoint in self._due:
@@ -208,6 +258,10 @@ class Probes:
         self._probes: dict[str, Probe] = {}
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        # The endpoints due when this pass over them began and not asked yet, and those it
+        # found refusing connections: warned about together once the pass is over.
+        self._pass: set[str] = set()
+        self._refused: list[str] = []
 
     def __len__(self) -> int:
         return len(self._probes)
@@ -219,13 +273,24 @@ class Probes:
         self.schedule.track(wanted, self._loop.time())
 
     async def ask_due(self, timeout: float) -> dict[str, WorkerInfo]:
-        """Ask the endpoints that are due; the workers found now (asked or not), by id."""
+        """Ask the endpoints that are due, at most `ROUND` of them (those due the longest
+        first: the rest are still due, and the watch comes back for them at once, having
+        reported what this round found); the workers found now (asked or not), by id."""
         self._wake.clear()
-        due = [self._probes[e] for e in self.schedule.due(self._loop.time())]
+        now = self._loop.time()
+        if not self._pass:
+            self._pass = set(self.schedule.due(now))
+        due = [self._probes[e] for e in self.schedule.most_overdue(now, ROUND)]
         found = await asyncio.gather(*(probe.ask(timeout) for probe in due))
         now = self._loop.time()
         for probe, worker in zip(due, found, strict=True):
             self.schedule.asked(probe.endpoint, worker is not None, now)
+        self._refused += [probe.endpoint for probe in due if probe.newly_refused]
+        self._pass.difference_update(probe.endpoint for probe in due)
+        self._pass.intersection_update(self._probes)  # endpoints no longer listed are not waited for
+        if not self._pass and self._refused:  # one warning for the whole pass
+            warn_refused(self._refused)
+            self._refused = []
         return by_id(probe.worker for probe in self._probes.values())
 
     async def wait(self, until: float | None = None) -> None:
@@ -273,9 +338,29 @@ def nudge_watches(discovery: object) -> None:
 
 
 async def ask_once(endpoints: Iterable[str], keys: Keys | None, timeout: float) -> list[WorkerInfo]:
-    """The workers answering at `endpoints` now (one probe each, concurrently), sorted by id."""
-    found = await asyncio.gather(*(Probe(e, keys).ask(timeout) for e in dict.fromkeys(endpoints)))
+    """The workers answering at `endpoints` now (one probe each, `PROBES_AT_ONCE` at a
+    time), sorted by id."""
+    probes = [Probe(e, keys) for e in dict.fromkeys(endpoints)]
+    found = await asyncio.gather(*(probe.ask(timeout) for probe in probes))
+    warn_refused([probe.endpoint for probe in probes if probe.newly_refused])
     return sorted(by_id(found).values(), key=lambda w: w.id)
+
+
+def warn_refused(refused: Sequence[str]) -> None:
+    """One warning for these endpoints, found newly refusing connections."""
+    if not refused:
+        return
+    if len(refused) == 1:
+        log.warning("nothing at %r accepts connections; leaving it out until a worker answers there", refused[0])
+        return
+    named = ", ".join(repr(e) for e in refused[:NAMED_IN_WARNING])
+    more = f" and {len(refused) - NAMED_IN_WARNING} more" if len(refused) > NAMED_IN_WARNING else ""
+    log.warning(
+        "nothing at %d endpoints (%s%s) accepts connections; leaving them out until a worker answers there",
+        len(refused),
+        named,
+        more,
+    )
 
 
 def by_id(found: Iterable[WorkerInfo | None]) -> dict[str, WorkerInfo]:

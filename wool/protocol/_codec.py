@@ -25,10 +25,12 @@ from ._messages import (
     Cancel,
     Close,
     Credit,
+    Fetch,
     Frame,
     Kind,
     Message,
     Next,
+    Part,
     Ping,
     Pong,
     Raise,
@@ -36,6 +38,7 @@ from ._messages import (
     RejectReason,
     Return,
     Send,
+    ShareProblem,
     Stop,
     Throw,
     Yield,
@@ -129,6 +132,11 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
     elif isinstance(msg, Credit):
         frames = [_envelope(msg, msg.count)]
+    elif isinstance(msg, Fetch):
+        frames = [_envelope(msg, msg.key, msg.offset, msg.length)]
+    elif isinstance(msg, Part):
+        share = (msg.key, msg.offset, msg.total, int(msg.problem), _clip(msg.detail, MAX_TEXT))
+        frames = _framed(msg, share, [msg.data])
     else:
         frames = [_envelope(msg)]
     if len(frames[0]) > MAX_ENVELOPE:
@@ -257,6 +265,15 @@ def _path(v: object) -> bool:
     return isinstance(v, str) and len(v) <= MAX_LINKS and not v.strip("cx")
 
 
+def _key(v: object) -> bool:
+    """A shared value's key: 32 lowercase hex digits."""
+    return isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v)
+
+
+def _problem(v: object) -> bool:
+    return _is_int(v) and v in ShareProblem._value2member_map_
+
+
 def _reason(v: object) -> bool:
     return _is_int(v) and v in RejectReason._value2member_map_
 
@@ -279,6 +296,8 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
     Kind.STOP: ((), 1, 1),
     Kind.PONG: ((_str, _count, _count, _tags, _count, _count), 0, 0),
     Kind.REJECT: ((_reason, _str), 0, 0),
+    Kind.FETCH: ((_key, _count, _positive), 0, 0),
+    Kind.PART: ((_key, _count, _count, _problem, _str), 1, 1),
 }
 
 
@@ -349,4 +368,6 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.STOP: lambda i, f, p: Stop(i, p[0]),
     Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4], f[5], f[6] if len(f) > 6 else None),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
+    Kind.FETCH: lambda i, f, p: Fetch(i, f[0], f[1], f[2]),
+    Kind.PART: lambda i, f, p: Part(i, f[0], f[1], f[2], p[0], ShareProblem(f[3]), f[4]),
 }

@@ -46,7 +46,9 @@ ACCEPTS: dict[CallState, frozenset[Kind]] = {
     CallState.DONE: frozenset({Kind.CANCEL, Kind.CREDIT}),
 }
 
-# The replies that may answer each request, for the request's kind of call.
+# The replies that may answer each request, for the request's kind of call. A `fetch` (worker
+# to caller) and the `part` answering it are outside these tables: a worker asks its caller
+# for part of a shared value while one of its calls runs, whatever its state.
 COROUTINE_REPLIES: dict[Kind, frozenset[Kind]] = {
     Kind.CALL: frozenset({Kind.RETURN, Kind.RAISE, Kind.REJECT}),
     Kind.PING: frozenset({Kind.PONG, Kind.REJECT}),  # a one-shot exchange outside any call

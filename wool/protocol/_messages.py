@@ -13,7 +13,9 @@ import enum
 # 3: a call's envelope ends with its affinity key's digest, and a pong with the worker's max
 # message size. 4: small frames travel inside the envelope (see `_codec`). A peer of another
 # version is refused with a message naming both, rather than failing on a field it does not know.
-VERSION = 4
+# 5: a worker fetches a shared value (`wool.share`) from the caller of the call that needs it,
+# in parts (`fetch`, `part`).
+VERSION = 5
 
 Frame = bytes | memoryview
 
@@ -33,6 +35,7 @@ class Kind(enum.IntEnum):
     CANCEL = 6
     PING = 7
     CREDIT = 8
+    PART = 9
     # worker -> caller
     RETURN = 16
     YIELD = 17
@@ -40,6 +43,7 @@ class Kind(enum.IntEnum):
     STOP = 19
     PONG = 20
     REJECT = 21
+    FETCH = 22
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -220,6 +224,41 @@ class Reject:
     kind = Kind.REJECT
 
 
-Request = Call | Next | Send | Throw | Close | Cancel | Ping | Credit
-Reply = Return | Yield | Raise | Stop | Pong | Reject
+class ShareProblem(enum.IntEnum):
+    NONE = 0  # the part follows
+    RELEASED = 1  # the value was released (the detail says where)
+    LOST = 2  # its owner died
+    UNAVAILABLE = 3  # this process cannot read it (it never had it)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetch:
+    """Worker -> caller, during call `call_id`: send bytes `offset` to `offset + length` of
+    the shared value `key` (its laid-out form, see `wool.sharing`). `length` is at most the
+    worker's max message size, so every answer fits in one message part."""
+
+    call_id: int
+    key: str
+    offset: int
+    length: int
+    kind = Kind.FETCH
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Part:
+    """Caller -> worker: the answer to a `fetch` of `key` at `offset`: `data` (empty at the
+    end, or when `problem` says why there is nothing) out of `total` bytes."""
+
+    call_id: int
+    key: str
+    offset: int
+    total: int
+    data: Frame
+    problem: ShareProblem = ShareProblem.NONE
+    detail: str = ""
+    kind = Kind.PART
+
+
+Request = Call | Next | Send | Throw | Close | Cancel | Ping | Credit | Part
+Reply = Return | Yield | Raise | Stop | Pong | Reject | Fetch
 Message = Request | Reply

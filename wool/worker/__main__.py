@@ -22,6 +22,7 @@ from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
+from ..sharing import default_limit
 from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX, token_path
@@ -110,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"before sending (default: {DEFAULT_MAX_MESSAGE_SIZE} = {DEFAULT_MAX_MESSAGE_SIZE >> 20} MiB; callers need "
         f"as much for results: WorkerPool(max_message_size=BYTES)). Connections must complete their handshake within "
         f"{HANDSHAKE_IVL_MS / 1000:g} s",
+    )
+    parser.add_argument(
+        "--share-cache",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="keep at most BYTES of values shared with wool.share mapped; the least recently used are dropped "
+        f"and mapped again when needed (by default 1 GiB or a quarter of this host's memory, if less: {default_limit()} here)",
     )
     parser.add_argument(
         "--keys",
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         check_max_message_size(args.max_message_size)
     except ValueError as e:
         parser.error(f"--max-message-size: {e}")
+    if args.share_cache is not None and args.share_cache < 0:
+        parser.error("--share-cache must not be negative")
     try:
         config = WorkerConfig(
             discovery,
@@ -240,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_address=args.metrics_address,
             idle_timeout=args.idle_timeout or None,
             lifespan=lifespan,
+            share_cache=args.share_cache,
         )
     except ValueError as e:
         parser.error(str(e))

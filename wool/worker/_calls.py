@@ -30,6 +30,7 @@ from .. import protocol as p
 from .._errors import DispatchError, RemoteBaseException, SerializationError
 from .._transport import oversized, show_size
 from ..caller import Options, Snapshot, apply_snapshot, current_slot_var, deadline_var, options_var, send_back, unpickle_snapshot
+from ..sharing import fetch_route_var, shared_in, substitute
 from . import _unpickling as unpickling
 from ._admission import CallSlot
 
@@ -41,9 +42,11 @@ class Host(Protocol):
 
     endpoint: str
     max_message_size: int  # the largest reply part callers accept (they share the worker's)
+    loop: asyncio.AbstractEventLoop
 
     def check_routine(self, msg: p.Call) -> None: ...
     def load_routine(self, msg: p.Call) -> Callable[..., Any]: ...
+    def fetch_part(self, identity: bytes, call_id: int, key: str, offset: int, length: int) -> Awaitable[p.Part]: ...
     def reply(self, identity: bytes, msg: p.Reply) -> None: ...
     def finished(self, key: tuple[bytes, int]) -> None: ...
     def background(self, aw: Awaitable[Any]) -> None: ...
@@ -220,6 +223,9 @@ class CoroutineCall:
         try:
             fn, args, kwargs = _unpack(self._host, carried, request)
             del request
+            fetch_route_var.set((self._host, self._identity, call_id))  # how to fetch `wool.Shared` values
+            if shared_in(args, kwargs):  # top-level `wool.Shared` arguments arrive as their values
+                args, kwargs = await substitute(args, kwargs)
             result = await fn(*args, **kwargs)
         except asyncio.CancelledError:
             reply: p.Reply = _raise_reply(call_id, self._reason or asyncio.CancelledError())

@@ -13,6 +13,7 @@ from .._keys import Keys
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import Discovery, keyless_refusal
+from ..sharing import check_share_cache
 from ._server import SETTLE_QUIET
 
 DEFAULT_GRACE = 5.0
@@ -85,11 +86,14 @@ class WorkerConfig:
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
     # Entered before the first call, exited after the last (see `_lifespan`).
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    share_cache: int | None = None  # bytes of shared values it keeps mapped (None: the default)
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
         check_max_message_size(self.max_message_size)
+        if self.share_cache is not None:
+            check_share_cache(self.share_cache)
         if self.bind is not None and not isinstance(self.bind, str):
             raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
         if self.keys is None and not self.insecure:

@@ -27,6 +27,7 @@ from typing import Any
 from .. import protocol as p
 from .._errors import SerializationError
 from .._transport import oversized
+from ..sharing import fetch_route_var, shared_in, substitute
 from . import _unpickling as unpickling
 from ._admission import CallSlot
 from ._calls import Host, _Carried, _context, _guarded, _PassedOn, _path_to, _raise_reply, _too_large, _unpack, _value_reply
@@ -72,6 +73,9 @@ class GeneratorCall:
         assert request is not None
         fn, args, kwargs = _unpack(self._host, self._carried, request)
         del request
+        fetch_route_var.set((self._host, self._identity, self.call_id))  # how to fetch `wool.Shared` values
+        if shared_in(args, kwargs):  # top-level `wool.Shared` arguments arrive as their values
+            args, kwargs = await substitute(args, kwargs)
         agen = fn(*args, **kwargs)
         if not isinstance(agen, AsyncGenerator):
             raise TypeError(f"{self._name} did not return an async generator")

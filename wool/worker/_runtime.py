@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .. import protocol as p
+from .. import sharing
 from .._state import WorkerState, worker_state_var
 from ..caller import Mesh, current_mesh_var
 from ..discovery import Discovery, WorkerInfo
@@ -110,6 +111,8 @@ async def serve(
         loop.add_reader(watch_fd, on_readable)
 
     worker_id = uuid.uuid4().hex
+    if config.share_cache is not None:
+        sharing.cache.resize(config.share_cache)
     keys = config.keys
     # The metrics endpoint first: its address is published with the worker, and told in pongs.
     exposition = Exposition.start(config.metrics_port, config.metrics_address) if config.metrics_port is not None else None
@@ -206,6 +209,7 @@ async def serve(
             await discovery.withdraw(info)
         if lifespan is not None:  # serving failed: still tear the lifespan down
             await _lifespan.leave(lifespan, config.lifespan, config.grace)
+        sharing.release_scope(mesh)  # what its routines shared (a forked worker runs no atexit)
         await mesh.close()
         if exposition is not None:
             exposition.close()

@@ -37,6 +37,8 @@ from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall
 from ._generator_call import GeneratorCall
+from ._preauth import PreauthGuard
+from ._preauth import supported as preauth_supported
 
 log = logging.getLogger("wool.worker")
 
@@ -66,12 +68,15 @@ class Server:
     ) -> None:
         self.worker_id = worker_id
         self.max_message_size = max_message_size
+        self.loop = asyncio.get_running_loop()  # where a call's thread asks its caller for shared values
         self._about = (tuple(sorted(tags)), max_calls or 0)  # told in every pong
         self.accepting = True
         self._probe_interval = liveness / 4
         self._admission = Admission(max_calls)
         self._calls: dict[tuple[bytes, int], CoroutineCall | GeneratorCall] = {}
         self._routines: dict[bytes, Callable[..., Any]] = {}
+        # Fetches of parts of shared values sent to callers, by (caller, call id, key, offset).
+        self._parts: dict[tuple[bytes, int, str, int], asyncio.Future[p.Part]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._warnings = Throttle(log)  # one warning per kind of bad message per interval
         self._idle = asyncio.Event()
@@ -82,11 +87,22 @@ class Server:
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
         self._zap_domain = _curve.register(keys.allowed) if keys is not None else None
+        # Strangers on TCP get a budget until they authenticate (see `_preauth`).
+        self._guard: PreauthGuard | None = None
+        if keys is not None and bind.startswith("tcp://"):
+            if preauth_supported():
+                self._guard = PreauthGuard(sock)
+            else:
+                log.warning(
+                    "this kernel does not report TCP byte counts: unauthenticated peers are limited only by the max message size"
+                )
         try:
             if keys is not None and self._zap_domain is not None:
                 _curve.make_server(sock, keys, self._zap_domain)
             sock.bind(bind)
         except zmq.ZMQError as e:
+            if self._guard is not None:
+                self._guard.close()
             sock.close(linger=0)
             if self._zap_domain is not None:
                 _curve.unregister(self._zap_domain)
@@ -158,6 +174,16 @@ class Server:
         if not self._calls:
             self._idle.set()
 
+    def fetch_part(self, identity: bytes, call_id: int, key: str, offset: int, length: int) -> asyncio.Future[p.Part]:
+        """Ask the caller `identity` for part of a shared value (see `wool.sharing._fetch`);
+        the future is cancelled with the call if the caller goes away."""
+        where = (identity, call_id, key, offset)
+        future: asyncio.Future[p.Part] = asyncio.get_running_loop().create_future()
+        self._parts[where] = future
+        future.add_done_callback(lambda _: self._parts.pop(where, None) if self._parts.get(where) is future else None)
+        self.reply(identity, p.Fetch(call_id, key, offset, length))
+        return future
+
     def background(self, aw: Awaitable[Any]) -> None:
         async def run() -> None:
             try:
@@ -195,7 +221,13 @@ class Server:
             self.reply(
                 identity, p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
             )
-        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
+        elif isinstance(msg, p.Part):
+            waiting = self._parts.pop((identity, msg.call_id, msg.key, msg.offset), None)
+            if waiting is None or waiting.done():
+                self._warn("part", f"dropped a part of a shared value nobody waits for (call {msg.call_id})")
+            else:
+                waiting.set_result(msg)
+        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject, p.Fetch)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
             )
@@ -292,6 +324,9 @@ class Server:
         self._prober.cancel()
         for task in self._background:
             task.cancel()
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
         self._driver.close(linger=200)
         if self._zap_domain is not None:  # after the socket: never a server without its handler
             _curve.unregister(self._zap_domain)
