@@ -193,7 +193,7 @@ class Discovery(Protocol):
         """Follow the namespace.
 
         Returns:
-            An async iterator: first an `"added"` event for every current worker, then one
-            event per later change, until it is closed (`aclose()`).
+            An async iterator of events, first an `"added"` event for every current worker,
+            then one per later change, until it is closed (`aclose()`).
         """
         ...
