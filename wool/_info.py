@@ -194,6 +194,6 @@ class Discovery(Protocol):
 
         Returns:
             An async iterator of events, first an `"added"` event for every current worker,
-            then one per later change, until it is closed (`aclose()`).
+                then one per later change, until it is closed (`aclose()`).
         """
         ...

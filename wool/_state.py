@@ -31,7 +31,7 @@ def state() -> Any:
 
     Returns:
         The value the lifespan (`WorkerPool(lifespan=...)`) yielded, once per worker
-        process; `None` if the worker has no lifespan.
+            process; `None` if the worker has no lifespan.
 
     Raises:
         RuntimeError: Called anywhere but in a routine running on a worker, or in a routine

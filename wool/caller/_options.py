@@ -141,7 +141,7 @@ def remaining() -> float | None:
 
     Returns:
         The seconds left, never negative; `None` when the call has no deadline, and outside
-        routines.
+            routines.
 
     Example:
         ```python

@@ -210,7 +210,7 @@ class DnsDiscovery:
 
         Returns:
             The endpoints, sorted, at most the first 512 (with a warning if it lists more);
-            empty if the name does not exist or has no such records.
+                empty if the name does not exist or has no such records.
 
         Raises:
             DiscoveryError: No server gave an answer.
