@@ -60,13 +60,39 @@ def check_key(key: object, what: str = "a CURVE key") -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
 class Keys:
-    """This process's CURVE keypair (`public`, `secret`: z85 strings) and the public keys of
-    the peers it trusts (`trusted`). Its own key is always trusted as well.
+    """This process's CURVE keypair and the public keys of the peers it trusts: what
+    `WorkerPool(keys=...)`, `StaticDiscovery(keys=...)` and `DnsDiscovery(keys=...)` take.
 
-    Build one with `Keys.load(DIR)` (a directory made by `python -m wool.keys generate DIR`),
-    `Keys.generate()` (a fresh keypair, in memory), or from strings. Raises `ValueError` if
-    a key is malformed or the secret key does not belong to the public one. Its repr never
-    shows the secret key."""
+    With keys every connection is encrypted, and both ends are authenticated: a worker
+    accepts only callers whose public key it trusts, a caller connects only to workers whose
+    public key it trusts. Its own key is always trusted as well, so processes sharing one key
+    directory trust each other. Build one with `Keys.load(DIR)` (a directory made by
+    `python -m wool.keys generate DIR`), `Keys.generate()` (a fresh keypair, in memory), or
+    from strings. Its repr never shows the secret key; pickled (to a spawned worker), it
+    carries it.
+
+    Args:
+        public: This process's public key (z85, 40 characters).
+        secret: The matching secret key (z85).
+        trusted: The public keys of the peers it trusts.
+
+    Attributes:
+        public: This process's public key (z85).
+        secret: Its secret key (z85): never share it.
+        trusted: The public keys of the peers it trusts (its own not included; see
+            `allowed`).
+
+    Raises:
+        TypeError: `trusted` is a single key instead of a collection.
+        ValueError: A key is malformed, or the secret key does not belong to the public one.
+
+    Example:
+        ```python
+        keys = wool.Keys.load("~/.wool/keys")      # python -m wool.keys generate ~/.wool/keys
+        async with wool.WorkerPool(discovery=wool.LanDiscovery(), keys=keys):
+            ...
+        ```
+    """
 
     public: str
     secret: str
@@ -91,17 +117,40 @@ class Keys:
 
     @classmethod
     def generate(cls, trusted: Iterable[str | bytes] = ()) -> Keys:
-        """A fresh keypair, trusting `trusted` (and itself)."""
+        """A fresh keypair, in memory.
+
+        Args:
+            trusted: The public keys of the peers it trusts (besides itself).
+
+        Returns:
+            The new keys.
+        """
         public, secret = zmq.curve_keypair()
         return cls(public, secret, trusted)
 
     @classmethod
     def load(cls, directory: PathLike) -> Keys:
-        """The keys in `directory` (see the module docstring; `~` is expanded). Raises
-        `OSError` if it has no readable `id.key`, `ValueError` if a key file is malformed,
-        if `id.pub` does not match `id.key`, if `id.key` is readable by anyone but its
-        owner, or if the directory, `trusted/` or a key file is a link, belongs to another
-        user, or is writable by group or others."""
+        """The keys in a directory made by `python -m wool.keys generate DIR`: the secret key
+        in `id.key` (0600), its public key in `id.pub`, and one trusted public key per
+        `trusted/*.pub` file.
+
+        Whoever can write to the directory decides whom this process trusts, so each file is
+        opened without following links and its owner and mode are checked.
+
+        Args:
+            directory: The key directory (`~` is expanded).
+
+        Returns:
+            The keys.
+
+        Raises:
+            FileNotFoundError: The directory has no `id.key` (the message says how to make
+                one).
+            OSError: A key file cannot be read.
+            ValueError: A key file is malformed, `id.pub` does not match `id.key`, `id.key`
+                is readable by anyone but its owner, or the directory, `trusted/` or a key
+                file is a link, belongs to another user, or is writable by group or others.
+        """
         root = Path(directory).expanduser()
         secret_path = root / SECRET_FILE
         missing = f"no secret key at {secret_path}: make a key directory with `python -m wool.keys generate {root}`"
@@ -136,11 +185,28 @@ class Keys:
         return cls(public, secret, trusted)
 
     def trusts(self, public_key: str) -> bool:
-        """Whether a peer with `public_key` may be talked to (or may call, on a worker)."""
+        """Whether a peer with `public_key` may be talked to (or may call, on a worker).
+
+        Args:
+            public_key: The peer's public key (z85).
+
+        Returns:
+            `True` for this process's own key and for every trusted key.
+        """
         return public_key == self.public or public_key in self.trusted
 
     def trusting(self, *public_keys: str | bytes) -> Keys:
-        """These keys, trusting `public_keys` too."""
+        """A copy of these keys that trusts `public_keys` too.
+
+        Args:
+            *public_keys: More public keys to trust (z85).
+
+        Returns:
+            The new keys; these are unchanged (they are frozen).
+
+        Raises:
+            ValueError: A key is malformed.
+        """
         return Keys(self.public, self.secret, [*self.trusted, *public_keys])
 
     @property

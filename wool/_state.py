@@ -27,9 +27,28 @@ worker_state_var: ContextVar[WorkerState | None] = ContextVar("wool_worker_state
 
 
 def state() -> Any:
-    """Inside a routine running on a worker: what the worker's lifespan yielded (`None` if
-    the worker has no lifespan). Raises `RuntimeError` anywhere else, and in a routine that
-    runs on this worker while its lifespan is still being entered (a nested call it made)."""
+    """What the worker's lifespan yielded, inside a routine running on a worker.
+
+    Returns:
+        The value the lifespan (`WorkerPool(lifespan=...)`) yielded, once per worker
+            process; `None` if the worker has no lifespan.
+
+    Raises:
+        RuntimeError: Called anywhere but in a routine running on a worker, or in a routine
+            that runs on this worker while its lifespan is still being entered (a nested
+            call the lifespan made).
+
+    Example:
+        ```python
+        @contextlib.asynccontextmanager
+        async def load_model():
+            yield {"model": load("model.bin")}     # once per worker
+
+        @wool.routine
+        async def predict(x: list[float]) -> float:
+            return wool.state()["model"].predict(x)
+        ```
+    """
     holder = worker_state_var.get()
     if holder is None:
         raise RuntimeError(

@@ -81,7 +81,14 @@ def _check(what: str, value: object) -> str:
 
 class Token(Generic[T]):
     """What `ContextVar.set` returns: `reset(token)` restores the value before that `set`,
-    in the same context, once (as `contextvars.Token`)."""
+    in the same context, once (as `contextvars.Token`).
+
+    A token stays in the process that made it: pickling one (passing it to a routine, say)
+    raises `TypeError`, since only the context it came from can be reset with it.
+
+    Attributes:
+        MISSING: What `old_value` is when the variable had no value before the `set`.
+    """
 
     MISSING: Any = contextvars.Token.MISSING
 
@@ -92,6 +99,7 @@ class Token(Generic[T]):
 
     @property
     def var(self) -> ContextVar[T]:
+        """The variable whose `set` returned this token."""
         return self._var
 
     @property
@@ -108,9 +116,37 @@ class Token(Generic[T]):
 
 class ContextVar(Generic[T]):
     """A context variable (as `contextvars.ContextVar`) whose value follows routine calls to
-    workers and back. Identified by `name` within `namespace`: two `wool.ContextVar`s with the
-    same name and namespace are the same variable, in this process and on every worker.
-    Its values must be picklable (cloudpickle) to travel."""
+    workers and back.
+
+    Identified by `name` within `namespace`: two `wool.ContextVar`s with the same name and
+    namespace are the same variable, in this process and on every worker, so a worker matches
+    the values a call brings to the variable even if it imports the module defining it later.
+    Only variables that were set travel; their values must be picklable (cloudpickle). A call
+    carries at most 1,024 variables, 1 MiB pickled (more fails at the call site with
+    `ValueError`); what a routine sets comes back to its caller when the call returns.
+
+    Args:
+        name: The variable's name: a non-empty string.
+        namespace: Keeps variables of unrelated libraries apart (a non-empty string, usually
+            the package's name); `None` for none.
+        default: What `get()` returns when the variable has no value in the context.
+
+    Raises:
+        TypeError: `name` or `namespace` is not a non-empty string.
+
+    Example:
+        ```python
+        REQUEST_ID = wool.ContextVar("request_id", namespace="billing", default="-")
+
+        @wool.routine
+        async def handle() -> str:
+            return REQUEST_ID.get()        # on the worker: the caller's value
+
+        token = REQUEST_ID.set("r-42")
+        assert await handle() == "r-42"
+        REQUEST_ID.reset(token)
+        ```
+    """
 
     __slots__ = ("_key", "_default", "_var", "__weakref__")
 
@@ -121,10 +157,12 @@ class ContextVar(Generic[T]):
 
     @property
     def name(self) -> str:
+        """The name given at construction."""
         return self._key[1]
 
     @property
     def namespace(self) -> str | None:
+        """The namespace given at construction, or `None`."""
         return self._key[0] or None
 
     @overload
@@ -132,8 +170,15 @@ class ContextVar(Generic[T]):
     @overload
     def get(self, default: D, /) -> T | D: ...
     def get(self, *args: Any) -> Any:
-        """The value in the current context; else `default` (the argument, then the one
-        given at construction); else `LookupError`."""
+        """The value in the current context. `get(default)` returns `default` when the
+        variable has no value there; `get()` returns the default given at construction.
+
+        Returns:
+            The value, or the first default there is.
+
+        Raises:
+            LookupError: The variable has no value and there is no default.
+        """
         value = self._var.get()
         if value is not _UNSET:
             return value
@@ -147,14 +192,30 @@ class ContextVar(Generic[T]):
         raise LookupError(self)
 
     def set(self, value: T) -> Token[T]:
-        """Set the value in the current context."""
+        """Set the value in the current context (and so for the routine calls made from it).
+
+        Args:
+            value: The new value; it must be picklable to travel with a call.
+
+        Returns:
+            A token for `reset`, which restores the value this `set` replaced.
+        """
         old = self._var.get()
         if old is _UNSET:
             old = _strangers.get().get(self._key, _UNSET)
         return Token(self, old, self._var.set(value))
 
     def reset(self, token: Token[T]) -> None:
-        """Restore the value the variable had before the `set` that returned `token`."""
+        """Restore the value the variable had before the `set` that returned `token`.
+
+        Args:
+            token: What `set` returned, in this same context.
+
+        Raises:
+            TypeError: `token` is not a `wool.Token`.
+            ValueError: `token` was made by another variable, or in another context.
+            RuntimeError: `token` was already used.
+        """
         if not isinstance(token, Token):
             raise TypeError(f"reset() needs a wool.Token, not {type(token).__name__}")
         if token.var._key != self._key:

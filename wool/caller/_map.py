@@ -36,7 +36,12 @@ R = TypeVar("R")
 
 
 class Map(Generic[R]):
-    """The async iterator `wool.map` returns; also an async context manager that closes it."""
+    """The async iterator `wool.map` returns; also an async context manager that closes it
+    (cancelling the calls still in flight) when the block ends.
+
+    Nothing runs before the first item is asked for: the calls start then, with the options,
+    deadline and context variables in force at that moment.
+    """
 
     def __init__(
         self,
@@ -180,14 +185,36 @@ def map(
     concurrency: int = DEFAULT_CONCURRENCY,
     ordered: bool = True,
 ) -> Map[R]:
-    """`routine(item)` for each item of `iterable` (sync or async, consumed lazily), with at
-    most `concurrency` calls in flight (default 64), as an async iterator of the results: in
-    input order, or in completion order with `ordered=False`.
+    """`routine(item)` for each item of `iterable`, with a bounded number of calls in flight,
+    as an async iterator of the results.
 
-    The first exception raised by a call (or by the input) is raised to the consumer after
-    the calls still in flight were cancelled and unwound; breaking out (`async with`, or
-    `aclose()`), cancelling the consumer, or the deadline in force at the start passing,
-    does the same. `TypeError`/`ValueError` for bad arguments, at once."""
+    The input is consumed lazily, one item per free slot, so an endless generator runs in
+    flat memory. The first exception raised by a call (or by the input) is raised to the
+    consumer after the calls still in flight were cancelled and unwound; breaking out
+    (`async with`, or `aclose()`), cancelling the consumer, or the deadline in force at the
+    start passing, does the same.
+
+    Args:
+        routine: A coroutine routine (or any async callable) taking one item.
+        iterable: The items, sync or async.
+        concurrency: The most calls in flight at once.
+        ordered: Results in input order; `False` for completion order.
+
+    Returns:
+        An async iterator of the results, also an async context manager.
+
+    Raises:
+        TypeError: `routine` is not callable or is an async generator routine, `iterable`
+            is not iterable, or `concurrency` is not an int.
+        ValueError: `concurrency` is less than 1.
+
+    Example:
+        ```python
+        async with wool.map(price, trades, concurrency=16) as results:
+            async for value in results:
+                print(value)
+        ```
+    """
     if not callable(routine):
         raise TypeError(f"wool.map needs a routine (an async callable), not {routine!r}")
     spec = getattr(routine, "__wool_routine__", None)

@@ -25,9 +25,17 @@ _KEEP: Any = object()
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Options:
-    """The options in force: tags a worker must have (in addition to the routine's own),
-    seconds each routine call may take, the affinity key's digest, and after how many
-    seconds an idempotent call is hedged."""
+    """The options in force, as `with wool.options(...) as opts:` gives them.
+
+    Frozen: a block makes a new one from the enclosing block's, and leaving it restores that.
+
+    Attributes:
+        tags: Tags a worker must have (in addition to the routine's own).
+        timeout: Seconds each routine call may take, or `None` for no limit.
+        affinity: The digest of the affinity key (the key itself never travels), or `None`.
+        hedge_after: Seconds after which an idempotent call is sent to a second worker, or
+            `None`.
+    """
 
     tags: frozenset[str] = frozenset()
     timeout: float | None = None
@@ -70,20 +78,37 @@ def options(
     """Options for the routine calls made in this block, and for the nested calls those
     routines make on workers. An option not given keeps its enclosing value.
 
-    `tags`: a worker must have all of them (as well as the tags of the routine called); the
-    block's set replaces the enclosing block's. `timeout`: seconds each call may take before
-    it is cancelled, with its whole tree of nested calls, and raises `TimeoutError`; `None`
-    for no limit. Within a call that has a deadline, no nested call outlives it.
+    Args:
+        tags: A worker must have all of them (as well as the tags of the routine called);
+            the block's set replaces the enclosing block's. A single string is one tag.
+        timeout: Seconds each call may take before it is cancelled, with its whole tree of
+            nested calls, and raises `TimeoutError`; `None` for no limit. Within a call that
+            has a deadline, no nested call outlives it.
+        affinity: A hashable, picklable key; every call with the same key goes to the same
+            worker (among those with the right tags) while it lives, by rendezvous hashing,
+            so a worker joining or leaving moves only the keys it must. `None` clears it.
+        hedge_after: Seconds after which an idempotent call
+            (`@wool.routine(idempotent=True)`) that has not answered is sent to a second
+            worker; the first answer wins and the other copy is cancelled. Calling a routine
+            that is not idempotent in the block raises `TypeError` at the call. Unlike the
+            other options it applies only to the calls made in the block, not to the nested
+            calls those routines make (they need not be idempotent).
 
-    `affinity`: a hashable, picklable key; every call with the same key goes to the same
-    worker (among those with the right tags) while it lives, by rendezvous hashing, so a
-    worker joining or leaving moves only the keys it must. `None` clears it.
+    Yields:
+        The `Options` in force inside the block.
 
-    `hedge_after`: seconds after which an idempotent call (`@wool.routine(idempotent=True)`)
-    that has not answered is sent to a second worker; the first answer wins and the other
-    copy is cancelled. `TypeError` at the call of a routine that is not idempotent. Unlike
-    the other options it applies only to the calls made in the block, not to the nested
-    calls those routines make (they need not be idempotent).
+    Raises:
+        TypeError: A tag is not a non-empty string, the affinity key is not hashable or not
+            picklable, or a number of seconds is not a number.
+        ValueError: A number of seconds is negative or not finite.
+
+    Example:
+        ```python
+        with wool.options(tags={"gpu"}, timeout=30):
+            await train(model)             # on a worker tagged "gpu", cancelled after 30 s
+        with wool.options(affinity=user_id):
+            await recommend(user_id)       # every call for this user on the same worker
+        ```
     """
     current = options_var.get()
     new = Options(
@@ -109,9 +134,25 @@ def deadline(loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | 
 
 
 def remaining() -> float | None:
-    """Inside a routine on a worker: the seconds left (never negative) before the deadline
-    its caller set with `wool.options(timeout=...)`, directly or higher up the tree of calls.
-    `None` when the call has no deadline, and outside routines."""
+    """The seconds left before the current call's deadline, inside a routine on a worker.
+
+    The deadline is the one its caller set with `wool.options(timeout=...)`, directly or
+    higher up the tree of calls. A routine uses it to size its own work (a smaller batch,
+    an earlier answer) before the deadline cancels it.
+
+    Returns:
+        The seconds left, never negative; `None` when the call has no deadline, and outside
+            routines.
+
+    Example:
+        ```python
+        @wool.routine
+        async def search(query: str) -> list[str]:
+            left = wool.remaining()
+            depth = 3 if left is None or left > 1.0 else 1
+            return await deep_search(query, depth)
+        ```
+    """
     current = deadline_var.get()
     if current is None:
         return None

@@ -60,7 +60,14 @@ _REFUSAL = "a read-ahead stream only iterates: its worker has already produced t
 
 
 class ReadAhead(AsyncIterator[T], Generic[T]):
-    """An async iterator over a remote generator that runs up to `window` items ahead."""
+    """An async iterator over a remote generator that runs up to `window` items ahead:
+    what `wool.readahead` returns.
+
+    The worker sends each item as soon as it is yielded, as long as fewer than `window`
+    items wait unread on the caller; reading returns credit. Values cannot be sent into the
+    generator: `asend()` and `athrow()` raise `TypeError` (iterate the generator itself for
+    that). Leaving early with `aclose()` closes it on the worker.
+    """
 
     def __init__(self, gen: AsyncGenerator[T, Any], window: int) -> None:
         if not is_proxy(gen):
@@ -112,8 +119,26 @@ def _unstarted(gen: Any) -> bool:
 
 
 def readahead(gen: AsyncGenerator[T, Any], window: int = 64) -> ReadAhead[T]:
-    """Iterate the remote generator `gen` (not started yet) letting it run up to `window`
-    items ahead: one message per item instead of a round trip. `asend`/`athrow` are refused."""
+    """Iterate the remote generator `gen` letting it run up to `window` items ahead: one
+    message per item instead of a round trip per item.
+
+    Args:
+        gen: What calling a `@wool.routine` async generator returned, not iterated yet.
+        window: How many items the worker may send ahead of the ones read (at least 1).
+
+    Returns:
+        An async iterator of the generator's items.
+
+    Raises:
+        TypeError: `gen` is not a remote generator of a `@wool.routine`.
+        ValueError: `gen` has started already, or `window` is not a positive int.
+
+    Example:
+        ```python
+        async for row in wool.readahead(read_rows(path), window=256):
+            total += row.amount
+        ```
+    """
     return ReadAhead(gen, window)
 
 

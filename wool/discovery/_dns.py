@@ -86,23 +86,46 @@ def check_name(name: object) -> str:
 class DnsDiscovery:
     """Discovery of the workers at the addresses a DNS name resolves to.
 
-    With `port`, `name`'s A and AAAA records are the workers' addresses, all listening on
-    `port` (a headless Service's name: `wool-workers.default.svc.cluster.local`, 7001). Without,
-    `name` is an SRV name whose records give each worker's host and port
-    (`_wool._tcp.wool-workers.default.svc.cluster.local`). The name is resolved every
-    `interval` seconds (default 5) and each address asked which worker serves there,
-    answering within `timeout`: every `poll_interval` seconds while nobody answers there,
-    every `recheck_interval` seconds (default: 30 poll intervals) once a worker has; a failed
-    resolution keeps the workers last found (see the module's theory of operation). `publish` and `withdraw` do nothing: a
-    worker started with `--discovery dns:...` finds its peers through the name, and the
-    cluster lists it once it is ready.
+    The name is resolved every `interval` seconds and each address asked which worker serves
+    there: every `poll_interval` seconds while nobody answers there, every
+    `recheck_interval` seconds once a worker has; a failed resolution keeps the workers last
+    found, since a DNS outage says nothing about the workers. `publish` and `withdraw` do
+    nothing: a worker started with `--discovery dns:...` finds its peers through the name,
+    and the cluster lists it once it is ready. DNS answers are not authenticated, so a pool
+    over a DNS name needs keys or `insecure=True` (see the security model). Picklable.
 
-    `nameservers` ("10.96.0.10", "127.0.0.1:5353", "[::1]:5353") asks those servers instead of
-    the system's (/etc/resolv.conf, with its search domains, so a short name such as
-    `wool-workers` works inside a Kubernetes namespace). `keys` (a `wool.Keys` or key
-    directory) reaches workers that require CURVE keys, as with `StaticDiscovery`; a
-    `WorkerPool` with keys, or a worker started with `--keys`, gives its keys to a DNS
-    discovery that has none. Picklable; raises `ValueError` for a bad name, port or server."""
+    Args:
+        name: With `port`, a name whose A and AAAA records are the workers' addresses (a
+            headless Service's name: `wool-workers.default.svc.cluster.local`); without, an
+            SRV name whose records give each worker's host and port
+            (`_wool._tcp.wool-workers.default.svc.cluster.local`).
+        port: The port every worker listens on, or `None` to read ports from SRV records.
+        interval: Seconds between resolutions of the name.
+        poll_interval: Seconds between asks of an address where no worker answered.
+        recheck_interval: Seconds between asks of an address where a worker answered
+            (`None`: 30 poll intervals).
+        timeout: Seconds a DNS server, and then a worker, has to answer.
+        nameservers: Servers to ask instead of the system's (`"10.96.0.10"`,
+            `"127.0.0.1:5353"`, `"[::1]:5353"`); the system's come from /etc/resolv.conf,
+            with its search domains, so a short name such as `wool-workers` works inside a
+            Kubernetes namespace.
+        keys: A `wool.Keys` or a key directory, to reach workers that require CURVE keys,
+            as with `StaticDiscovery`; a `WorkerPool` with keys, or a worker started with
+            `--keys`, gives its keys to a DNS discovery that has none.
+
+    Raises:
+        TypeError: `port` is not an int, `nameservers` is a single string, or a number of
+            seconds is not a number.
+        ValueError: A bad name, port or server, or a number of seconds that is not
+            positive.
+
+    Example:
+        ```python
+        workers = wool.DnsDiscovery("wool-workers", 7001)
+        async with wool.WorkerPool(discovery=workers, keys="/etc/wool/keys"):
+            ...
+        ```
+    """
 
     publishes: ClassVar[bool] = False  # a worker need not check that it is listed
     __slots__ = ("name", "port", "interval", "poll_interval", "recheck_interval", "timeout", "nameservers", "keys")
@@ -154,7 +177,14 @@ class DnsDiscovery:
         return hash((DnsDiscovery, self._key()))
 
     def with_keys(self, keys: Keys | None) -> DnsDiscovery:
-        """This discovery, reaching its workers with `keys`."""
+        """A copy of this discovery that reaches its workers with `keys`.
+
+        Args:
+            keys: The keys to use, or `None` for none.
+
+        Returns:
+            A new `DnsDiscovery` with the same name, port and intervals.
+        """
         other = copy.copy(self)
         other.keys = keys
         return other
@@ -167,15 +197,24 @@ class DnsDiscovery:
 
     async def workers(self) -> list[WorkerInfo]:
         """The workers answering at the name's addresses now (one ping each, concurrently);
-        every watch of this discovery in this process asks its endpoints again too. Raises
-        `DiscoveryError` if the name could not be resolved."""
+        every watch of this discovery in this process asks its endpoints again too.
+
+        Raises:
+            DiscoveryError: The name could not be resolved.
+        """
         nudge_watches(self)
         return await ask_once(await self.resolve(), self.keys, self.timeout)
 
     async def resolve(self) -> list[str]:
-        """The endpoints the name lists now, sorted (empty if the name does not exist or has
-        no such records), at most the first 512, with a warning if it lists more. Raises
-        `DiscoveryError` if no server gave an answer."""
+        """The endpoints the name lists now.
+
+        Returns:
+            The endpoints, sorted, at most the first 512 (with a warning if it lists more);
+                empty if the name does not exist or has no such records.
+
+        Raises:
+            DiscoveryError: No server gave an answer.
+        """
         endpoints, listed = await self._resolve()
         self._note_truncation(listed, len(endpoints))
         return endpoints

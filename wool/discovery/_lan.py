@@ -225,13 +225,30 @@ async def _using(key: Key) -> AsyncIterator[_Hub]:
 class LanDiscovery:
     """Discovery over Zeroconf (mDNS): each worker is a `_wool._tcp.local.` service.
 
-    `namespace` keeps unrelated groups of workers on one network apart (all processes using
-    the default one find each other). `interfaces` lists the IP addresses of the interfaces
-    to use (default: all); a worker bound to a wildcard address is advertised at them.
+    Records on a LAN are not authenticated: a pool over `LanDiscovery` needs keys, or
+    `insecure=True` to say that anyone on the network may pose as a worker (see the
+    security model). Picklable: only the namespace and interfaces travel; each process opens
+    its own Zeroconf on first use and closes it when nothing is published or watched any
+    more. Methods raise `DiscoveryError` when Zeroconf cannot start or publish.
 
-    Picklable: only the namespace and interfaces travel; each process opens its own Zeroconf
-    on first use and closes it when nothing is published or watched any more. Methods raise
-    `DiscoveryError` when Zeroconf cannot start or publish."""
+    Args:
+        namespace: Keeps unrelated groups of workers on one network apart (all processes
+            using the default one find each other): 1 to 100 characters of
+            `A-Z a-z 0-9 . _ -`.
+        interfaces: The IP addresses of the interfaces to use (`None`: all); a worker bound
+            to a wildcard address is advertised at them.
+
+    Raises:
+        TypeError: `namespace` is not a string, or `interfaces` is a single string.
+        ValueError: `namespace` is malformed, or `interfaces` is empty or holds something
+            that is not an IP address.
+
+    Example:
+        ```python
+        async with wool.WorkerPool(size=2, discovery=wool.LanDiscovery(), keys="keys/"):
+            ...                            # 2 local workers, and every keyed worker on the LAN
+        ```
+    """
 
     __slots__ = ("namespace", "interfaces")
 
@@ -270,7 +287,12 @@ class LanDiscovery:
         return None if self.interfaces is None else tuple(sorted(self.interfaces))
 
     async def publish(self, worker: WorkerInfo) -> None:
-        """Announce `worker` (or update its record). Raises `DiscoveryError`."""
+        """Announce `worker` (or update its record).
+
+        Raises:
+            DiscoveryError: Zeroconf could not start, or the record could not be published
+                (too large, or no address to advertise).
+        """
         hub = _open_hub(self._key)
         fresh = False
         try:

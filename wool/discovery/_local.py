@@ -211,11 +211,30 @@ def _write(path: Path, entries: Entries) -> None:
 class LocalDiscovery:
     """Discovery through a registry file shared by the processes of this user on this machine.
 
-    `poll_interval` is how often the file is polled where inotify is unavailable.
-    Picklable: only the name and poll interval travel, and the directory is resolved where it
-    is used, so a spawned worker honours its own `WOOL_RUNTIME_DIR`. Methods raise
-    `DiscoveryError` when the registry cannot be written (reading a corrupt one never
-    raises)."""
+    The file lives in the user's private runtime directory (`WOOL_RUNTIME_DIR`, else
+    `$XDG_RUNTIME_DIR/wool`, else `wool-$UID` in the temporary directory; 0700); workers
+    started with `--discovery local:NAME` and pools
+    with `LocalDiscovery(NAME)` find each other there. Picklable: only the name and poll
+    interval travel, and the directory is resolved where it is used, so a spawned worker
+    honours its own `WOOL_RUNTIME_DIR`. Methods raise `DiscoveryError` when the registry
+    cannot be written (reading a corrupt one never raises).
+
+    Args:
+        name: The namespace: 1 to 100 characters of `A-Z a-z 0-9 . _ -`, not starting with
+            `.`.
+        poll_interval: Seconds between polls of the file where inotify is unavailable.
+
+    Raises:
+        TypeError: `name` is not a string, or `poll_interval` not a number.
+        ValueError: `name` is empty, too long or has other characters, or `poll_interval`
+            is not positive.
+
+    Example:
+        ```python
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery("desk")):
+            ...                            # workers of `python -m wool.worker --discovery local:desk`
+        ```
+    """
 
     __slots__ = ("name", "poll_interval")
 
@@ -274,11 +293,19 @@ class LocalDiscovery:
             raise DiscoveryError(f"cannot update registry {path}: {e}") from e
 
     async def publish(self, worker: WorkerInfo) -> None:
-        """Add `worker`, or replace the entry with its id. Raises `DiscoveryError`."""
+        """Add `worker`, or replace the entry with its id.
+
+        Raises:
+            DiscoveryError: The registry file could not be written.
+        """
         await asyncio.to_thread(self._modify, put=worker)
 
     async def withdraw(self, worker: WorkerInfo) -> None:
-        """Remove `worker`'s entry (absent is fine). Raises `DiscoveryError`."""
+        """Remove `worker`'s entry (absent is fine).
+
+        Raises:
+            DiscoveryError: The registry file could not be written.
+        """
         await asyncio.to_thread(self._modify, drop=worker.id)
 
     async def _prune(self) -> None:

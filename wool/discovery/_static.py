@@ -52,20 +52,40 @@ def check_endpoint(endpoint: str) -> str:
 class StaticDiscovery:
     """Discovery of the workers listening at a fixed list of endpoints.
 
-    Each endpoint is asked which worker incarnation serves there (a ping, answered within
-    `timeout` seconds), over a connection opened for the question and closed after it.
-    `watch()` asks an endpoint where no worker answered every `poll_interval` seconds, one
-    where a worker answered every `recheck_interval` seconds (default: 30 poll intervals),
-    and every endpoint at once when `workers()` is called on an equal discovery in this
-    process (the mesh does so when it loses a worker); it reports workers that appear,
-    restart (removed, then added) or become unreachable (removed). `publish` and `withdraw`
-    do nothing, so a worker started with a static list finds its peers through it and
-    announces nothing. Picklable; raises `ValueError` for an endpoint one cannot connect to
-    (a wildcard address, a missing port).
+    Each endpoint is asked which worker incarnation serves there (a ping), over a connection
+    opened for the question and closed after it. `watch()` asks an endpoint where no worker
+    answered every `poll_interval` seconds, one where a worker answered every
+    `recheck_interval` seconds, and every endpoint at once when `workers()` is called on an
+    equal discovery in this process (the mesh does so when it loses a worker); it reports
+    workers that appear, restart (removed, then added) or become unreachable (removed).
+    `publish` and `withdraw` do nothing, so a worker started with a static list finds its
+    peers through it and announces nothing. Picklable. Without keys, `tcp://` endpoints need
+    `WorkerPool(insecure=True)` (see the security model); `ipc://` ones in a private
+    directory do not.
 
-    `keys` (a `wool.Keys` or key directory) reaches workers that require CURVE keys: each
-    endpoint's worker must hold a key these keys trust. A `WorkerPool` with keys, or a worker
-    started with `--keys`, gives its keys to a static discovery that has none."""
+    Args:
+        endpoints: The workers' endpoints (`tcp://HOST:PORT`, `ipc://PATH`).
+        poll_interval: Seconds between asks of an endpoint where no worker answered.
+        recheck_interval: Seconds between asks of an endpoint where a worker answered
+            (`None`: 30 poll intervals).
+        timeout: Seconds a worker has to answer a ping.
+        keys: A `wool.Keys` or a key directory, to reach workers that require CURVE keys:
+            each endpoint's worker must hold a key these keys trust. A `WorkerPool` with
+            keys, or a worker started with `--keys`, gives its keys to a static discovery
+            that has none.
+
+    Raises:
+        TypeError: `endpoints` is a single string, or a number of seconds is not a number.
+        ValueError: An endpoint cannot be connected to (a wildcard address, a missing
+            port), or a number of seconds is not positive.
+
+    Example:
+        ```python
+        workers = wool.StaticDiscovery(["tcp://10.0.0.5:7001", "tcp://10.0.0.6:7001"])
+        async with wool.WorkerPool(discovery=workers, keys="~/.wool/keys"):
+            ...
+        ```
+    """
 
     publishes: ClassVar[bool] = False  # a worker need not check that it is listed
     __slots__ = ("endpoints", "poll_interval", "recheck_interval", "timeout", "keys")
@@ -99,7 +119,14 @@ class StaticDiscovery:
         return hash((StaticDiscovery, self.endpoints))
 
     def with_keys(self, keys: Keys | None) -> StaticDiscovery:
-        """This discovery, reaching its workers with `keys`."""
+        """A copy of this discovery that reaches its workers with `keys`.
+
+        Args:
+            keys: The keys to use, or `None` for none.
+
+        Returns:
+            A new `StaticDiscovery` with the same endpoints and intervals.
+        """
         return StaticDiscovery(
             self.endpoints,
             poll_interval=self.poll_interval,

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_THREADS,
         metavar="N",
         help="run at most N plain `def` routines at once, each in a thread (async routines are not limited by "
-        f"this; default: {DEFAULT_THREADS}: CPU-bound Python gains nothing from more threads in one process)",
+        f"this; default: {DEFAULT_THREADS}; CPU-bound Python gains nothing from more threads in one process)",
     )
     parser.add_argument(
         "--max-message-size",
