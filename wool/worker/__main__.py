@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_THREADS,
         metavar="N",
-        help="run at most N plain `def` routines at once, each in a thread (async routines are not limited by "
-        f"this; default: {DEFAULT_THREADS}; CPU-bound Python gains nothing from more threads in one process)",
+        help=f"run at most N plain `def` routines at once, each in a thread (default: {DEFAULT_THREADS}; CPU-bound "
+        "Python gains nothing from more threads in one process); async routines are not limited by this",
     )
     parser.add_argument(
         "--max-message-size",
