@@ -22,6 +22,9 @@ BASELINES = {
     "push": "raw zmq push stream: the server sends every item unasked",
     "untraced": "wool with tracing off (no tracer provider), against which `tracing` measures wool traced",
     "unhedged": "wool itself without wool.options(hedge_after=...) (hedge workload only)",
+    "zmq": "floor: 40-byte echo, blocking pyzmq DEALER/ROUTER over ipc, no event loop (latency only)",
+    "spin": "floor: the same, the caller spinning on NOBLOCK receives (latency only)",
+    "pipe": "floor: the same echo through an os.pipe pair, blocking reads and writes (latency only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
