@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._handshake",
         "wool._state",
         "wool._printable",
+        "wool._spin",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides

@@ -20,10 +20,11 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _metrics
+from . import _metrics, _spin
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
 from ._seconds import check_seconds
+from ._spin import check_idle
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .caller import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -95,6 +96,11 @@ class WorkerPool:
     them allocate more; a call whose arguments or result exceed it fails with
     `DispatchError` naming the limit. Raise it for larger values.
 
+    `idle="spin"` trades a core for latency: after each message, this process's event loop
+    (and each spawned worker's) polls its sockets instead of sleeping, for `spin_us`
+    microseconds (default 500), then sleeps in the kernel as usual (docs/how-to/tune-latency.md).
+    Workers found through `discovery` spin only if started with `--idle spin`.
+
     `lifespan`, a zero-argument callable returning an async context manager, is entered by
     each spawned worker before its first call and exited after its last (`wool.state()`
     returns what it yielded). If entering raises, `WorkerStartError` names the exception and
@@ -129,6 +135,8 @@ class WorkerPool:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        idle: str = "sleep",
+        spin_us: int | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -175,6 +183,8 @@ class WorkerPool:
         self.max_message_size = check_max_message_size(max_message_size)
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+        self.idle, self.spin_us = check_idle(idle, spin_us)
+        self._spinning: asyncio.AbstractEventLoop | None = None
         self.max_calls = max_calls
         self.tags = frozenset(tags)
         self.size = size or 0
@@ -226,6 +236,9 @@ class WorkerPool:
         if self._mesh is not None:
             raise RuntimeError("this WorkerPool is already open")
         self._namespace = self.discovery or LocalDiscovery(f"pool-{uuid.uuid4().hex[:16]}")
+        if self.idle == "spin":  # before the mesh: its connections' sockets join the spinner
+            self._spinning = asyncio.get_running_loop()
+            _spin.enable(self._spinning, self.spin_us)
         self._mesh = Mesh(
             self._namespace,
             self.loadbalancer,
@@ -258,6 +271,8 @@ class WorkerPool:
             max_message_size=self.max_message_size,
             idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
+            idle=self.idle,
+            spin_us=self.spin_us if self.idle == "spin" else None,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         if self.size and templates_work():
@@ -295,6 +310,9 @@ class WorkerPool:
 
     async def _shutdown(self) -> None:
         mesh, self._mesh = self._mesh, None
+        if self._spinning is not None:
+            _spin.disable(self._spinning)
+            self._spinning = None
         try:
             if mesh is not None:
                 await mesh.close()

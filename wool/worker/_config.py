@@ -10,6 +10,7 @@ from typing import Any
 from .._endpoints import parse_endpoint
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
+from .._spin import check_idle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import Discovery, keyless_refusal
@@ -85,11 +86,14 @@ class WorkerConfig:
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # close connections to peers idle this long
     # Entered before the first call, exited after the last (see `_lifespan`).
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    idle: str = "sleep"  # "spin": poll the sockets for `spin_us` after each message (`_spin`)
+    spin_us: int | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
         check_max_message_size(self.max_message_size)
+        check_idle(self.idle, self.spin_us)
         if self.bind is not None and not isinstance(self.bind, str):
             raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
         if self.keys is None and not self.insecure:
