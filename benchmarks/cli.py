@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 import traceback
@@ -32,6 +33,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON to PATH")
     parser.add_argument("--only", metavar="W1,W2", help=f"run only these workloads, of: {', '.join(NAMES)}")
     parser.add_argument("--reps", type=int, metavar="N", help="repetitions of every workload (default: per workload)")
+    parser.add_argument("--workers", type=int, metavar="N", help="workers per side (default: 2)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--plot", metavar="DIR", type=Path, help="also write PNG charts to DIR (needs matplotlib: wool[plot])")
     args = parser.parse_args(argv)
@@ -41,6 +43,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"unknown workloads: {', '.join(sorted(unknown))} (known: {', '.join(NAMES)})")
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
     return args
 
 
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = QUICK if args.quick else FULL
     if args.reps is not None:
         cfg = cfg.with_reps(args.reps)
+    if args.workers is not None:
+        cfg = dataclasses.replace(cfg, workers=args.workers)
     names = args.only.split(",") if args.only else NAMES
     selected = [w for w in WORKLOADS if w.name in names]
     machine = describe()

@@ -25,6 +25,9 @@ BASELINES = {
     "resident": "each worker sums an array it already holds, called with a 1 KB argument (share workload only)",
     "value": "wool with the array itself as the argument, sent with every call (share workload only)",
     "def": "wool with the routine a plain `def`, run in a worker thread (finegrain only)",
+    "zmq": "floor: 40-byte echo, blocking pyzmq DEALER/ROUTER over ipc, no event loop (latency only)",
+    "spin": "floor: the same, the caller spinning on NOBLOCK receives (latency only)",
+    "pipe": "floor: the same echo through an os.pipe pair, blocking reads and writes (latency only)",
 }
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}

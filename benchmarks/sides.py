@@ -22,6 +22,7 @@ import wool
 
 from . import functions
 from .baseline_client import DirectClient, LoopClient, RawClient, ServerProcess, start_servers
+from .floor import Floors
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
@@ -44,6 +45,7 @@ class Sides:
         self.raw_server: ServerProcess
         self.raw: RawClient
         self.ppe: ProcessPoolExecutor
+        self.floors: Floors
         self._next_direct = itertools.cycle(range(workers))
         self._next_piped = itertools.cycle(range(workers))
 
@@ -63,6 +65,8 @@ class Sides:
                 stack.callback(self.piped[-1].close)
             self.raw = RawClient(self.raw_server.endpoint())
             stack.callback(self.raw.close)
+            self.floors = Floors()
+            stack.callback(self.floors.close)
             self.ppe = process_pool(self.workers)
             stack.callback(self.ppe.shutdown, cancel_futures=True)
             # Its workers start lazily: start them now, as wool's and the loop's are.

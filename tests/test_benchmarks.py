@@ -20,6 +20,7 @@ WORKLOADS = [
     "tracing",
     "scale",
     "simulation",
+    "latency_spin",
     "latency",
     "throughput",
     "fanout",
@@ -37,7 +38,8 @@ BASELINES = {
     "scale": set(),  # wool alone, against N
     "simulation": set(),
     "finegrain": {"ppe"},
-    "latency": {"loop", "ppe"},
+    "latency_spin": {"zmq", "spin", "pipe"},
+    "latency": {"loop", "ppe", "zmq", "spin", "pipe"},
     "throughput": {"loop", "ppe"},
     "fanout": {"loop", "ppe"},
     "stream": {"loop", "ppe", "push"},

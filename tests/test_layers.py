@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._loopthread",
         "wool._pids",
         "wool._interrupt",
+        "wool._spin",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides

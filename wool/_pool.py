@@ -22,13 +22,14 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _metrics
+from . import _metrics, _spin
 from ._errors import WorkerStartError
 from ._executor import ExecutorCore
 from ._interrupt import CtrlC, waiting_for
 from ._keys import Keys, PathLike, as_keys
 from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking
 from ._seconds import check_seconds
+from ._spin import check_idle
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .caller import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -118,6 +119,11 @@ class WorkerPool:
     them allocate more; a call whose arguments or result exceed it fails with
     `DispatchError` naming the limit. Raise it for larger values.
 
+    `idle="spin"` trades a core for latency: after each message, this process's event loop
+    (and each spawned worker's) polls its sockets instead of sleeping, for `spin_us`
+    microseconds (default 500), then sleeps in the kernel as usual (docs/how-to/tune-latency.md).
+    Workers found through `discovery` spin only if started with `--idle spin`.
+
     `lifespan`, a zero-argument callable returning an async context manager, is entered by
     each spawned worker before its first call and exited after its last (`wool.state()`
     returns what it yielded). If entering raises, `WorkerStartError` names the exception and
@@ -159,6 +165,8 @@ class WorkerPool:
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         share_cache: int | None = None,
+        idle: str = "sleep",
+        spin_us: int | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -205,6 +213,8 @@ class WorkerPool:
         self.max_message_size = check_max_message_size(max_message_size)
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+        self.idle, self.spin_us = check_idle(idle, spin_us)
+        self._spinning: asyncio.AbstractEventLoop | None = None
         self.max_calls = max_calls
         self.share_cache = check_share_cache(share_cache) if share_cache is not None else None
         self.threads = check_threads(threads)
@@ -275,6 +285,9 @@ class WorkerPool:
             # Checked here first, so that an unsafe one (say, below a parent other users can
             # write to) is this `DiscoveryError`, before any worker tries to listen in it.
             runtime_dir()
+        if self.idle == "spin":  # before the mesh: its connections' sockets join the spinner
+            self._spinning = asyncio.get_running_loop()
+            _spin.enable(self._spinning, self.spin_us)
         self._mesh = Mesh(
             self._namespace,
             self.loadbalancer,
@@ -312,6 +325,8 @@ class WorkerPool:
             idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
             share_cache=self.share_cache,
+            idle=self.idle,
+            spin_us=self.spin_us if self.idle == "spin" else None,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
         )
         if self.size or isinstance(self.discovery, LocalDiscovery):
@@ -496,6 +511,9 @@ class WorkerPool:
             self._ctrl_c.closing()
         if mesh is not None:
             release_scope(mesh)  # what was shared while this pool was current
+        if self._spinning is not None:
+            _spin.disable(self._spinning)
+            self._spinning = None
         try:
             if mesh is not None:
                 await mesh.close()

@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from . import _spin
 from ._seconds import check_seconds
 from ._throttle import WARN_INTERVAL
 
@@ -212,6 +213,7 @@ class SocketDriver:
         self._last_unhandled = -WARN_INTERVAL  # when an unhandled error was last logged in full
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._loop.add_reader(self._fd, self._drain)
+        self._spinner = _spin.spinner(self._loop)  # None unless the loop spins (see `_spin`)
         self._schedule()
 
     @property
@@ -243,6 +245,13 @@ class SocketDriver:
             self._outbox[key] = deque([frames])
             self._arm_retry()
         self._schedule()
+        if self._spinner is not None:
+            self._spinner.kick(self)
+
+    def poll(self) -> None:
+        """Drain now if a message is ready (asked by a spinning loop: see `_spin`)."""
+        if not self.closed and self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator,arg-type]
+            self._drain()
 
     def close(self, linger: int = 0) -> None:
         if self.closed:
@@ -349,6 +358,8 @@ class SocketDriver:
                 self._on_message(frames)
             except Exception:
                 self._unhandled()
+            if n == 0 and self._spinner is not None:
+                self._spinner.kick(self)
         else:
             self._schedule()  # more may be ready: continue after other callbacks ran
         if self.closed:

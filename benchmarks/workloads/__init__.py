@@ -17,6 +17,7 @@ from .payload import payload
 from .scale import scale
 from .share import share
 from .simulation import simulation
+from .spin import latency_spin
 from .startup import startup
 from .streams import stream, stream_readahead
 from .tracing import tracing
@@ -34,6 +35,7 @@ WORKLOADS = [
     Workload("tracing", run_alone=tracing),
     Workload("scale", run_alone=scale),
     Workload("simulation", run_alone=simulation),
+    Workload("latency_spin", run_alone=latency_spin),
     Workload("latency", latency),
     Workload("throughput", throughput),
     Workload("fanout", fanout),

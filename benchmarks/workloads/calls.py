@@ -15,6 +15,16 @@ from ..sides import Sides
 
 Call = Callable[[int], Awaitable[Any]]
 LATENCY_BLOCK = 50  # sequential calls per side before the next side's turn
+FLOORS = ("zmq", "spin", "pipe")  # see benchmarks/floor.py
+
+
+def _blocking(call: Callable[[int], int]) -> Call:
+    """A floor's blocking round trip as a `Call` (it holds the loop: nothing else runs)."""
+
+    async def run(i: int) -> int:
+        return call(i)
+
+    return run
 
 
 async def _warm(call: Call, n: int = 50) -> None:
@@ -29,6 +39,7 @@ async def latency(cfg: Config, sides: Sides) -> WorkloadResult:
         "wool": lambda i: routines.add(i, 1),
         "loop": lambda i: sides.direct_call(functions.add, i, 1),
         "ppe": lambda i: sides.ppe_call(functions.add_sync, i, 1),
+        **{name: _blocking(getattr(sides.floors, name)) for name in FLOORS},
     }
 
     blocks = max(1, n // LATENCY_BLOCK)
@@ -58,10 +69,17 @@ async def latency(cfg: Config, sides: Sides) -> WorkloadResult:
         metrics=[Metric("median_us", "µs", False), Metric("p99_us", "µs", False)],
         params={"calls": n, "reps": cfg.latency_reps},
         samples=await repeat(cfg.latency_reps, measure),
-        targets=[Target("median_us", "<=", 1.1, "loop"), Target("median_us", "<", 1.0, "ppe")],
+        targets=[
+            Target("median_us", "<=", 1.1, "loop"),
+            Target("median_us", "<", 1.0, "ppe"),
+            Target("median_us", "<=", 1.0, "zmq"),
+            Target("p99_us", "<=", 1.2, "zmq"),
+        ],
         notes=[
             f"sides alternate every {LATENCY_BLOCK} calls within a repetition",
             "loop: the direct client (send, then await the reply on the socket: no reader task)",
+            "zmq, spin, pipe: the floors (benchmarks/floor.py): a 40-byte echo through a blocking pyzmq DEALER/ROUTER "
+            "over ipc, the same with the caller spinning on NOBLOCK receives, and an os.pipe pair; no event loop",
         ],
     )
 

@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -35,6 +36,15 @@ from . import _unpickling as unpickling
 from ._admission import CallSlot
 
 log = logging.getLogger("wool.worker")
+
+# Python 3.12+: a call's task takes its first step at once, inside `start`, so that a routine
+# that returns without suspending is answered in the same callback that received it, with no
+# task scheduled for a later loop iteration (`asyncio.Task(eager_start=True)`). Never inside
+# another eager step: calls that waited for a slot start when one ends, and a chain of eager
+# starts would recurse once per waiting call. The task, `asyncio.current_task()`, the call's
+# context and cancellation are the same either way.
+EAGER = sys.version_info >= (3, 12)
+_eager_step = False  # an eager first step is running
 
 
 class Host(Protocol):
@@ -212,7 +222,16 @@ class CoroutineCall:
         assert self._request is not None
         context = _context(self.slot, self._request)
         carried = _Carried(self._name, context)
-        self._task = asyncio.get_running_loop().create_task(self._run(carried), context=context)
+        loop = asyncio.get_running_loop()
+        global _eager_step
+        if EAGER and not _eager_step:
+            _eager_step = True
+            try:
+                self._task = asyncio.Task(self._run(carried), loop=loop, context=context, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            finally:
+                _eager_step = False
+        else:
+            self._task = loop.create_task(self._run(carried), context=context)
 
     async def _run(self, carried: _Carried) -> None:
         # The reply leaves from inside the task, as the routine returns: a done-callback

@@ -10,6 +10,7 @@ from typing import Any
 from .._endpoints import parse_endpoint
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
+from .._spin import check_idle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import Discovery, keyless_refusal
@@ -89,6 +90,8 @@ class WorkerConfig:
     # Entered before the first call, exited after the last (see `_lifespan`).
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
     share_cache: int | None = None  # bytes of shared values it keeps mapped (None: the default)
+    idle: str = "sleep"  # "spin": poll the sockets for `spin_us` after each message (`_spin`)
+    spin_us: int | None = None
 
     def __post_init__(self) -> None:
         if self.keys is not None and not isinstance(self.keys, Keys):
@@ -97,6 +100,7 @@ class WorkerConfig:
         if self.share_cache is not None:
             check_share_cache(self.share_cache)
         check_threads(self.threads)
+        check_idle(self.idle, self.spin_us)
         if self.bind is not None and not isinstance(self.bind, str):
             raise TypeError(f"bind must be an endpoint string or None, not {type(self.bind).__name__}")
         if self.keys is None and not self.insecure:

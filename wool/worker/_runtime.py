@@ -19,8 +19,9 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .. import _spin, sharing
 from .. import protocol as p
-from .. import sharing
+from .._spin import check_idle
 from .._state import WorkerState, worker_state_var
 from ..caller import Mesh, current_mesh_var
 from ..discovery import Discovery, WorkerInfo
@@ -91,6 +92,9 @@ async def serve(
     ignores SIGINT (a Ctrl-C reaches the whole process group: the pool decides)."""
     raise_open_file_limit()
     loop = asyncio.get_running_loop()
+    idle, spin_us = check_idle(config.idle, config.spin_us)
+    if idle == "spin":  # for the life of the process: before any socket is made
+        _spin.enable(loop, spin_us)
     stop = asyncio.Event()
     signals = (signal.SIGTERM,) if watch_fd is not None else (signal.SIGTERM, signal.SIGINT)
     if watch_fd is not None:
