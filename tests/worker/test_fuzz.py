@@ -553,11 +553,18 @@ async def test_worker_survives_malformed_messages(tmp_path: Path) -> None:
                     for expect, reply in zip(expects, replies, strict=False):
                         expect.check(reply)
                 # Unpredicted garbage got only replies a worker may send, and no reply named a
-                # call id that no request named.
+                # call id that no request named, except a malformed envelope's reject: the
+                # codec salvages a call id read before the bad part, and random bytes can hold
+                # one in the checked range.
                 unchecked = [m for i, ms in peer.replies.items() if i < CHECKED for m in ms]
                 assert {type(m) for m in unchecked} <= {p.Reject, p.Raise, p.Pong, p.Return, p.Yield, p.Stop}
                 named = {i for i, ms in peer.replies.items() if ms and CHECKED <= i < SENTINEL}
-                assert named == set(expected), named ^ set(expected)
+                salvaged = {
+                    i
+                    for i in named - set(expected)
+                    if all(isinstance(m, p.Reject) and m.reason is p.RejectReason.MALFORMED for m in peer.replies[i])
+                }
+                assert named - salvaged == set(expected), named ^ set(expected)
                 reasons = {m.reason for m in unchecked if isinstance(m, p.Reject)}
                 assert {p.RejectReason.MALFORMED, p.RejectReason.UNKNOWN_CALL} <= reasons
 
