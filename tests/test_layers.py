@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._handshake",
         "wool._state",
         "wool._printable",
+        "wool._memory",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides
@@ -34,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("wool.caller",),  # routines, connections, the mesh, options, context variables, fan-out
     ("wool.discovery",),  # backends (the static one asks workers through a caller connection)
     ("wool.worker",),  # the server, call runners, the worker process and its CLI
-    ("wool._pool",),  # WorkerPool: spawns workers and opens a mesh
+    ("wool._pool", "wool._replacer"),  # WorkerPool: spawns workers and opens a mesh
     # the public door and the command-line tools
     ("wool", "wool.keys", "wool.workers", "wool._watch", "wool.ping", "wool.metrics"),
 ]

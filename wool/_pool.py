@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 from . import _metrics
 from ._errors import WorkerStartError
 from ._keys import Keys, PathLike, as_keys
+from ._memory import check_memory_limit
+from ._replacer import Replacer
 from ._seconds import check_seconds
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
 from .caller import (
@@ -45,6 +47,7 @@ from .worker import (
     WorkerProcess,
     check_factory,
     check_port,
+    check_recycle_after,
     remove_socket,
     templates_work,
 )
@@ -109,6 +112,14 @@ class WorkerPool:
     Each worker publishes its address as the tag `metrics=HOST:PORT` (see `pool.workers`)
     and answers only requests bearing this user's token (`wool.metrics.token()`). Raises
     `RuntimeError` if prometheus_client is not installed.
+
+    `recycle_after=N` makes each spawned worker stop taking calls after N calls, finish the
+    running ones and exit; the pool starts its replacement first (the worker asks for one at
+    90 % of N). `memory_limit` (bytes, or a size such as `"2GiB"`) recycles a worker whose RSS
+    exceeds it between calls; one above 1.2 times it while calls run is killed and replaced,
+    and its calls fail with `WorkerLost` naming the limit and the RSS seen. Lifespans are
+    exited in the old worker and entered in its replacement. No call fails because a worker
+    recycles: one that reaches it as it stops is refused unrun and sent to another worker.
     """
 
     def __init__(
@@ -129,6 +140,8 @@ class WorkerPool:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         lifespan: LifespanFactory | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        recycle_after: int | None = None,
+        memory_limit: int | str | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -176,6 +189,9 @@ class WorkerPool:
         self.idle_timeout = check_idle_timeout(idle_timeout)
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.max_calls = max_calls
+        self.recycle_after = check_recycle_after(recycle_after)
+        self.memory_limit = check_memory_limit(memory_limit)
+        self._replacer: Replacer | None = None
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -259,6 +275,8 @@ class WorkerPool:
             idle_timeout=self.idle_timeout,
             lifespan=self.lifespan,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
+            recycle_after=self.recycle_after,
+            memory_limit=self.memory_limit,
         )
         if self.size and templates_work():
             self._template = Template()
@@ -273,6 +291,16 @@ class WorkerPool:
         await self._mesh.wait_connected(infos, self.start_timeout)
         if infos and not self._mesh.workers:
             raise WorkerStartError("the pool's workers started but none accepted a connection")
+        if self._processes and (self.recycle_after is not None or self.memory_limit is not None):
+            self._replacer = Replacer(
+                self._processes,
+                self._mesh,
+                self._namespace,
+                self._template,
+                memory_limit=self.memory_limit,
+                start_timeout=self.start_timeout,
+            )
+            self._replacer.start()
         if self.discovery is not None:
             for info in await self.discovery.workers():
                 self._mesh.add(info)
@@ -295,7 +323,10 @@ class WorkerPool:
 
     async def _shutdown(self) -> None:
         mesh, self._mesh = self._mesh, None
+        replacer, self._replacer = self._replacer, None
         try:
+            if replacer is not None:
+                await replacer.close()
             if mesh is not None:
                 await mesh.close()
         finally:

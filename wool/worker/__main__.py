@@ -13,16 +13,17 @@ import pickle
 import sys
 import traceback
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import _metrics, _tracing
 from .. import protocol as p
 from .._errors import WoolError
+from .._memory import check_memory_limit, parse_size
 from .._seconds import check_seconds
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args
-from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
+from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig, check_recycle_after
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX, token_path
 from ._runtime import serve
@@ -30,9 +31,12 @@ from ._setup import run_setup
 from ._template import serve_template
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
+EXIT_MEMORY = 70  # --recycle-exit: the memory limit was far exceeded and the loop was held
+
+T = TypeVar("T")
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def _run(main: Coroutine[Any, Any, T]) -> T:
     """Run the worker on uvloop when it is installed (`pip install wool[uvloop]`: each call
     costs the worker less loop overhead), unless WOOL_UVLOOP=0; else on asyncio's loop."""
     try:
@@ -42,11 +46,17 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
             except ImportError:
                 pass
             else:
-                uvloop.run(main)
-                return
-        asyncio.run(main)
+                return uvloop.run(main)
+        return asyncio.run(main)
     finally:
         _tracing.flush()  # the spans of its last calls, before the process exits
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help=f"the address --metrics-port listens on (default: {DEFAULT_METRICS_ADDRESS}: this machine only)",
     )
+    parser.add_argument(
+        "--recycle-after",
+        type=int,
+        metavar="N",
+        help="after N calls, stop taking calls (callers send them elsewhere), finish the running ones and "
+        "re-execute in place: a new incarnation with the same options (default: never)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=_size,
+        metavar="SIZE",
+        help="recycle (as --recycle-after does) once the RSS exceeds SIZE between calls (bytes, or units such as "
+        "512MB or 2GiB); above 1.2 x SIZE while calls run, fail them with WorkerLost naming the limit and restart",
+    )
+    parser.add_argument(
+        "--recycle-exit",
+        action="store_true",
+        help="when recycling, exit 0 (70 after exceeding 1.2 x --memory-limit) instead of re-executing, for "
+        "supervisors (systemd Restart=always, Kubernetes) that start it again",
+    )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
@@ -225,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(f"--max-message-size: {e}")
     try:
+        check_recycle_after(args.recycle_after, "--recycle-after")
+        check_memory_limit(args.memory_limit, "--memory-limit")
+    except ValueError as e:
+        parser.error(str(e))
+    try:
         config = WorkerConfig(
             discovery,
             args.bind,
@@ -240,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics_address=args.metrics_address,
             idle_timeout=args.idle_timeout or None,
             lifespan=lifespan,
+            recycle_after=args.recycle_after,
+            memory_limit=args.memory_limit,
         )
     except ValueError as e:
         parser.error(str(e))
@@ -253,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
+    argv = sys.argv[1:] if argv is None else argv
+    hard_exit = (lambda: os._exit(EXIT_MEMORY)) if args.recycle_exit else (lambda: _reexecute(argv))
     try:
         run_setup()
-        _run(serve(config, on_ready))
+        recycled = _run(serve(config, on_ready, hard_exit=hard_exit))
     except LifespanError as e:
         assert e.__cause__ is not None
         trace = "".join(traceback.format_exception(e.__cause__))
@@ -264,7 +303,19 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, WoolError, ValueError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
         return 1
+    if recycled is not None and not args.recycle_exit:
+        print(f"wool worker recycling ({recycled}): starting again", flush=True)
+        _reexecute(argv)
     return 0
+
+
+def _reexecute(argv: list[str]) -> None:
+    """Replace this process by a new worker with the same options (same pid: a supervisor
+    watching it sees no exit)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "wool.worker", *argv])
 
 
 def _configure_logging(level: str | None) -> None:
@@ -280,14 +331,22 @@ def _run_spawned(ready_fd: int) -> int:
     def handshake(payload: dict[str, object]) -> None:
         nonlocal ready
         ready = True
-        os.write(ready_fd, json.dumps(payload).encode() + b"\n")
-        os.close(ready_fd)
+        tell(payload)
+
+    def tell(payload: dict[str, Any]) -> None:
+        # After the handshake the pipe stays open: it tells the pool of recycles.
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, json.dumps(payload).encode() + b"\n")
 
     try:
         config = _read_config()
         _configure_logging(config.log_level)
         run_setup()
-        _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))
+        _run(
+            serve(
+                config, lambda info: handshake(info.to_dict()), watch_fd=0, notify=tell, hard_exit=lambda: os._exit(EXIT_MEMORY)
+            )
+        )
     except BaseException as e:
         if ready:
             raise

@@ -78,6 +78,10 @@ class Server:
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
         self.served = 0  # calls ended since start, told in every pong
+        self.stopping = "shutting down"  # why it refuses calls once it stops accepting them
+        # Told of each call admitted and each call ended (see `_recycle`).
+        self.on_call_started: Callable[[], None] | None = None
+        self.on_call_ended: Callable[[], None] | None = None
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness, max_message_size=max_message_size)
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
@@ -152,6 +156,8 @@ class Server:
             self._admission.ended(call, call.slot)
         if not self._calls:
             self._idle.set()
+        if call is not None and self.on_call_ended is not None:
+            self.on_call_ended()
 
     def background(self, aw: Awaitable[Any]) -> None:
         async def run() -> None:
@@ -209,7 +215,7 @@ class Server:
             reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id!r}"
         elif not self.accepting:
             self._last_refused = asyncio.get_running_loop().time()
-            reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"
+            reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is {self.stopping}"
         elif key in self._calls:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
@@ -227,6 +233,8 @@ class Server:
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
             self._calls[key] = call
             self._admission.admit(call, slot)
+            if self.on_call_started is not None:
+                self.on_call_started()
             return
         self.reply(identity, p.Reject(msg.call_id, reason, detail))
 
@@ -249,6 +257,11 @@ class Server:
 
     # -- shutdown ----------------------------------------------------------------------------
 
+    def fail_calls(self, why: str) -> None:
+        """Cancel every open call; their callers get `WorkerLost(why)`."""
+        for call in list(self._calls.values()):
+            call.cancel(WorkerLost(why))
+
     async def drain(self, grace: float) -> None:
         """Stop accepting calls; give those in flight `grace` seconds, then cancel them and
         wait for their cancellation replies to be sent."""
@@ -258,7 +271,7 @@ class Server:
             assert isinstance(call, (CoroutineCall, GeneratorCall))
             key = (call.identity, call.call_id)
             self.finished(key)
-            self.reply(key[0], p.Reject(key[1], p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"))
+            self.reply(key[0], p.Reject(key[1], p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is {self.stopping}"))
         if self._calls:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)

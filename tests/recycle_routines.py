@@ -1,0 +1,42 @@
+"""Routines for the recycling and memory-limit tests: importable, so workers import them by
+reference."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import wool
+
+_leaked: list[bytes] = []  # what `leak` keeps: this worker's growing module global
+
+
+@wool.routine
+async def record(path: str, token: int) -> int:
+    """Append `token` to `path` (one line per run: a call that ran twice shows twice)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{token} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    return os.getpid()
+
+
+@wool.routine
+async def leak(megabytes: int) -> int:
+    """Keep `megabytes` more for good, as a leaking C extension or cache would."""
+    _leaked.append(b"\x01" * (megabytes * 1_000_000))
+    return os.getpid()
+
+
+@wool.routine
+async def allocate(megabytes: int) -> int:
+    """Hold `megabytes` (touched, so resident) for a while."""
+    held = b"\x01" * (megabytes * 1_000_000)
+    await asyncio.sleep(30)
+    return len(held)
+
+
+@wool.routine
+async def pid() -> int:
+    return os.getpid()
