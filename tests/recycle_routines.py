@@ -40,3 +40,19 @@ async def allocate(megabytes: int) -> int:
 @wool.routine
 async def pid() -> int:
     return os.getpid()
+
+
+@wool.routine
+async def priority_here() -> int:
+    """The priority in force for this routine's own nested calls."""
+    with wool.options() as current:
+        return current.priority
+
+
+@wool.routine
+async def nested_priority() -> tuple[int, int]:
+    """The priority a nested call sees: inherited, then overridden."""
+    inherited = await priority_here()
+    with wool.options(priority=-3):
+        overridden = await priority_here()
+    return inherited, overridden

@@ -223,6 +223,7 @@ async def _dispatch(
             options.timeout,
             place.remaining(),
             options.affinity,
+            options.priority,
         )
         future = conn.request(msg, generator)
         del msg  # while the call runs, its frames (the arguments) are held by nothing here

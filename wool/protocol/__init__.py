@@ -3,6 +3,7 @@
 from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
 from ._lifecycle import ACCEPTS, NO_REPLIES, REPLIES, STEPS, CallState, is_final, legal_reply
 from ._messages import (
+    MAX_PRIORITY,
     NO_CONTEXT,
     VERSION,
     Call,
@@ -38,6 +39,7 @@ __all__ = [
     "OUT_OF_BAND",
     "REPLIES",
     "STEPS",
+    "MAX_PRIORITY",
     "VERSION",
     "Call",
     "CallState",

@@ -20,6 +20,7 @@ import msgpack
 
 from .._errors import WoolError
 from ._messages import (
+    MAX_PRIORITY,
     VERSION,
     Call,
     Cancel,
@@ -99,7 +100,11 @@ def encode(msg: Message) -> list[Frame]:
     """The frames of `msg`, envelope first. Over-long text fields (names, messages,
     tracebacks, details) are clipped; any other oversize envelope raises `ProtocolError`."""
     if isinstance(msg, Call):
-        options = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining, msg.affinity)
+        options: tuple[Any, ...] = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining, msg.affinity)
+        if msg.priority:  # only then: a call of the default priority has the shape it always had
+            if not _priority(msg.priority):
+                raise ProtocolError(f"call priority {msg.priority!r} is not an int within ±{MAX_PRIORITY}", msg.call_id)
+            options += (msg.priority,)
         call = (_clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
         frames: list[Frame] = _framed(msg, call, [msg.routine, msg.context, *msg.payload])
     elif isinstance(msg, Raise):
@@ -190,6 +195,10 @@ def _digest(v: object) -> bool:
     return v is None or (isinstance(v, bytes) and 0 < len(v) <= 64)
 
 
+def _priority(v: object) -> bool:
+    return _is_int(v) and -MAX_PRIORITY <= v <= MAX_PRIORITY  # type: ignore[operator]
+
+
 def _path(v: object) -> bool:
     return isinstance(v, str) and len(v) <= MAX_LINKS and not v.strip("cx")
 
@@ -220,7 +229,11 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
 
 
 # Fields a kind may carry after its fixed ones (all of them optional, in order).
-_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {Kind.RAISE: (_path,), Kind.PONG: (_positive,)}
+_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {
+    Kind.RAISE: (_path,),
+    Kind.PONG: (_positive,),
+    Kind.CALL: (_priority,),
+}
 
 _KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}  # a lookup: Kind(code) costs 0.5 µs
 
@@ -272,7 +285,9 @@ def decode(frames: Sequence[Frame]) -> Message:
 
 
 _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
-    Kind.CALL: lambda i, f, p: Call(i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6], f[7]),
+    Kind.CALL: lambda i, f, p: Call(
+        i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6], f[7], f[8] if len(f) > 8 else 0
+    ),
     Kind.NEXT: lambda i, f, p: Next(i, p[0]),
     Kind.SEND: lambda i, f, p: Send(i, p[1:], p[0]),
     Kind.THROW: lambda i, f, p: Throw(i, p[1:], p[0]),

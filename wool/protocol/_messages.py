@@ -13,7 +13,9 @@ import enum
 # 3: a call's envelope ends with its affinity key's digest, and a pong with the worker's max
 # message size. 4: small frames travel inside the envelope (see `_codec`). A peer of another
 # version is refused with a message naming both, rather than failing on a field it does not know.
-VERSION = 4
+# 5 (hygiene): a call's envelope may end with its priority (`wool.options(priority=N)`).
+VERSION = 5
+MAX_PRIORITY = 2**31 - 1  # priorities are ints within ±this
 
 Frame = bytes | memoryview
 
@@ -62,6 +64,7 @@ class Call:
     timeout: float | None = None
     remaining: float | None = None
     affinity: bytes | None = None
+    priority: int = 0  # higher first where calls queue (see `wool.options`)
     kind = Kind.CALL
 
 

@@ -229,7 +229,7 @@ class Server:
                     extra=_observe.call_fields(msg.call_id, msg.name, self.worker_id, caller),
                 )
             self._idle.clear()
-            slot = CallSlot(self._admission)
+            slot = CallSlot(self._admission, msg.priority)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
             self._calls[key] = call
             self._admission.admit(call, slot)
