@@ -56,3 +56,31 @@ async def nested_priority() -> tuple[int, int]:
     with wool.options(priority=-3):
         overridden = await priority_here()
     return inherited, overridden
+
+
+@wool.routine
+async def chatty(text: str) -> int:
+    """Print and log `text`."""
+    import logging
+    import sys
+
+    print(f"out: {text}")
+    print(f"err: {text}", file=sys.stderr)
+    logging.getLogger("app.reports").warning("log: %s", text)
+    return os.getpid()
+
+
+@wool.routine
+async def chatty_parent(text: str) -> int:
+    """Print, then have a peer print: both reach the top-level caller."""
+    print(f"parent: {text}")
+    return await chatty(text)
+
+
+@wool.routine
+async def flood(megabytes: int) -> int:
+    """Print `megabytes` of output in a loop."""
+    line = "x" * 999
+    for _ in range(megabytes * 1000):
+        print(line)
+    return os.getpid()

@@ -35,6 +35,7 @@ from .caller import (
     broadcast,
     check_idle_timeout,
     current_mesh_var,
+    output,
 )
 from .discovery import Discovery, DnsDiscovery, LocalDiscovery, StaticDiscovery, WorkerInfo, keyless_refusal
 from .worker import (
@@ -120,6 +121,11 @@ class WorkerPool:
     and its calls fail with `WorkerLost` naming the limit and the RSS seen. Lifespans are
     exited in the old worker and entered in its replacement. No call fails because a worker
     recycles: one that reaches it as it stops is refused unrun and sent to another worker.
+
+    What routines print and log on workers that forward output (hand-started and remote
+    ones, by default) is written in this process, prefixed with the worker (see README,
+    "Output"); spawned workers write to the terminal they share with this process, unless
+    `forward_output=True`. `forward_output=False` drops forwarded output in this process.
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class WorkerPool:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         recycle_after: int | None = None,
         memory_limit: int | str | None = None,
+        forward_output: bool | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -192,6 +199,10 @@ class WorkerPool:
         self.recycle_after = check_recycle_after(recycle_after)
         self.memory_limit = check_memory_limit(memory_limit)
         self._replacer: Replacer | None = None
+        if forward_output is not None and not isinstance(forward_output, bool):
+            raise TypeError(f"forward_output must be a bool or None, not {type(forward_output).__name__}")
+        self.forward_output = forward_output
+        self._output_was: bool | None = None
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -258,6 +269,8 @@ class WorkerPool:
             await self._shutdown()
             raise
         self._token = current_mesh_var.set(self._mesh)
+        if self.forward_output is False:
+            self._output_was, output.enabled = output.enabled, False
         return self
 
     async def _start(self) -> None:
@@ -277,6 +290,7 @@ class WorkerPool:
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
             recycle_after=self.recycle_after,
             memory_limit=self.memory_limit,
+            forward_output=self.forward_output is True,
         )
         if self.size and templates_work():
             self._template = Template()
@@ -313,6 +327,8 @@ class WorkerPool:
         return dataclasses.replace(config, metrics_port=port, metrics_address=self.metrics_address)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._output_was is not None:
+            output.enabled, self._output_was = self._output_was, None
         if self._token is not None:
             try:
                 current_mesh_var.reset(self._token)

@@ -11,7 +11,7 @@ from wool import protocol as p
 
 K = p.Kind
 REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING, K.CREDIT]
-REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT]
+REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT, K.OUTPUT]  # output: legal for no request (taken aside)
 
 # Written out by hand from the protocol's rules, to check the tables against.
 COROUTINE = {(K.CALL, K.RETURN), (K.CALL, K.RAISE), (K.CALL, K.REJECT), (K.PING, K.PONG), (K.PING, K.REJECT)}

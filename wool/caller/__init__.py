@@ -5,6 +5,7 @@ Other packages import from here, never from the private modules below: `wool.wor
 calls with the same options and context variables, `wool.discovery` probes static endpoints
 through a `Connection`, and `wool._pool` opens a `Mesh`."""
 
+from . import _output as output
 from ._broadcast import broadcast
 from ._connection import Connection
 from ._context import current_mesh_var, current_slot_var
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_IDLE_TIMEOUT",
     "Map",
+    "output",
     "broadcast",
     "check_idle_timeout",
     "map",

@@ -55,6 +55,7 @@ from .._transport import (
     oversized,
     show_size,
 )
+from . import _output
 from ._ledger import CallLedger, Sink
 
 log = logging.getLogger("wool.connection")
@@ -240,6 +241,9 @@ class Connection:
             if e.call_id is not None:
                 self.calls.malformed(e.call_id, str(e))
             self._warn_malformed(e)
+            return
+        if type(msg) is p.Output:  # aside: no reply, whatever state its call is in
+            _output.receive(self, msg)
             return
         if not self._match(msg):
             log.debug(

@@ -26,9 +26,10 @@ from .. import _observe
 from .. import protocol as p
 from .._errors import DispatchError, NoWorkersAvailable, SerializationError, WorkerLost
 from . import _contextvars as cv
+from . import _output
 from . import _route as route
 from ._connection import Connection
-from ._context import current_mesh
+from ._context import current_mesh, current_slot_var
 from ._options import NO_OPTIONS, Options, deadline, deadline_var, options_var
 
 log = logging.getLogger("wool.routine")
@@ -226,6 +227,8 @@ async def _dispatch(
             options.priority,
         )
         future = conn.request(msg, generator)
+        if nested:
+            _output.route(conn, call_id, current_slot_var.get())
         del msg  # while the call runs, its frames (the arguments) are held by nothing here
         if log.isEnabledFor(logging.DEBUG):
             caller = conn.routing_id.decode()

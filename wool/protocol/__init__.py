@@ -1,6 +1,6 @@
 """The wool wire protocol: pure messages, codec and payload pickling (no I/O)."""
 
-from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
+from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, MAX_OUTPUT_LINES, ProtocolError, decode, encode
 from ._lifecycle import ACCEPTS, NO_REPLIES, REPLIES, STEPS, CallState, is_final, legal_reply
 from ._messages import (
     MAX_PRIORITY,
@@ -14,6 +14,8 @@ from ._messages import (
     Kind,
     Message,
     Next,
+    Output,
+    OutputLine,
     Ping,
     Pong,
     Raise,
@@ -24,6 +26,7 @@ from ._messages import (
     Return,
     Send,
     Stop,
+    Stream,
     Throw,
     Yield,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "INLINE_MAX",
     "MAX_ENVELOPE",
     "MAX_LINKS",
+    "MAX_OUTPUT_LINES",
     "NO_CONTEXT",
     "NO_REPLIES",
     "OUT_OF_BAND",
@@ -51,11 +55,14 @@ __all__ = [
     "Message",
     "Next",
     "Ping",
+    "Output",
+    "OutputLine",
     "Pong",
     "ProtocolError",
     "Raise",
     "Reject",
     "RejectReason",
+    "Stream",
     "Reply",
     "Request",
     "Return",

@@ -30,6 +30,8 @@ from ._messages import (
     Kind,
     Message,
     Next,
+    Output,
+    OutputLine,
     Ping,
     Pong,
     Raise,
@@ -38,6 +40,7 @@ from ._messages import (
     Return,
     Send,
     Stop,
+    Stream,
     Throw,
     Yield,
 )
@@ -53,6 +56,7 @@ MAX_NAME = 256
 MAX_TEXT = 4096
 MAX_TRACEBACK = 8192
 MAX_TAGS = 64
+MAX_OUTPUT_LINES = 256  # lines of one `output` message (see `wool.worker._output`)
 MAX_LINKS = 8  # links of a `raise`'s path to the exception thrown in (see `Raise.thrown`)
 
 
@@ -132,6 +136,12 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg, *about)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
+    elif isinstance(msg, Output):
+        lines = [
+            [int(ln.stream), _clip(ln.text, MAX_TEXT), _clip(ln.origin, MAX_NAME), ln.level, _clip(ln.logger, MAX_NAME)]
+            for ln in msg.lines[:MAX_OUTPUT_LINES]
+        ]
+        frames = [_envelope(msg, lines, msg.dropped)]
     elif isinstance(msg, Credit):
         frames = [_envelope(msg, msg.count)]
     else:
@@ -199,6 +209,24 @@ def _priority(v: object) -> bool:
     return _is_int(v) and -MAX_PRIORITY <= v <= MAX_PRIORITY  # type: ignore[operator]
 
 
+def _output_lines(v: object) -> bool:
+    return (
+        type(v) is list
+        and len(v) <= MAX_OUTPUT_LINES
+        and all(
+            type(ln) is list
+            and len(ln) == 5
+            and ln[0] in Stream._value2member_map_
+            and _str(ln[1])
+            and _str(ln[2])
+            and _is_int(ln[3])
+            and 0 <= ln[3] <= 100
+            and _str(ln[4])
+            for ln in v
+        )
+    )
+
+
 def _path(v: object) -> bool:
     return isinstance(v, str) and len(v) <= MAX_LINKS and not v.strip("cx")
 
@@ -225,6 +253,7 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
     Kind.STOP: ((), 1, 1),
     Kind.PONG: ((_str, _count, _count, _tags, _count, _count), 0, 0),
     Kind.REJECT: ((_reason, _str), 0, 0),
+    Kind.OUTPUT: ((_output_lines, _count), 0, 0),
 }
 
 
@@ -301,4 +330,5 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.STOP: lambda i, f, p: Stop(i, p[0]),
     Kind.PONG: lambda i, f, p: Pong(i, f[0], f[1], f[2], tuple(f[3]), f[4], f[5], f[6] if len(f) > 6 else None),
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
+    Kind.OUTPUT: lambda i, f, p: Output(i, tuple(OutputLine(Stream(a), b, c, d, e) for a, b, c, d, e in f[0]), f[1]),
 }

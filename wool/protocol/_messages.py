@@ -13,7 +13,8 @@ import enum
 # 3: a call's envelope ends with its affinity key's digest, and a pong with the worker's max
 # message size. 4: small frames travel inside the envelope (see `_codec`). A peer of another
 # version is refused with a message naming both, rather than failing on a field it does not know.
-# 5 (hygiene): a call's envelope may end with its priority (`wool.options(priority=N)`).
+# 5 (hygiene): a call's envelope may end with its priority (`wool.options(priority=N)`), and
+# the kind `output` carries what a routine printed or logged to its caller.
 VERSION = 5
 MAX_PRIORITY = 2**31 - 1  # priorities are ints within ±this
 
@@ -42,6 +43,7 @@ class Kind(enum.IntEnum):
     STOP = 19
     PONG = 20
     REJECT = 21
+    OUTPUT = 22
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,5 +226,36 @@ class Reject:
 
 
 Request = Call | Next | Send | Throw | Close | Cancel | Ping | Credit
-Reply = Return | Yield | Raise | Stop | Pong | Reject
+
+
+class Stream(enum.IntEnum):
+    STDOUT = 1
+    STDERR = 2
+    LOG = 3  # a logging record: its level and logger name travel with it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a routine wrote or logged, on the worker `origin` (`3f2a pid=4122 host=h1`)."""
+
+    stream: Stream
+    text: str
+    origin: str
+    level: int = 0  # a log record's level
+    logger: str = ""  # a log record's logger name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    """What call `call_id` printed or logged since the last `output`, for the caller to write
+    out (it ends the call in nothing); `dropped`: bytes dropped because more came than the
+    worker forwards (see `wool.worker._output`)."""
+
+    call_id: int
+    lines: tuple[OutputLine, ...]
+    dropped: int = 0
+    kind = Kind.OUTPUT
+
+
+Reply = Return | Yield | Raise | Stop | Pong | Reject | Output
 Message = Request | Reply

@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="when recycling, exit 0 (70 after exceeding 1.2 x --memory-limit) instead of re-executing, for "
         "supervisors (systemd Restart=always, Kubernetes) that start it again",
     )
+    parser.add_argument(
+        "--no-forward-output",
+        action="store_true",
+        help="keep what routines print and log here (default: also send it to the process that made the call, "
+        "which writes it out prefixed with this worker's id, pid and host)",
+    )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
@@ -277,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             lifespan=lifespan,
             recycle_after=args.recycle_after,
             memory_limit=args.memory_limit,
+            forward_output=not args.no_forward_output,
         )
     except ValueError as e:
         parser.error(str(e))

@@ -97,6 +97,7 @@ class WorkerConfig:
     lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
     recycle_after: int | None = None  # calls after which it recycles (see `_recycle`)
     memory_limit: int | None = None  # bytes of RSS above which it recycles (1.2x: killed)
+    forward_output: bool = True  # send what routines print and log to their callers
 
     def __post_init__(self) -> None:
         check_recycle_after(self.recycle_after)

@@ -27,6 +27,7 @@ from . import _lifespan
 from ._config import WorkerConfig
 from ._endpoint import private_endpoint, remove_socket
 from ._metrics_http import Exposition
+from ._output import FLUSH_INTERVAL, OutputForwarder
 from ._recycle import RecyclePolicy, Recycler
 from ._server import SETTLE_QUIET, Server
 
@@ -154,6 +155,21 @@ async def serve(
         raise
     if exposition is not None:
         exposition.watch(server)
+    forwarder: OutputForwarder | None = None
+    flusher: asyncio.TimerHandle | None = None
+    if config.forward_output:
+        forwarder = server.output = OutputForwarder(
+            server, f"{worker_id[:4]} pid={os.getpid()} host={socket.gethostname()}", tee=watch_fd is None
+        )
+        forwarder.install()
+
+        def flush() -> None:
+            nonlocal flusher
+            assert forwarder is not None
+            forwarder.flush_all()
+            flusher = loop.call_later(FLUSH_INTERVAL, flush)
+
+        flusher = loop.call_later(FLUSH_INTERVAL, flush)
     recycler: Recycler | None = None
     if config.recycle_after is not None or config.memory_limit is not None:
 
@@ -234,6 +250,10 @@ async def serve(
     finally:
         if recycler is not None:
             recycler.close()
+        if flusher is not None:
+            flusher.cancel()
+        if forwarder is not None:
+            forwarder.uninstall()
         if keeper is not None:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)

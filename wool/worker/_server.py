@@ -37,6 +37,7 @@ from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall
 from ._generator_call import GeneratorCall
+from ._output import OutputForwarder
 
 log = logging.getLogger("wool.worker")
 
@@ -82,6 +83,7 @@ class Server:
         # Told of each call admitted and each call ended (see `_recycle`).
         self.on_call_started: Callable[[], None] | None = None
         self.on_call_ended: Callable[[], None] | None = None
+        self.output: OutputForwarder | None = None  # forwards calls' output (see `_output`)
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness, max_message_size=max_message_size)
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
@@ -132,6 +134,8 @@ class Server:
         return fn
 
     def reply(self, identity: bytes, msg: p.Reply) -> None:
+        if self.output is not None:
+            self.output.before_reply(identity, msg)
         frames = p.encode(msg)
         if size := oversized(frames, self.max_message_size):
             # Values are checked where they are pickled (`_calls`); this catches the rest (a
@@ -151,6 +155,8 @@ class Server:
 
     def finished(self, key: tuple[bytes, int]) -> None:
         call = self._calls.pop(key, None)
+        if self.output is not None:
+            self.output.close(key)
         if call is not None:
             self.served += 1
             self._admission.ended(call, call.slot)
@@ -196,7 +202,7 @@ class Server:
             self.reply(
                 identity, p.Pong(msg.call_id, self.worker_id, calls, queued, *self._about, self.served, self.max_message_size)
             )
-        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject)):
+        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject, p.Output)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
             )
@@ -230,6 +236,8 @@ class Server:
                 )
             self._idle.clear()
             slot = CallSlot(self._admission, msg.priority)
+            if self.output is not None:
+                self.output.open(slot, identity, msg.call_id)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
             self._calls[key] = call
             self._admission.admit(call, slot)
