@@ -9,9 +9,9 @@ its running calls, withdraws and exits by itself. Every `SAMPLE_INTERVAL` the po
 the RSS of each of its workers; one above `HARD_FACTOR` times the memory limit is killed:
 first its calls in flight here fail with `WorkerLost` naming the limit and the RSS seen
 (calls from other processes learn of the loss from their connection), then it is
-SIGKILLed and replaced. A worker that dies otherwise is not replaced (its death is not
-routine); one that failed to start as a replacement is logged and tried again on the next
-notice.
+SIGKILLed and replaced. A worker that dies otherwise (killed, crashed: a non-zero exit) is replaced too, with
+a warning: a pool that recycles keeps its size, as Celery's and Dask's do. A replacement that
+fails to start is logged, and not tried again until the next notice or death.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from .discovery import Discovery
 from .worker import Template, WorkerProcess, remove_socket
 
 log = logging.getLogger("wool.pool")
+
+START_ATTEMPTS = 3  # for one replacement (a start can fail for a passing reason: a kill, a full disk)
 
 
 class Replacer:
@@ -55,6 +57,7 @@ class Replacer:
         self._sampler: asyncio.Task[None] | None = None
         self.recycled = 0  # workers that exited to be replaced
         self.killed = 0  # workers killed for memory
+        self._closing = False
 
     def start(self) -> None:
         for process in list(self._processes):
@@ -77,6 +80,11 @@ class Replacer:
                     log.info("worker pid %s is recycling: %r", process.pid, notice.get("reason"))
                 self._replace(process)
         code = await process.wait()
+        if self._closing:
+            return
+        if code != 0 and id(process) not in self._replaced and process in self._processes:
+            log.warning("worker pid %s exited with code %s; starting a replacement", process.pid, code)
+            self._replace(process)
         await self._gone(process, code)
 
     def _replace(self, process: WorkerProcess) -> None:
@@ -93,16 +101,23 @@ class Replacer:
     async def _start(self, fresh: WorkerProcess, old: WorkerProcess) -> None:
         self._mesh.expect(+1)
         try:
-            info = await fresh.start(self._start_timeout)
-        except Exception as e:
-            log.warning("could not start a replacement for worker pid %s: %s", old.pid, e)
+            for attempt in range(1, START_ATTEMPTS + 1):
+                try:
+                    info = await fresh.start(self._start_timeout)
+                except Exception as e:
+                    log.warning("could not start a replacement for worker pid %s (attempt %d): %s", old.pid, attempt, e)
+                    index = self._processes.index(fresh) if fresh in self._processes else None
+                    fresh = WorkerProcess(fresh.config, self._template)
+                    if index is None:
+                        return  # the pool is closing
+                    self._processes[index] = fresh
+                else:
+                    self._mesh.add(info, connect=True)
+                    self._follow(fresh)
+                    return
             with contextlib.suppress(ValueError):
                 self._processes.remove(fresh)
             self._replaced.discard(id(old))
-            return
-        else:
-            self._mesh.add(info, connect=True)
-            self._follow(fresh)
         finally:
             self._mesh.expect(-1)
 
@@ -149,6 +164,7 @@ class Replacer:
 
     async def close(self) -> None:
         """Stop following the workers (the pool stops them all next)."""
+        self._closing = True
         tasks = [t for t in (self._sampler, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
