@@ -123,8 +123,8 @@ class WorkerPool:
     recycles: one that reaches it as it stops is refused unrun and sent to another worker.
 
     What routines print and log on workers that forward output (hand-started and remote
-    ones, by default) is written in this process, prefixed with the worker (see README,
-    "Output"); spawned workers write to the terminal they share with this process, unless
+    ones, by default) is written in this process, prefixed with the worker (`(worker 3f2a
+    pid=4122 host=h1)`; log records on the `wool.remote` logger); spawned workers write to the terminal they share with this process, unless
     `forward_output=True`. `forward_output=False` drops forwarded output in this process.
     """
 
