@@ -18,6 +18,7 @@ import collections
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import sys
@@ -56,6 +57,7 @@ class Soak:
         self.latency: dict[int, list[float]] = collections.defaultdict(list)
         self.samples: list[dict[str, Any]] = []
         self.killed = 0
+        self.killed_pids: set[int] = set()
         self.tokens = 0
         self.start = 0.0
 
@@ -88,7 +90,8 @@ class Soak:
                 assert await sr.lookup(21) == 42
         except wool.WorkerLost as e:
             self.failed[kind] += 1
-            if "killed" not in str(e) and "lost" not in str(e):
+            pids = {int(pid) for pid in re.findall(r"pid (\d+)", str(e))}
+            if not pids & self.killed_pids:  # at most once allows it only of a killed worker
                 self.unexpected.append(f"{kind}: {e}")
         except Exception as e:
             self.failed[kind] += 1
@@ -105,7 +108,9 @@ class Soak:
             await asyncio.sleep(self.kill_every)
             alive = [w for w in pool.processes if w.info is not None and w.pid is not None and w.returncode is None]
             if alive:
-                os.kill(random.choice(alive).pid or 0, signal.SIGKILL)
+                pid = random.choice(alive).pid or 0
+                self.killed_pids.add(pid)
+                os.kill(pid, signal.SIGKILL)
                 self.killed += 1
 
     async def sampler(self, pool: wool.WorkerPool, until: float) -> None:

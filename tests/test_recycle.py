@@ -11,6 +11,7 @@ import re
 import lifespans
 import pytest
 import recycle_routines as rr
+import routines
 from helpers import CliWorker, Observer
 
 import wool
@@ -109,3 +110,34 @@ async def test_recycle_exit_makes_a_hand_started_worker_exit_0(tmp_path) -> None
             await rr.pid()
         assert await worker.wait() == 0
         assert re.match(r"wool worker \w+ listening", worker.line)
+
+
+async def test_a_hand_started_worker_far_over_its_limit_fails_its_calls_by_name_and_restarts(tmp_path) -> None:
+    name = f"memory-{tmp_path.name}"
+    async with CliWorker("--discovery", f"local:{name}", "--memory-limit", "150MB") as worker:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(name)) as pool:
+            first = pool.workers[0].id if pool.workers else (await pool.wait_for_workers(timeout=10))[0].id
+            with pytest.raises(wool.WorkerLost, match=r"exceeded 1.2 x its memory limit of 150.0 MB"):
+                await rr.allocate(1000)
+            # The same process, re-executed: a new incarnation that serves.
+            await pool.wait_for_workers(lambda ws: any(w.id != first for w in ws), timeout=30)
+            assert await rr.pid() == worker.pid
+        worker.signal()
+        assert await worker.wait() == 0
+
+
+async def test_a_stopping_worker_tells_its_callers_before_it_closes(tmp_path) -> None:
+    """Its goodbye takes it out of every caller's rotation while its calls finish, so that
+    no call reaches its socket after it closed (and is lost)."""
+    name = f"goodbye-{tmp_path.name}"
+    async with Observer() as observer, CliWorker("--discovery", f"local:{name}") as worker:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(name)) as pool:
+            await pool.wait_for_workers(timeout=10)
+            held = asyncio.ensure_future(routines.wait_at(observer.address, "held"))
+            await observer.wait_for("at held")
+            worker.signal()
+            await pool.wait_for_workers(lambda ws: not ws, timeout=10)  # out of rotation, draining
+            assert worker.proc is not None and worker.proc.poll() is None
+            observer.open("held")
+            assert await asyncio.wait_for(held, 10) == "held"
+        assert await worker.wait() == 0

@@ -78,6 +78,10 @@ class Replacer:
             if notice.get("event") in ("announce", "recycle"):
                 if notice.get("event") == "recycle":
                     log.info("worker pid %s is recycling: %r", process.pid, notice.get("reason"))
+                    if process.info is not None:
+                        # No new call from here: one sent after it closed its socket would
+                        # be lost (its calls in flight still finish).
+                        self._mesh.retire(process.info.id)
                 self._replace(process)
         code = await process.wait()
         if self._closing:

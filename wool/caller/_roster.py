@@ -202,7 +202,7 @@ class Roster:
         conn = slot.conn
         if conn is None:
             return not slot.probation
-        if conn.lost is not None:
+        if conn.lost is not None or conn.draining:
             return False
         if conn.connected.done():
             return True

@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wool worker: {e}", file=sys.stderr)
         return 1
     if recycled is not None and not args.recycle_exit:
-        print(f"wool worker recycling ({recycled}): starting again", flush=True)
+        with contextlib.suppress(OSError):  # a closed stdout must not stop the restart
+            print(f"wool worker recycling ({recycled}): starting again", flush=True)
         _reexecute(argv)
     return 0
 

@@ -43,6 +43,7 @@ log = logging.getLogger("wool.worker")
 
 SETTLE_QUIET = 0.25  # after a drain: how long no call may arrive before the socket closes
 ROUTINE_CACHE_SIZE = 1024
+MAX_CALLERS_REMEMBERED = 4096  # callers told of a stop (those heard from last)
 
 
 def caller_name(identity: bytes) -> str:
@@ -79,6 +80,8 @@ class Server:
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
         self.served = 0  # calls ended since start, told in every pong
+        # Callers heard from (most recent last, bounded), told when this worker stops taking calls.
+        self._callers: dict[bytes, None] = {}
         self.stopping = "shutting down"  # why it refuses calls once it stops accepting them
         # Told of each call admitted and each call ended (see `_recycle`).
         self.on_call_started: Callable[[], None] | None = None
@@ -185,6 +188,11 @@ class Server:
                 _metrics.WORKER.malformed.inc()
             return
         identity = frames[0]
+        callers = self._callers
+        if identity not in callers:
+            if len(callers) >= MAX_CALLERS_REMEMBERED:
+                del callers[next(iter(callers))]
+            callers[identity] = None
         try:
             msg = p.decode(frames[1:])
         except p.ProtocolError as e:
@@ -247,6 +255,9 @@ class Server:
         self.reply(identity, p.Reject(msg.call_id, reason, detail))
 
     def _on_unreachable(self, identity: bytes) -> None:
+        self._callers.pop(identity, None)
+        if not any(key[0] == identity for key in self._calls):
+            return  # a goodbye to a caller that left: nothing to cancel
         caller = caller_name(identity)
         log.info(
             "caller %s is gone; cancelling its calls", caller, extra=_observe.call_fields(None, None, self.worker_id, caller)
@@ -270,10 +281,19 @@ class Server:
         for call in list(self._calls.values()):
             call.cancel(WorkerLost(why))
 
+    def say_goodbye(self) -> None:
+        """Tell every caller heard from that this worker takes no new calls (a `reject` of
+        call id 0): each takes it out of rotation at once, rather than learn it from a call
+        that reaches the socket after it closed and is lost."""
+        goodbye = p.Reject(0, p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is {self.stopping}")
+        for identity in list(self._callers):
+            self.reply(identity, goodbye)
+
     async def drain(self, grace: float) -> None:
         """Stop accepting calls; give those in flight `grace` seconds, then cancel them and
         wait for their cancellation replies to be sent."""
         self.accepting = False
+        self.say_goodbye()
         self._last_refused = asyncio.get_running_loop().time()
         for call in self._admission.take_waiting():  # they never ran: callers go elsewhere
             assert isinstance(call, (CoroutineCall, GeneratorCall))
