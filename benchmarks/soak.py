@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,14 @@ class Soak:
         self.failed: collections.Counter[str] = collections.Counter()
         self.unexpected: list[str] = []
         self.latency: dict[int, list[float]] = collections.defaultdict(list)
+        self.per_minute: dict[int, dict[str, float]] = {}
         self.samples: list[dict[str, Any]] = []
         self.killed = 0
         self.killed_pids: set[int] = set()
         self.tokens = 0
         self.start = 0.0
+        self.trace_memory = False
+        self._baseline: Any = None
 
     def token(self) -> str:
         self.tokens += 1
@@ -71,7 +75,7 @@ class Soak:
         try:
             if kind == "plain":
                 await sr.work(self.ledger, self.token())
-                self.latency[int((t - self.start) // 60)].append(time.monotonic() - t)
+                self.record_latency(int((t - self.start) // 60), time.monotonic() - t)
             elif kind == "nested":
                 await sr.parent(self.ledger, self.token())
             elif kind == "leak":
@@ -96,6 +100,18 @@ class Soak:
         except Exception as e:
             self.failed[kind] += 1
             self.unexpected.append(f"{kind}: {type(e).__name__}: {e}")
+
+    def record_latency(self, minute: int, seconds: float) -> None:
+        """Keep this minute's latencies; summarize the minutes before (so that the caller's
+        RSS measures wool, not an ever-growing list of samples)."""
+        for done in [m for m in self.latency if m < minute]:
+            xs = sorted(self.latency.pop(done))
+            self.per_minute[done] = {
+                "calls": len(xs),
+                "p50_ms": statistics.median(xs) * 1000,
+                "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
+            }
+        self.latency[minute].append(seconds)
 
     async def traffic(self, pool: wool.WorkerPool, until: float) -> None:
         kinds = ["plain"] * 10 + ["nested"] * 3 + ["leak", "generator", "readahead", "map", "broadcast", "retry"]
@@ -134,9 +150,13 @@ class Soak:
                     "worker_fds_mean": statistics.fmean(f for _, f in workers) if workers else 0.0,
                 }
             )
+            if self.trace_memory and self._baseline is None and time.monotonic() - self.start > 20:
+                self._baseline = tracemalloc.take_snapshot()  # after the warm-up
             await asyncio.sleep(SAMPLE_EVERY)
 
     async def run(self) -> dict[str, Any]:
+        if self.trace_memory:
+            tracemalloc.start(10)
         async with wool.WorkerPool(size=4, recycle_after=2_000, memory_limit="250MB") as pool:
             self.start = time.monotonic()
             until = self.start + self.seconds
@@ -144,21 +164,22 @@ class Soak:
                 self.sampler(pool, until), self.killer(pool, until), *(self.traffic(pool, until) for _ in range(CONCURRENCY))
             )
             replaced = 0 if pool._replacer is None else pool._replacer.recycled
+            growth = []
+            if self._baseline is not None:
+                stats = tracemalloc.take_snapshot().compare_to(self._baseline, "traceback")
+                growth = [
+                    f"{s.size_diff / 1e3:+.0f} kB, {s.count_diff:+d} blocks:\n  " + "\n  ".join(s.traceback.format()[-6:])
+                    for s in stats[:8]
+                ]
         runs = collections.Counter(Path(self.ledger).read_text().split())
-        return self.report(runs, replaced)
+        return {**self.report(runs, replaced), "memory_growth": growth}
 
     def report(self, runs: collections.Counter[str], replaced: int) -> dict[str, Any]:
         def series(key: str) -> list[tuple[float, float]]:
             return [(s["t"], s[key]) for s in self.samples]
 
-        per_minute = {
-            minute: {
-                "calls": len(xs),
-                "p50_ms": statistics.median(xs) * 1000,
-                "p99_ms": (sorted(xs)[int(0.99 * (len(xs) - 1))]) * 1000,
-            }
-            for minute, xs in sorted(self.latency.items())
-        }
+        self.record_latency(10**9, 0.0)  # summarize every minute
+        per_minute = dict(sorted(self.per_minute.items()))
         return {
             "seconds": self.seconds,
             "calls_made": self.made,
@@ -183,11 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="how long the traffic runs (default: 600)")
     parser.add_argument("--kill-every", type=float, default=30.0, help="SIGKILL a worker this often (default: 30 s)")
     parser.add_argument("--json", type=Path, help="also write the full results here")
+    parser.add_argument("--trace-memory", action="store_true", help="print where the caller's memory grew (tracemalloc: slower)")
     args = parser.parse_args(argv)
     if args.soak_seconds <= 0 or args.kill_every <= 0:
         parser.error("--soak-seconds and --kill-every must be positive")
     with tempfile.TemporaryDirectory(prefix="wool-soak-") as tmp:
-        result = asyncio.run(Soak(args.soak_seconds, args.kill_every, str(Path(tmp) / "ledger")).run())
+        soak = Soak(args.soak_seconds, args.kill_every, str(Path(tmp) / "ledger"))
+        soak.trace_memory = args.trace_memory
+        result = asyncio.run(soak.run())
+    for line in result.pop("memory_growth", []):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     shown = {k: v for k, v in result.items() if k != "samples"}
