@@ -180,8 +180,9 @@ async def test_a_call_refused_by_a_stopping_worker_runs_once_elsewhere() -> None
             await helpers.stop_and_wait_withdrawn(discovery(), stopping)  # it is draining now
             offered = len(balancer.offered)
             assert await routines.pid() == other.pid
-            # Offered both, it chose the stopping worker, was refused, and chose again.
-            assert balancer.offered[offered:] == [2, 1]
+            # Either the stopping worker's goodbye (sent as it starts draining) had already
+            # taken it out of rotation, or the balancer chose it, was refused, and chose again.
+            assert balancer.offered[offered:] in ([1], [2, 1])
             assert serving(pool) == {other.pid}
             observer.open("held")
             assert await asyncio.wait_for(held, 10) == "held"

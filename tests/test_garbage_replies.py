@@ -463,7 +463,7 @@ class GarbageReplies:
                 frames = [envelope(version, int(p.Kind.RETURN), target), *good[1:]]
                 effect = Ends(wool.DispatchError, "unsupported protocol version")
             elif kind == "unknown-kind":
-                frames = [envelope(p.VERSION, rng.choice([0, 10, 15, 23, 99, 255, "return"]), target), *good[1:]]
+                frames = [envelope(p.VERSION, rng.choice([0, 10, 15, 24, 99, 255, "return"]), target), *good[1:]]
                 effect = Ends(wool.DispatchError, "unknown message kind")
             else:
                 code = rng.choice([p.Kind.RETURN, p.Kind.STOP, p.Kind.RAISE, p.Kind.YIELD])

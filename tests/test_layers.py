@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "wool._pids",
         "wool._interrupt",
         "wool._spin",
+        "wool._memory",
     ),
     ("wool.protocol",),  # the pure wire codec
     ("wool._info",),  # what discovery says about a worker, shared by both sides
@@ -41,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("wool.discovery", "wool.sharing"),
     ("wool.worker",),  # the server, call runners, the worker process and its CLI
     ("wool._executor",),  # submission and cancellation of concurrent.futures calls over a pool's loop
-    ("wool._pool",),  # WorkerPool (spawns workers and opens a mesh) and wool.Executor
+    ("wool._pool", "wool._replacer"),  # WorkerPool (spawns workers and opens a mesh) and wool.Executor
     # the public door, the command-line tools and the joblib backend
     ("wool", "wool.keys", "wool.workers", "wool._watch", "wool.ping", "wool.metrics", "wool.joblib"),
 ]

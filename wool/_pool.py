@@ -28,6 +28,8 @@ from ._executor import ExecutorCore
 from ._interrupt import CtrlC, waiting_for
 from ._keys import Keys, PathLike, as_keys
 from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking
+from ._memory import check_memory_limit
+from ._replacer import Replacer
 from ._seconds import check_seconds
 from ._spin import check_idle
 from ._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_liveness, check_max_message_size
@@ -40,6 +42,7 @@ from .caller import (
     broadcast,
     check_idle_timeout,
     current_mesh_var,
+    output,
     pool_closed,
     pool_opened,
 )
@@ -66,6 +69,7 @@ from .worker import (
     WorkerProcess,
     check_factory,
     check_port,
+    check_recycle_after,
     check_threads,
     remove_socket,
     templates_work,
@@ -143,6 +147,19 @@ class WorkerPool:
     (default: 1 GiB, or a quarter of the host's memory if less); past it, the least recently
     used are dropped and mapped again when a call needs them. Values shared while the pool is
     current are released when it closes.
+
+    `recycle_after=N` makes each spawned worker stop taking calls after N calls, finish the
+    running ones and exit; the pool starts its replacement first (the worker asks for one at
+    90 % of N). `memory_limit` (bytes, or a size such as `"2GiB"`) recycles a worker whose RSS
+    exceeds it between calls; one above 1.2 times it while calls run is killed and replaced,
+    and its calls fail with `WorkerLost` naming the limit and the RSS seen. Lifespans are
+    exited in the old worker and entered in its replacement. No call fails because a worker
+    recycles: one that reaches it as it stops is refused unrun and sent to another worker.
+
+    What routines print and log on workers that forward output (hand-started and remote
+    ones, by default) is written in this process, prefixed with the worker (`(worker 3f2a
+    pid=4122 host=h1)`; log records on the `wool.remote` logger); spawned workers write to the terminal they share with this process, unless
+    `forward_output=True`. `forward_output=False` drops forwarded output in this process.
     """
 
     def __init__(
@@ -167,6 +184,9 @@ class WorkerPool:
         share_cache: int | None = None,
         idle: str = "sleep",
         spin_us: int | None = None,
+        recycle_after: int | None = None,
+        memory_limit: int | str | None = None,
+        forward_output: bool | None = None,
     ) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise TypeError(f"size must be an int, not {type(size).__name__}")
@@ -218,6 +238,13 @@ class WorkerPool:
         self.max_calls = max_calls
         self.share_cache = check_share_cache(share_cache) if share_cache is not None else None
         self.threads = check_threads(threads)
+        self.recycle_after = check_recycle_after(recycle_after)
+        self.memory_limit = check_memory_limit(memory_limit)
+        self._replacer: Replacer | None = None
+        if forward_output is not None and not isinstance(forward_output, bool):
+            raise TypeError(f"forward_output must be a bool or None, not {type(forward_output).__name__}")
+        self.forward_output = forward_output
+        self._output_was: bool | None = None
         self.tags = frozenset(tags)
         self.size = size or 0
         self.discovery = discovery
@@ -308,6 +335,8 @@ class WorkerPool:
         self._loop = asyncio.get_running_loop()
         pool_opened(OpenPool(self._mesh, self._loop, self))
         self._ctrl_c = CtrlC(self.grace, self._waiting_for, self._stop_now, self._interrupted).install()
+        if self.forward_output is False:
+            self._output_was, output.enabled = output.enabled, False
 
     async def _start(self) -> None:
         assert self._mesh is not None and self._namespace is not None
@@ -328,6 +357,9 @@ class WorkerPool:
             idle=self.idle,
             spin_us=self.spin_us if self.idle == "spin" else None,
             sys_path=tuple(os.path.abspath(p) if p else os.getcwd() for p in sys.path),
+            recycle_after=self.recycle_after,
+            memory_limit=self.memory_limit,
+            forward_output=self.forward_output is True,
         )
         if self.size or isinstance(self.discovery, LocalDiscovery):
             await asyncio.to_thread(prune_registry)  # what killed pools and workers left here
@@ -344,6 +376,16 @@ class WorkerPool:
         await self._mesh.wait_connected(infos, self.start_timeout)
         if infos and not self._mesh.workers:
             raise WorkerStartError("the pool's workers started but none accepted a connection")
+        if self._processes and (self.recycle_after is not None or self.memory_limit is not None):
+            self._replacer = Replacer(
+                self._processes,
+                self._mesh,
+                self._namespace,
+                self._template,
+                memory_limit=self.memory_limit,
+                start_timeout=self.start_timeout,
+            )
+            self._replacer.start()
         if self.discovery is not None:
             for info in await self.discovery.workers():
                 self._mesh.add(info)
@@ -369,6 +411,8 @@ class WorkerPool:
         does nothing."""
         if self._mesh is not None:
             pool_closed(self._mesh)
+        if self._output_was is not None:
+            output.enabled, self._output_was = self._output_was, None
         if self._token is not None:
             try:
                 current_mesh_var.reset(self._token)
@@ -514,7 +558,10 @@ class WorkerPool:
         if self._spinning is not None:
             _spin.disable(self._spinning)
             self._spinning = None
+        replacer, self._replacer = self._replacer, None
         try:
+            if replacer is not None:
+                await replacer.close()
             if mesh is not None:
                 await mesh.close()
         finally:

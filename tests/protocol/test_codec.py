@@ -24,6 +24,11 @@ MESSAGES = [
     p.Call(3, "w", DIGEST, "mod.f", False, ROUTINE, (b"a",), b"context", ("gpu", "eu"), 2.5, 0.75),
     p.Call(3, "w", DIGEST, "mod.f", True, ROUTINE, ARGS, b"context", (), None, 0),
     p.Call(4, "w", DIGEST, "mod.f", False, ROUTINE, ARGS, b"context", (), None, None, DIGEST),
+    p.Call(4, "w", DIGEST, "mod.f", False, ROUTINE, ARGS, b"context", (), None, None, None, 10),
+    p.Call(4, "w", DIGEST, "mod.f", False, ROUTINE, ARGS, b"context", (), None, None, DIGEST, -(2**31 - 1)),
+    p.Output(5, (p.OutputLine(p.Stream.STDOUT, "hello \u2603", "3f2a pid=1 host=h"),)),
+    p.Output(5, (p.OutputLine(p.Stream.LOG, "careful", "3f2a pid=1 host=h", 30, "app.reports"),), dropped=12),
+    p.Output(5, ()),
     p.Next(4),
     p.Next(4, b"context"),
     p.Send(5, (b"value",)),
@@ -305,7 +310,9 @@ CORRUPT = [
     pytest.param([env(V, K.REJECT, 7, 3, b"d")], "malformed reject", 7, id="reject-bin-detail"),
     # wrong field counts
     pytest.param([env(V, K.CALL, 8, "w", DIGEST, "n", False), b"r", b"c", b"a"], "malformed call", 8, id="call-missing-field"),
-    pytest.param([env(V, K.CALL, 8, *CALL_FIELDS, 0), b"r", b"c", b"a"], "malformed call", 8, id="call-extra-field"),
+    pytest.param(
+        [env(V, K.CALL, 8, *CALL_FIELDS, 0, 0), b"r", b"c", b"a"], "malformed call", 8, id="call-extra-field"
+    ),  # one more than its optional priority
     pytest.param([env(V, K.NEXT, 8, 0), b""], "malformed next", 8, id="next-extra-field"),
     pytest.param([env(V, K.CANCEL, 8, "why")], "malformed cancel", 8, id="cancel-extra-field"),
     pytest.param([env(V, K.RAISE, 8, "T", "m"), b"e"], "malformed raise", 8, id="raise-missing-field"),
@@ -640,6 +647,7 @@ def _check_decode(frames: list[bytes]) -> None:
             p.Reject,
             p.Fetch,
             p.Part,
+            p.Output,
         ),
     )
     assert p.decode(p.encode(msg)) == msg
@@ -655,3 +663,33 @@ def test_decode_of_random_bytes_parses_or_raises_protocol_error(frames: list[byt
 @given(_structured())
 def test_decode_of_random_msgpack_parses_or_raises_protocol_error(frames: list[bytes]) -> None:
     _check_decode(frames)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [[9, "text", "origin", 0, ""]],  # no such stream
+        [[1, "text", "origin", 101, ""]],  # a level out of range
+        [[1, b"bytes", "origin", 0, ""]],
+        [[1, "text", "origin", 0]],  # a field short
+        [[1, "x", "o", 0, ""]] * (p.MAX_OUTPUT_LINES + 1),
+        "not a list",
+    ],
+)
+def test_malformed_output_is_refused(lines: object) -> None:
+    head = msgpack.packb([p.VERSION, int(p.Kind.OUTPUT), 7, lines, 0])
+    with pytest.raises(p.ProtocolError, match="malformed output envelope") as caught:
+        p.decode([head])
+    assert caught.value.call_id == 7
+
+
+def test_a_priority_out_of_range_is_refused_both_ways() -> None:
+    with pytest.raises(p.ProtocolError, match="priority"):
+        p.encode(p.Call(1, "w", DIGEST, "f", False, ROUTINE, ARGS, priority=2**40))
+    good = p.encode(p.Call(1, "w", DIGEST, "f", False, ROUTINE, (b"a",), priority=5))
+    assert len(good) == 1
+    fields = msgpack.unpackb(good[0])
+    assert fields[-2] == 5
+    fields[-2] = 2**40  # the priority, before the inline frames
+    with pytest.raises(p.ProtocolError, match="malformed call envelope"):
+        p.decode([msgpack.packb(fields)])

@@ -13,7 +13,7 @@ K = p.Kind
 # A fetch (worker -> caller) and its part (caller -> worker) answer no request of a call: a
 # worker asks its caller for a shared value while the call runs (see `wool.sharing._fetch`).
 REQUESTS = [K.CALL, K.NEXT, K.SEND, K.THROW, K.CLOSE, K.CANCEL, K.PING, K.CREDIT, K.PART]
-REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT, K.FETCH]
+REPLIES = [K.RETURN, K.YIELD, K.RAISE, K.STOP, K.PONG, K.REJECT, K.FETCH, K.OUTPUT]  # output: legal for no request (taken aside)
 
 # Written out by hand from the protocol's rules, to check the tables against.
 COROUTINE = {(K.CALL, K.RETURN), (K.CALL, K.RAISE), (K.CALL, K.REJECT), (K.PING, K.PONG), (K.PING, K.REJECT)}

@@ -291,7 +291,7 @@ class Fuzzer:
         return [envelope(version, int(code), call_id), *self.frames()]
 
     def unknown_kind(self) -> list[bytes]:
-        code = self.rng.choice([0, 10, 15, 23, 99, 127, 128, 255, -1, 2**32, "call", 1.5, None, True, b"\x01"])
+        code = self.rng.choice([0, 10, 15, 24, 99, 127, 128, 255, -1, 2**32, "call", 1.5, None, True, b"\x01"])
         call_id = self.expect(self.fresh_id(), malformed("unknown message kind"))
         return [envelope(p.VERSION, code, call_id, *[self.value() for _ in range(self.rng.randrange(3))]), *self.frames()]
 

@@ -5,6 +5,7 @@ Other packages import from here, never from the private modules below: `wool.wor
 calls with the same options and context variables, `wool.discovery` probes static endpoints
 through a `Connection`, and `wool._pool` opens a `Mesh`."""
 
+from . import _output as output
 from ._blocking import Home, home_var
 from ._blocking import run as run_blocking
 from ._broadcast import broadcast
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "Home",
     "Map",
+    "output",
     "broadcast",
     "check_idle_timeout",
     "map",

@@ -13,6 +13,7 @@ still running is cancelled and waited for, and the broadcast raises `TimeoutErro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,10 @@ async def broadcast(mesh: Mesh, routine: Callable[..., Any], args: tuple[Any, ..
     options = options_var.get()
     tags = spec.tags | options.tags
     targets = [w.id for w in mesh.workers if tags <= w.tags]
+    if not targets and mesh.expecting:  # its pool is replacing workers: wait for one
+        with contextlib.suppress(TimeoutError):
+            await mesh.wait_until(lambda ws: any(tags <= w.tags for w in ws), mesh.connect_timeout)
+        targets = [w.id for w in mesh.workers if tags <= w.tags]
     if not targets:
         wanted = f" with the tags {', '.join(sorted(tags))}" if tags else ""
         raise NoWorkersAvailable(f"broadcast of {routine.__qualname__}: no live worker{wanted} in the pool")

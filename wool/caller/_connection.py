@@ -63,6 +63,7 @@ from .._transport import (
     oversized,
     show_size,
 )
+from . import _output
 from ._fetches import answer_fetch
 from ._hello import OPTIONS as HELLO_OPTIONS
 from ._hello import Hello, needs_hello
@@ -133,6 +134,9 @@ class Connection:
         # Its endpoint refused a connection: nobody listens there (a stale or wrong entry).
         # ZeroMQ keeps retrying, and a handshake still puts it in rotation.
         self.refused = False
+        # The worker said it takes no new calls (it is stopping or recycling): out of
+        # rotation, while the calls in flight on it finish.
+        self.draining = False
         # Its CURVE handshake failed because the worker refused this process's key.
         self.denied = False
         self._quiet = quiet  # no warning when the endpoint refuses connections
@@ -341,6 +345,16 @@ class Connection:
             return
         if type(msg) is p.Fetch:  # a worker asks for part of a value shared with it (`wool.share`)
             self._driver.send(p.encode(answer_fetch(msg, self.send_limit)))
+            return
+        if type(msg) is p.Output:  # aside: no reply, whatever state its call is in
+            _output.receive(self, msg)
+            return
+        if type(msg) is p.Reject and msg.call_id == 0:  # no call's: the worker's goodbye
+            if msg.reason is p.RejectReason.SHUTTING_DOWN and not self.draining:
+                self.draining = True
+                log.debug("worker %r takes no new calls: %r", self.worker.id, msg.detail)
+                if self._on_refused is not None:
+                    self._on_refused(self)  # the mesh looks at it again
             return
         if not self._match(msg):
             log.debug(

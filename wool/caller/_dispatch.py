@@ -26,9 +26,10 @@ from .. import _observe
 from .. import protocol as p
 from .._errors import DispatchError, NoWorkersAvailable, SerializationError, WoolError, WorkerLost
 from . import _contextvars as cv
+from . import _output
 from . import _route as route
 from ._connection import Connection
-from ._context import current_mesh
+from ._context import current_mesh, current_slot_var
 from ._options import NO_OPTIONS, Options, deadline, deadline_var, options_var
 from ._sources import remember_command_source
 
@@ -38,6 +39,10 @@ _pickled: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = w
 
 _NOT_RUN = (p.RejectReason.WRONG_WORKER, p.RejectReason.SHUTTING_DOWN)
 MAX_ATTEMPTS = 3  # for calls a worker refused before running them
+# Refusals by distinct workers (each is then out of rotation) do not count against
+# MAX_ATTEMPTS, so that workers recycling one after another never fail a call; this bounds
+# them all the same.
+MAX_REFUSALS = 64
 
 
 def _pickled_routine(wrapper: Callable[..., Any]) -> tuple[bytes, bytes]:
@@ -198,7 +203,9 @@ async def _dispatch(
     digest, routine_pickle = _pickled_routine(wrapper)
     context = _capture("{} was not called", name, place.watch)
     options = place.options
-    for _ in range(MAX_ATTEMPTS):
+    refused_by: set[str] = set()
+    attempts = 0
+    while attempts < MAX_ATTEMPTS and len(refused_by) < MAX_REFUSALS:
         try:
             if options.affinity is None and route.route_var.get() is None:
                 conn = await mesh.choose(not nested, place.tags)
@@ -222,8 +229,11 @@ async def _dispatch(
             options.timeout,
             place.remaining(),
             options.affinity,
+            options.priority,
         )
         future = conn.request(msg, generator)
+        if nested:
+            _output.route(conn, call_id, current_slot_var.get())
         del msg  # while the call runs, its frames (the arguments) are held by nothing here
         if log.isEnabledFor(logging.DEBUG):
             caller = conn.routing_id.decode()
@@ -248,9 +258,12 @@ async def _dispatch(
         if isinstance(reply, p.Reject) and reply.reason in _NOT_RUN:
             # Out of rotation, but its other calls may still finish (it is draining).
             mesh.retire(conn.worker.id)
+            if conn.worker.id in refused_by or reply.reason is not p.RejectReason.SHUTTING_DOWN:
+                attempts += 1
+            refused_by.add(conn.worker.id)
             continue
         return conn, call_id, reply
-    raise WorkerLost(f"{name} was refused by {MAX_ATTEMPTS} workers in turn; it did not run")
+    raise WorkerLost(f"{name} was refused by {len(refused_by)} workers in turn; it did not run")
 
 
 def _capture(what: str, name: str, watch: _observe.CallWatch | None) -> bytes:

@@ -50,7 +50,9 @@ class Mesh(Roster):
         """Whether to wait for a suitable worker to appear: discovery is followed, in a
         namespace other processes' workers may join, and no worker in it is unusable for a
         reason a call should hear at once (it refused this process's key, its keys do not
-        fit, it refuses connections)."""
+        fit, it refuses connections); or its pool is starting a replacement."""
+        if self.expecting > 0 and not self.closed:
+            return True
         if self._watcher is None or not self.open_namespace or self._refused or self._ignored:
             return False
         return not any(c.refused and not c.connected.done() for c in self._connections.values())

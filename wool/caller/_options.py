@@ -16,6 +16,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from .. import protocol as p
 from .._seconds import check_optional_seconds
 from ._affinity import key_digest
 from ._blocking import loop_now
@@ -41,6 +42,7 @@ class Options:
     timeout: float | None = None
     affinity: bytes | None = None  # the digest of the affinity key (see `_affinity`)
     hedge_after: float | None = None  # not inherited by nested calls (see `options`)
+    priority: int = 0  # higher first where calls wait: for room in a window, or for a slot
 
 
 NO_OPTIONS = Options()
@@ -63,6 +65,14 @@ def check_tags(tags: str | Iterable[str], what: str = "tags") -> frozenset[str]:
     return found
 
 
+def check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(f"priority must be an int, not {type(priority).__name__}")
+    if not -p.MAX_PRIORITY <= priority <= p.MAX_PRIORITY:
+        raise ValueError(f"priority must be within ±{p.MAX_PRIORITY}, got {priority}")
+    return priority
+
+
 def check_timeout(timeout: float | None) -> float | None:
     return check_optional_seconds(timeout, "timeout")
 
@@ -74,6 +84,7 @@ def options(
     timeout: float | None = _KEEP,
     affinity: Hashable | None = _KEEP,
     hedge_after: float | None = _KEEP,
+    priority: int = _KEEP,
 ) -> Iterator[Options]:
     """Options for the routine calls made in this block, and for the nested calls those
     routines make on workers. An option not given keeps its enclosing value.
@@ -93,14 +104,19 @@ def options(
             that is not idempotent in the block raises `TypeError` at the call. Unlike the
             other options it applies only to the calls made in the block, not to the nested
             calls those routines make (they need not be idempotent).
+        priority: An int, 0 by default, higher first: where calls wait (for room in this
+            process's window on a worker, or for a slot on a worker at `max_calls`), a call
+            of a higher priority goes before those of lower ones, and in order of arrival
+            within one. Running calls are never pre-empted. It travels into nested calls.
 
     Yields:
         The `Options` in force inside the block.
 
     Raises:
         TypeError: A tag is not a non-empty string, the affinity key is not hashable or not
-            picklable, or a number of seconds is not a number.
-        ValueError: A number of seconds is negative or not finite.
+            picklable, a number of seconds is not a number, or the priority is not an int.
+        ValueError: A number of seconds is negative or not finite, or the priority is
+            beyond ±(2**31 - 1).
 
     Example:
         ```python
@@ -116,6 +132,7 @@ def options(
         current.timeout if timeout is _KEEP else check_timeout(timeout),
         current.affinity if affinity is _KEEP else (None if affinity is None else key_digest(affinity)),
         current.hedge_after if hedge_after is _KEEP else check_optional_seconds(hedge_after, "hedge_after"),
+        current.priority if priority is _KEEP else check_priority(priority),
     )
     token = options_var.set(new)
     try:

@@ -77,6 +77,7 @@ class Roster:
         self.insecure = insecure
         # Whether workers may join `discovery` later: not a pool's private namespace.
         self.open_namespace = open_namespace
+        self.expecting = 0  # workers being started for this mesh (a pool's replacements)
         self.max_message_size = max_message_size
         self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()
@@ -174,6 +175,21 @@ class Roster:
         if conn is not None and conn.idle:
             self._close(conn)
 
+    def expect(self, delta: int) -> None:
+        """A worker is being started for this mesh (+1), or has been added or failed (-1):
+        meanwhile a call finding no worker waits for it (see `Mesh.choose`)."""
+        self.expecting += delta
+        self._announce()
+
+    def lose(self, worker_id: str, reason: str) -> None:
+        """Declare `worker_id` lost for `reason` (its pool is killing it): the calls in
+        flight on it fail with `WorkerLost(reason)` now, before the process goes."""
+        conn = self._connections.get(worker_id)
+        if conn is not None:
+            conn.fail(reason)
+        else:
+            self.retire(worker_id)
+
     def _close(self, conn: Connection) -> None:
         if self._connections.get(conn.worker.id) is conn:
             del self._connections[conn.worker.id]
@@ -190,7 +206,7 @@ class Roster:
         conn = slot.conn
         if conn is None:
             return not slot.probation
-        if conn.lost is not None:
+        if conn.lost is not None or conn.draining:
             return False
         if conn.connected.done():
             return True

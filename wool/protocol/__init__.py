@@ -1,9 +1,10 @@
 """The wool wire protocol: pure messages, codec and payload pickling (no I/O)."""
 
-from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, ProtocolError, decode, encode
+from ._codec import INLINE_MAX, MAX_ENVELOPE, MAX_LINKS, MAX_OUTPUT_LINES, ProtocolError, decode, encode
 from ._hints import pickling_hint
 from ._lifecycle import ACCEPTS, NO_REPLIES, REPLIES, STEPS, CallState, is_final, legal_reply
 from ._messages import (
+    MAX_PRIORITY,
     NO_CONTEXT,
     VERSION,
     Call,
@@ -15,6 +16,8 @@ from ._messages import (
     Kind,
     Message,
     Next,
+    Output,
+    OutputLine,
     Part,
     Ping,
     Pong,
@@ -27,6 +30,7 @@ from ._messages import (
     Send,
     ShareProblem,
     Stop,
+    Stream,
     Throw,
     Yield,
 )
@@ -38,11 +42,13 @@ __all__ = [
     "INLINE_MAX",
     "MAX_ENVELOPE",
     "MAX_LINKS",
+    "MAX_OUTPUT_LINES",
     "NO_CONTEXT",
     "NO_REPLIES",
     "OUT_OF_BAND",
     "REPLIES",
     "STEPS",
+    "MAX_PRIORITY",
     "VERSION",
     "Call",
     "CallState",
@@ -56,11 +62,14 @@ __all__ = [
     "Next",
     "Part",
     "Ping",
+    "Output",
+    "OutputLine",
     "Pong",
     "ProtocolError",
     "Raise",
     "Reject",
     "RejectReason",
+    "Stream",
     "Reply",
     "Request",
     "Return",

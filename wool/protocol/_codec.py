@@ -20,6 +20,7 @@ import msgpack
 
 from .._errors import WoolError
 from ._messages import (
+    MAX_PRIORITY,
     VERSION,
     Call,
     Cancel,
@@ -30,6 +31,8 @@ from ._messages import (
     Kind,
     Message,
     Next,
+    Output,
+    OutputLine,
     Part,
     Ping,
     Pong,
@@ -40,6 +43,7 @@ from ._messages import (
     Send,
     ShareProblem,
     Stop,
+    Stream,
     Throw,
     Yield,
 )
@@ -55,6 +59,7 @@ MAX_NAME = 256
 MAX_TEXT = 4096
 MAX_TRACEBACK = 8192
 MAX_TAGS = 64
+MAX_OUTPUT_LINES = 256  # lines of one `output` message (see `wool.worker._output`)
 MAX_LINKS = 8  # links of a `raise`'s path to the exception thrown in (see `Raise.thrown`)
 
 
@@ -102,7 +107,11 @@ def encode(msg: Message) -> list[Frame]:
     """The frames of `msg`, envelope first. Over-long text fields (names, messages,
     tracebacks, details) are clipped; any other oversize envelope raises `ProtocolError`."""
     if isinstance(msg, Call):
-        options = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining, msg.affinity)
+        options: tuple[Any, ...] = ([_clip(t, MAX_NAME) for t in msg.tags[:MAX_TAGS]], msg.timeout, msg.remaining, msg.affinity)
+        if msg.priority:  # only then: a call of the default priority has the shape it always had
+            if not _priority(msg.priority):
+                raise ProtocolError(f"call priority {msg.priority!r} is not an int within ±{MAX_PRIORITY}", msg.call_id)
+            options += (msg.priority,)
         call = (_clip(msg.worker_id, MAX_NAME), msg.digest, _clip(msg.name, MAX_NAME), msg.generator, *options)
         frames: list[Frame] = _framed(msg, call, [msg.routine, msg.context, *msg.payload])
     elif isinstance(msg, Raise):
@@ -130,6 +139,12 @@ def encode(msg: Message) -> list[Frame]:
         frames = [_envelope(msg, *about)]
     elif isinstance(msg, Reject):
         frames = [_envelope(msg, int(msg.reason), _clip(msg.detail, MAX_TEXT))]
+    elif isinstance(msg, Output):
+        lines = [
+            [int(ln.stream), _clip(ln.text, MAX_TEXT), _clip(ln.origin, MAX_NAME), ln.level, _clip(ln.logger, MAX_NAME)]
+            for ln in msg.lines[:MAX_OUTPUT_LINES]
+        ]
+        frames = [_envelope(msg, lines, msg.dropped)]
     elif isinstance(msg, Credit):
         frames = [_envelope(msg, msg.count)]
     elif isinstance(msg, Fetch):
@@ -261,6 +276,28 @@ def _digest(v: object) -> bool:
     return v is None or (isinstance(v, bytes) and 0 < len(v) <= 64)
 
 
+def _priority(v: object) -> bool:
+    return _is_int(v) and -MAX_PRIORITY <= v <= MAX_PRIORITY  # type: ignore[operator]
+
+
+def _output_lines(v: object) -> bool:
+    return (
+        type(v) is list
+        and len(v) <= MAX_OUTPUT_LINES
+        and all(
+            type(ln) is list
+            and len(ln) == 5
+            and ln[0] in Stream._value2member_map_
+            and _str(ln[1])
+            and _str(ln[2])
+            and _is_int(ln[3])
+            and 0 <= ln[3] <= 100
+            and _str(ln[4])
+            for ln in v
+        )
+    )
+
+
 def _path(v: object) -> bool:
     return isinstance(v, str) and len(v) <= MAX_LINKS and not v.strip("cx")
 
@@ -298,11 +335,16 @@ _FIELDS: dict[Kind, tuple[tuple[Callable[[object], bool], ...], int, int | None]
     Kind.REJECT: ((_reason, _str), 0, 0),
     Kind.FETCH: ((_key, _count, _positive), 0, 0),
     Kind.PART: ((_key, _count, _count, _problem, _str), 1, 1),
+    Kind.OUTPUT: ((_output_lines, _count), 0, 0),
 }
 
 
 # Fields a kind may carry after its fixed ones (all of them optional, in order).
-_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {Kind.RAISE: (_path,), Kind.PONG: (_positive,)}
+_OPTIONAL: dict[Kind, tuple[Callable[[object], bool], ...]] = {
+    Kind.RAISE: (_path,),
+    Kind.PONG: (_positive,),
+    Kind.CALL: (_priority,),
+}
 
 _KINDS: dict[int, Kind] = {kind.value: kind for kind in Kind}  # a lookup: Kind(code) costs 0.5 µs
 
@@ -354,7 +396,9 @@ def decode(frames: Sequence[Frame]) -> Message:
 
 
 _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
-    Kind.CALL: lambda i, f, p: Call(i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6], f[7]),
+    Kind.CALL: lambda i, f, p: Call(
+        i, f[0], f[1], f[2], f[3], p[0], p[2:], p[1], tuple(f[4]), f[5], f[6], f[7], f[8] if len(f) > 8 else 0
+    ),
     Kind.NEXT: lambda i, f, p: Next(i, p[0]),
     Kind.SEND: lambda i, f, p: Send(i, p[1:], p[0]),
     Kind.THROW: lambda i, f, p: Throw(i, p[1:], p[0]),
@@ -370,4 +414,5 @@ _BUILD: dict[Kind, Callable[[int, list[Any], tuple[Frame, ...]], Message]] = {
     Kind.REJECT: lambda i, f, p: Reject(i, RejectReason(f[0]), f[1]),
     Kind.FETCH: lambda i, f, p: Fetch(i, f[0], f[1], f[2]),
     Kind.PART: lambda i, f, p: Part(i, f[0], f[1], f[2], p[0], ShareProblem(f[3]), f[4]),
+    Kind.OUTPUT: lambda i, f, p: Output(i, tuple(OutputLine(Stream(a), b, c, d, e) for a, b, c, d, e in f[0]), f[1]),
 }

@@ -64,6 +64,8 @@ GENERATOR_REPLIES: dict[Kind, frozenset[Kind]] = {
     Kind.CREDIT: frozenset({Kind.YIELD, Kind.STOP, Kind.RAISE, Kind.REJECT}),
 }
 
+# (`output` is no reply: it may come at any time while a call is open, and the caller takes it
+# aside, see `wool.caller._output`.)
 # Replies after which a call is over: nothing more may be sent for it.
 FINAL = {
     False: frozenset({Kind.RETURN, Kind.RAISE, Kind.REJECT, Kind.PONG}),

@@ -14,8 +14,11 @@ import enum
 # message size. 4: small frames travel inside the envelope (see `_codec`). A peer of another
 # version is refused with a message naming both, rather than failing on a field it does not know.
 # 5: a worker fetches a shared value (`wool.share`) from the caller of the call that needs it,
-# in parts (`fetch`, `part`).
+# in parts (`fetch`, `part`); a call's envelope may end with its priority
+# (`wool.options(priority=N)`); the kind `output` carries what a routine printed or logged
+# to its caller.
 VERSION = 5
+MAX_PRIORITY = 2**31 - 1  # priorities are ints within ±this
 
 Frame = bytes | memoryview
 
@@ -44,6 +47,7 @@ class Kind(enum.IntEnum):
     PONG = 20
     REJECT = 21
     FETCH = 22
+    OUTPUT = 23
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class Call:
     timeout: float | None = None
     remaining: float | None = None
     affinity: bytes | None = None
+    priority: int = 0  # higher first where calls queue (see `wool.options`)
     kind = Kind.CALL
 
 
@@ -259,6 +264,35 @@ class Part:
     kind = Kind.PART
 
 
+class Stream(enum.IntEnum):
+    STDOUT = 1
+    STDERR = 2
+    LOG = 3  # a logging record: its level and logger name travel with it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a routine wrote or logged, on the worker `origin` (`3f2a pid=4122 host=h1`)."""
+
+    stream: Stream
+    text: str
+    origin: str
+    level: int = 0  # a log record's level
+    logger: str = ""  # a log record's logger name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    """What call `call_id` printed or logged since the last `output`, for the caller to write
+    out (it ends the call in nothing); `dropped`: bytes dropped because more came than the
+    worker forwards (see `wool.worker._output`)."""
+
+    call_id: int
+    lines: tuple[OutputLine, ...]
+    dropped: int = 0
+    kind = Kind.OUTPUT
+
+
 Request = Call | Next | Send | Throw | Close | Cancel | Ping | Credit | Part
-Reply = Return | Yield | Raise | Stop | Pong | Reject | Fetch
+Reply = Return | Yield | Raise | Stop | Pong | Reject | Fetch | Output
 Message = Request | Reply

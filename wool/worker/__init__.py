@@ -3,7 +3,7 @@
 Other packages import from here, never from the private modules below: `wool._pool` spawns
 workers through these names."""
 
-from ._config import DEFAULT_GRACE, WorkerConfig
+from ._config import DEFAULT_GRACE, WorkerConfig, check_recycle_after
 from ._endpoint import remove_socket
 from ._lifespan import LifespanFactory, check_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, check_port, metrics_token, token_path
@@ -22,6 +22,7 @@ __all__ = [
     "WorkerProcess",
     "check_factory",
     "check_port",
+    "check_recycle_after",
     "metrics_token",
     "check_threads",
     "remove_socket",

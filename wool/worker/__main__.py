@@ -13,18 +13,19 @@ import pickle
 import sys
 import traceback
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import _metrics, _tracing
 from .. import protocol as p
 from .._errors import WoolError
+from .._memory import check_memory_limit, parse_size
 from .._seconds import check_seconds
 from .._spin import DEFAULT_SPIN_US, IDLE_STRATEGIES, check_idle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, HANDSHAKE_IVL_MS, check_liveness, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
 from ..discovery import SPEC_HELP, WorkerInfo, discovery_from_args, prune_registry
 from ..sharing import default_limit
-from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig
+from ._config import DEFAULT_BIND_HELP, DEFAULT_GRACE, WorkerConfig, check_recycle_after
 from ._lifeline import die_with_parent, pool_pid, watch_pool
 from ._lifespan import LifespanError, load_factory
 from ._metrics_http import DEFAULT_METRICS_ADDRESS, TAG_PREFIX, token_path
@@ -34,9 +35,12 @@ from ._template import serve_template
 from ._threads import DEFAULT_THREADS, check_threads
 
 LOG_FORMAT = "%(asctime)s wool[%(process)d] %(levelname)s %(name)s: %(message)s"
+EXIT_MEMORY = 70  # --recycle-exit: the memory limit was far exceeded and the loop was held
+
+T = TypeVar("T")
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def _run(main: Coroutine[Any, Any, T]) -> T:
     """Run the worker on uvloop when it is installed (`pip install wool[uvloop]`: each call
     costs the worker less loop overhead), unless WOOL_UVLOOP=0; else on asyncio's loop."""
     try:
@@ -46,11 +50,17 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
             except ImportError:
                 pass
             else:
-                uvloop.run(main)
-                return
-        asyncio.run(main)
+                return uvloop.run(main)
+        return asyncio.run(main)
     finally:
         _tracing.flush()  # the spans of its last calls, before the process exits
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +198,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"with --idle spin: how long to poll after each message, in microseconds ({DEFAULT_SPIN_US} if not given)",
     )
+    parser.add_argument(
+        "--recycle-after",
+        type=int,
+        metavar="N",
+        help="after N calls, stop taking calls (callers send them elsewhere), finish the running ones and "
+        "re-execute in place: a new incarnation with the same options (default: never)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=_size,
+        metavar="SIZE",
+        help="recycle (as --recycle-after does) once the RSS exceeds SIZE between calls (bytes, or units such as "
+        "512MB or 2GiB); above 1.2 x SIZE while calls run, fail them with WorkerLost naming the limit and restart",
+    )
+    parser.add_argument(
+        "--recycle-exit",
+        action="store_true",
+        help="when recycling, exit 0 (70 after exceeding 1.2 x --memory-limit) instead of re-executing, for "
+        "supervisors (systemd Restart=always, Kubernetes) that start it again",
+    )
+    parser.add_argument(
+        "--no-forward-output",
+        action="store_true",
+        help="keep what routines print and log here (default: also send it to the process that made the call, "
+        "which writes it out prefixed with this worker's id, pid and host)",
+    )
     parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.add_argument("--template", type=int, metavar="FD", help=argparse.SUPPRESS)
     return parser
@@ -274,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(f"--idle/--spin-us: {e}")
     try:
+        check_recycle_after(args.recycle_after, "--recycle-after")
+        check_memory_limit(args.memory_limit, "--memory-limit")
+    except ValueError as e:
+        parser.error(str(e))
+    try:
         config = WorkerConfig(
             discovery,
             args.bind,
@@ -293,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             share_cache=args.share_cache,
             idle=args.idle,
             spin_us=args.spin_us,
+            recycle_after=args.recycle_after,
+            memory_limit=args.memory_limit,
+            forward_output=not args.no_forward_output,
         )
     except ValueError as e:
         parser.error(str(e))
@@ -306,10 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
+    argv = sys.argv[1:] if argv is None else argv
+    hard_exit = (lambda: os._exit(EXIT_MEMORY)) if args.recycle_exit else (lambda: _reexecute(argv))
     try:
         run_setup()
         prune_registry()  # what killed pools and workers left in the runtime directory
-        _run(serve(config, on_ready))
+        recycled = _run(serve(config, on_ready, hard_exit=hard_exit))
     except LifespanError as e:
         assert e.__cause__ is not None
         trace = "".join(traceback.format_exception(e.__cause__))
@@ -318,7 +364,23 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, WoolError, ValueError) as e:
         print(f"wool worker: {e}", file=sys.stderr)
         return 1
+    if recycled is not None and not args.recycle_exit:
+        with contextlib.suppress(OSError):  # a closed stdout must not stop the restart
+            print(f"wool worker recycling ({recycled}): starting again", flush=True)
+        _reexecute(argv)
     return 0
+
+
+def _reexecute(argv: list[str]) -> None:
+    """Replace this process by a new worker with the same options (same pid: a supervisor
+    watching it sees no exit)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    # The same interpreter options: safe-path mode (-P) above all, so a worker started with the
+    # working directory off sys.path is not re-executed with it back on.
+    flags = [*(["-P"] if sys.flags.safe_path else []), *(f"-W{w}" for w in sys.warnoptions)]
+    os.execv(sys.executable, [sys.executable, *flags, "-m", "wool.worker", *argv])
 
 
 def _configure_logging(level: str | None) -> None:
@@ -334,15 +396,23 @@ def _run_spawned(ready_fd: int) -> int:
     def handshake(payload: dict[str, object]) -> None:
         nonlocal ready
         ready = True
-        os.write(ready_fd, json.dumps(payload).encode() + b"\n")
-        os.close(ready_fd)
+        tell(payload)
+
+    def tell(payload: dict[str, Any]) -> None:
+        # After the handshake the pipe stays open: it tells the pool of recycles.
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, json.dumps(payload).encode() + b"\n")
 
     try:
         config = _read_config()
         watch_pool(pool_pid(), config.grace)
         _configure_logging(config.log_level)
         run_setup()
-        _run(serve(config, lambda info: handshake(info.to_dict()), watch_fd=0))
+        _run(
+            serve(
+                config, lambda info: handshake(info.to_dict()), watch_fd=0, notify=tell, hard_exit=lambda: os._exit(EXIT_MEMORY)
+            )
+        )
     except BaseException as e:
         if ready:
             raise

@@ -140,8 +140,8 @@ def _context(slot: CallSlot, msg: p.Call) -> contextvars.Context:
     options and deadline (on this process's clock)."""
     context = contextvars.copy_context()
     context.run(current_slot_var.set, slot)
-    if msg.tags or msg.timeout is not None or msg.affinity is not None:
-        context.run(options_var.set, Options(frozenset(msg.tags), msg.timeout, msg.affinity))
+    if msg.tags or msg.timeout is not None or msg.affinity is not None or msg.priority:
+        context.run(options_var.set, Options(frozenset(msg.tags), msg.timeout, msg.affinity, priority=msg.priority))
     if msg.remaining is not None:
         context.run(deadline_var.set, asyncio.get_running_loop().time() + msg.remaining)
     return context

@@ -10,6 +10,7 @@ from typing import Any
 from .._endpoints import parse_endpoint
 from .._ipc import ipc_endpoint_problem
 from .._keys import Keys
+from .._memory import check_memory_limit
 from .._spin import check_idle
 from .._transport import DEFAULT_LIVENESS, DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from ..caller import DEFAULT_IDLE_TIMEOUT
@@ -61,6 +62,15 @@ def bind_refusal(bind: str | None) -> str | None:
     )
 
 
+def check_recycle_after(n: int | None, what: str = "recycle_after") -> int | None:
+    """`n` calls (at least 1), or None: never recycle for a number of calls."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
+        raise TypeError(f"{what} must be an int or None, not {type(n).__name__}")
+    if n is not None and n < 1:
+        raise ValueError(f"{what} must be at least 1, got {n}")
+    return n
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
     """Raises `ValueError` for a worker without `keys` that other users or hosts could call
@@ -92,8 +102,13 @@ class WorkerConfig:
     share_cache: int | None = None  # bytes of shared values it keeps mapped (None: the default)
     idle: str = "sleep"  # "spin": poll the sockets for `spin_us` after each message (`_spin`)
     spin_us: int | None = None
+    recycle_after: int | None = None  # calls after which it recycles (see `_recycle`)
+    memory_limit: int | None = None  # bytes of RSS above which it recycles (1.2x: killed)
+    forward_output: bool = True  # send what routines print and log to their callers
 
     def __post_init__(self) -> None:
+        check_recycle_after(self.recycle_after)
+        check_memory_limit(self.memory_limit)
         if self.keys is not None and not isinstance(self.keys, Keys):
             raise TypeError(f"keys must be a wool.Keys, not {type(self.keys).__name__}")
         check_max_message_size(self.max_message_size)

@@ -231,6 +231,9 @@ class WorkerProcess:
         self._stdin: IO[bytes] | None = None
         self._exited: asyncio.Future[int] | None = None
         self._signal: Callable[[int], None] | None = None
+        # After the handshake, the ready pipe carries the worker's notices (see `notice`).
+        self._notices: asyncio.StreamReader | None = None
+        self._notices_transport: asyncio.ReadTransport | None = None
 
     @property
     def pid(self) -> int | None:
@@ -277,11 +280,16 @@ class WorkerProcess:
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
         try:
             line = await asyncio.wait_for(reader.readline(), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            await self.kill()
-            raise WorkerStartError(f"worker process {self.pid} was not ready within {timeout:g} s") from None
-        finally:
+        except BaseException as e:
             transport.close()
+            if isinstance(e, TimeoutError):
+                await self.kill()
+                raise WorkerStartError(f"worker process {self.pid} was not ready within {timeout:g} s") from None
+            raise
+        if not line or b'"error"' in line:
+            transport.close()
+        else:
+            self._notices, self._notices_transport = reader, transport
         if not line:
             code = await self._wait(5.0)
             raise WorkerStartError(f"worker process {self.pid} exited with code {code} before it was ready")
@@ -293,6 +301,7 @@ class WorkerProcess:
                 raise WorkerStartError(f"worker process {self.pid} failed to start: {ready['error']}") from cause
             self.info = WorkerInfo.from_dict(ready)
         except (ValueError, TypeError) as e:
+            self.close_notices()
             await self.kill()
             raise WorkerStartError(f"worker process {self.pid} sent a bad handshake: {e}") from None
         return self.info
@@ -358,6 +367,27 @@ class WorkerProcess:
         exited.add_done_callback(release)
         self._signal = send_through_pidfd
 
+    async def notice(self) -> dict[str, Any] | None:
+        """The worker's next notice (a JSON object; see `_recycle`), or None once it has
+        exited or sent something else: it is one of ours, but it runs user code."""
+        reader = self._notices
+        if reader is None:
+            return None
+        try:
+            line = await reader.readline()
+            notice = json.loads(line) if line else None
+        except (ValueError, OSError):
+            notice = None
+        if not isinstance(notice, dict):
+            self.close_notices()
+            return None
+        return notice
+
+    def close_notices(self) -> None:
+        transport, self._notices_transport, self._notices = self._notices_transport, None, None
+        if transport is not None:
+            transport.close()
+
     async def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the process to exit: its exit code, or None if `timeout` ran out first."""
         return await self._wait(timeout)
@@ -374,6 +404,7 @@ class WorkerProcess:
         if self._exited is None or self._signal is None:
             return None
         try:
+            self.close_notices()
             if self._stdin is not None and not self._stdin.closed:
                 try:
                     self._stdin.close()

@@ -29,7 +29,9 @@ from . import _lifespan
 from ._config import WorkerConfig
 from ._endpoint import private_endpoint, remove_socket
 from ._metrics_http import Exposition
-from ._server import Server
+from ._output import FLUSH_INTERVAL, OutputForwarder
+from ._recycle import RecyclePolicy, Recycler
+from ._server import SETTLE_QUIET, Server
 
 log = logging.getLogger("wool.worker")
 
@@ -86,21 +88,32 @@ async def serve(
     on_ready: Callable[[WorkerInfo], None],
     *,
     watch_fd: int | None = None,
-) -> None:
+    notify: Callable[[dict[str, str]], None] | None = None,
+    hard_exit: Callable[[], None] | None = None,
+) -> str | None:
     """Run a worker until asked to stop. `watch_fd`, when given, is a pipe whose end of file
     means the parent is gone or wants us to stop; such a worker belongs to its parent and
-    ignores SIGINT (a Ctrl-C reaches the whole process group: the pool decides)."""
+    ignores SIGINT (a Ctrl-C reaches the whole process group: the pool decides). `notify`
+    tells the spawning pool of a recycle (see `_recycle`); `hard_exit` ends the process when
+    its memory limit is far exceeded and the loop does not respond. Returns why the worker
+    recycled, or None if it was stopped."""
     raise_open_file_limit()
     loop = asyncio.get_running_loop()
     idle, spin_us = check_idle(config.idle, config.spin_us)
     if idle == "spin":  # for the life of the process: before any socket is made
         _spin.enable(loop, spin_us)
     stop = asyncio.Event()
+    requested: list[bool] = []  # a stop was asked for (signal, stdin): it wins over a recycle
+
+    def request_stop() -> None:
+        requested.append(True)
+        stop.set()
+
     signals = (signal.SIGTERM,) if watch_fd is not None else (signal.SIGTERM, signal.SIGINT)
     if watch_fd is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, request_stop)
     if watch_fd is not None:
 
         def on_readable() -> None:
@@ -110,7 +123,7 @@ async def serve(
                 data = b""
             if not data:
                 loop.remove_reader(watch_fd)
-                stop.set()
+                request_stop()
 
         loop.add_reader(watch_fd, on_readable)
 
@@ -151,6 +164,39 @@ async def serve(
         raise
     if exposition is not None:
         exposition.watch(server)
+    forwarder: OutputForwarder | None = None
+    flusher: asyncio.TimerHandle | None = None
+    if config.forward_output:
+        forwarder = server.output = OutputForwarder(
+            server, f"{worker_id[:4]} pid={os.getpid()} host={socket.gethostname()}", tee=watch_fd is None
+        )
+        forwarder.install()
+
+        def flush() -> None:
+            nonlocal flusher
+            assert forwarder is not None
+            forwarder.flush_all()
+            flusher = loop.call_later(FLUSH_INTERVAL, flush)
+
+        flusher = loop.call_later(FLUSH_INTERVAL, flush)
+    recycler: Recycler | None = None
+    if config.recycle_after is not None or config.memory_limit is not None:
+
+        def stop_for_recycling() -> None:
+            server.accepting = False  # now: calls already read in this batch go elsewhere
+            server.stopping = "recycling"
+            stop.set()
+
+        recycler = Recycler(
+            RecyclePolicy(config.recycle_after, config.memory_limit),
+            stop=stop_for_recycling,
+            notify=notify,
+            fail_calls=server.fail_calls,
+            running=lambda: server.in_flight > server.queued,
+            hard_exit=hard_exit or (lambda: os._exit(70)),
+        )
+        server.on_call_started = recycler.call_started
+        server.on_call_ended = recycler.call_ended
     info = WorkerInfo(
         worker_id,
         server.endpoint,
@@ -174,7 +220,7 @@ async def serve(
             # so that no caller reaches this worker before `wool.state()` is ready.
             entered = await _unless_stopped(_lifespan.enter(config.lifespan), stop)
             if entered is None:
-                return
+                return None
             lifespan, holder.value = entered
             holder.ready = True
         if discovery is not None:
@@ -205,9 +251,18 @@ async def serve(
         if lifespan is not None:
             manager, lifespan = lifespan, None
             await _lifespan.leave(manager, config.lifespan, config.grace - (loop.time() - stopping))
-        if config.settle > 0:
-            await server.settle(config.grace, config.settle)
+        # A recycling worker settles even in a pool's private namespace: the pool's calls
+        # keep coming until it has been refused once.
+        settle = config.settle or (SETTLE_QUIET if recycler is not None and recycler.reason else 0.0)
+        if settle > 0:
+            await server.settle(config.grace, settle)
     finally:
+        if recycler is not None:
+            recycler.close()
+        if flusher is not None:
+            flusher.cancel()
+        if forwarder is not None:
+            forwarder.uninstall()
         if keeper is not None:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -226,3 +281,4 @@ async def serve(
             loop.remove_reader(watch_fd)
         for sig in signals:
             loop.remove_signal_handler(sig)
+    return recycler.reason if recycler is not None and not requested else None

@@ -38,6 +38,7 @@ from . import _unpickling as unpickling
 from ._admission import Admission, CallSlot
 from ._calls import CoroutineCall
 from ._generator_call import GeneratorCall
+from ._output import OutputForwarder
 from ._preauth import PreauthGuard
 from ._preauth import supported as preauth_supported
 from ._threads import DEFAULT_THREADS, ThreadRunner
@@ -46,6 +47,7 @@ log = logging.getLogger("wool.worker")
 
 SETTLE_QUIET = 0.25  # after a drain: how long no call may arrive before the socket closes
 ROUTINE_CACHE_SIZE = 1024
+MAX_CALLERS_REMEMBERED = 4096  # callers told of a stop (those heard from last)
 
 
 def caller_name(identity: bytes) -> str:
@@ -87,6 +89,13 @@ class Server:
         self._idle.set()
         self._last_refused = 0.0  # loop time the worker stopped accepting, or last refused a call
         self.served = 0  # calls ended since start, told in every pong
+        # Callers heard from (most recent last, bounded), told when this worker stops taking calls.
+        self._callers: dict[bytes, None] = {}
+        self.stopping = "shutting down"  # why it refuses calls once it stops accepting them
+        # Told of each call admitted and each call ended (see `_recycle`).
+        self.on_call_started: Callable[[], None] | None = None
+        self.on_call_ended: Callable[[], None] | None = None
+        self.output: OutputForwarder | None = None  # forwards calls' output (see `_output`)
         sock = new_socket(zmq.ROUTER, (zmq.ROUTER_MANDATORY, 1), liveness=liveness, max_message_size=max_message_size)
         # With keys, only callers whose public key `keys` trusts complete the handshake, and
         # ZeroMQ delivers nothing from the others (see `_curve`).
@@ -154,6 +163,8 @@ class Server:
         return fn
 
     def reply(self, identity: bytes, msg: p.Reply) -> None:
+        if self.output is not None:
+            self.output.before_reply(identity, msg)
         frames = p.encode(msg)
         if size := oversized(frames, self.max_message_size):
             # Values are checked where they are pickled (`_calls`); this catches the rest (a
@@ -173,11 +184,15 @@ class Server:
 
     def finished(self, key: tuple[bytes, int]) -> None:
         call = self._calls.pop(key, None)
+        if self.output is not None:
+            self.output.close(key)
         if call is not None:
             self.served += 1
             self._admission.ended(call, call.slot)
         if not self._calls:
             self._idle.set()
+        if call is not None and self.on_call_ended is not None:
+            self.on_call_ended()
 
     def fetch_part(self, identity: bytes, call_id: int, key: str, offset: int, length: int) -> asyncio.Future[p.Part]:
         """Ask the caller `identity` for part of a shared value (see `wool.sharing._fetch`);
@@ -209,6 +224,11 @@ class Server:
                 _metrics.WORKER.malformed.inc()
             return
         identity = frames[0]
+        callers = self._callers
+        if identity not in callers:
+            if len(callers) >= MAX_CALLERS_REMEMBERED:
+                del callers[next(iter(callers))]
+            callers[identity] = None
         try:
             msg = p.decode(frames[1:])
         except p.ProtocolError as e:
@@ -236,7 +256,7 @@ class Server:
                 self._warn("part", f"dropped a part of a shared value nobody waits for (call {msg.call_id})")
             else:
                 waiting.set_result(msg)
-        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject, p.Fetch)):
+        elif isinstance(msg, (p.Return, p.Yield, p.Raise, p.Stop, p.Pong, p.Reject, p.Fetch, p.Output)):
             self.reply(
                 identity, p.Reject(msg.call_id, p.RejectReason.MALFORMED, f"a worker does not take {msg.kind.name.lower()}")
             )
@@ -255,7 +275,7 @@ class Server:
             reason, detail = p.RejectReason.WRONG_WORKER, f"this is worker {self.worker_id}, not {msg.worker_id!r}"
         elif not self.accepting:
             self._last_refused = asyncio.get_running_loop().time()
-            reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"
+            reason, detail = p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is {self.stopping}"
         elif key in self._calls:
             reason, detail = p.RejectReason.BAD_STATE, f"call id {msg.call_id} is already open"
         else:
@@ -269,14 +289,21 @@ class Server:
                     extra=_observe.call_fields(msg.call_id, msg.name, self.worker_id, caller),
                 )
             self._idle.clear()
-            slot = CallSlot(self._admission)
+            slot = CallSlot(self._admission, msg.priority)
+            if self.output is not None:
+                self.output.open(slot, identity, msg.call_id)
             call = (GeneratorCall if msg.generator else CoroutineCall)(self, identity, msg, slot)
             self._calls[key] = call
             self._admission.admit(call, slot)
+            if self.on_call_started is not None:
+                self.on_call_started()
             return
         self.reply(identity, p.Reject(msg.call_id, reason, detail))
 
     def _on_unreachable(self, identity: bytes) -> None:
+        self._callers.pop(identity, None)
+        if not any(key[0] == identity for key in self._calls):
+            return  # a goodbye to a caller that left: nothing to cancel
         caller = caller_name(identity)
         log.info(
             "caller %s is gone; cancelling its calls", caller, extra=_observe.call_fields(None, None, self.worker_id, caller)
@@ -295,16 +322,30 @@ class Server:
 
     # -- shutdown ----------------------------------------------------------------------------
 
+    def fail_calls(self, why: str) -> None:
+        """Cancel every open call; their callers get `WorkerLost(why)`."""
+        for call in list(self._calls.values()):
+            call.cancel(WorkerLost(why))
+
+    def say_goodbye(self) -> None:
+        """Tell every caller heard from that this worker takes no new calls (a `reject` of
+        call id 0): each takes it out of rotation at once, rather than learn it from a call
+        that reaches the socket after it closed and is lost."""
+        goodbye = p.Reject(0, p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is {self.stopping}")
+        for identity in list(self._callers):
+            self.reply(identity, goodbye)
+
     async def drain(self, grace: float) -> None:
         """Stop accepting calls; give those in flight `grace` seconds, then cancel them and
         wait for their cancellation replies to be sent."""
         self.accepting = False
+        self.say_goodbye()
         self._last_refused = asyncio.get_running_loop().time()
         for call in self._admission.take_waiting():  # they never ran: callers go elsewhere
             assert isinstance(call, (CoroutineCall, GeneratorCall))
             key = (call.identity, call.call_id)
             self.finished(key)
-            self.reply(key[0], p.Reject(key[1], p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is shutting down"))
+            self.reply(key[0], p.Reject(key[1], p.RejectReason.SHUTTING_DOWN, f"worker {self.worker_id} is {self.stopping}"))
         if self._calls:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
