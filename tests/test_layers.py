@@ -41,7 +41,10 @@ LAYERS: list[tuple[str, ...]] = [
     # written to the private runtime directory
     ("wool.discovery", "wool.sharing"),
     ("wool.worker",),  # the server, call runners, the worker process and its CLI
-    ("wool._executor",),  # submission and cancellation of concurrent.futures calls over a pool's loop
+    (
+        "wool._executor",
+        "wool._run",
+    ),  # blocking forms: wool.run, and submission and cancellation of concurrent.futures calls over a pool's loop
     ("wool._pool", "wool._replacer"),  # WorkerPool (spawns workers and opens a mesh) and wool.Executor
     # the public door, the command-line tools and the joblib backend
     ("wool", "wool.keys", "wool.workers", "wool._watch", "wool.ping", "wool.metrics", "wool.joblib"),

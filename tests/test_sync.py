@@ -63,6 +63,16 @@ def test_run_returns_raises_and_gathers() -> None:
         pool.run(r.add(1, 2))
 
 
+def test_wool_run_in_sync_code_is_pool_run_on_the_latest_with_pool() -> None:
+    with pytest.raises(RuntimeError, match="with wool.WorkerPool"):
+        wool.run(r.add(1, 2))  # no pool open: the error says where wool.run works
+    with wool.WorkerPool(size=1) as pool:
+        assert wool.run(r.add(1, 2)) == 3
+        assert wool.run(r.pid()) in {w.pid for w in pool.workers}
+        with pytest.raises(r.Oops):
+            wool.run(r.fail("bad", 7))
+
+
 def test_map_is_a_plain_iterator_with_wool_map_semantics() -> None:
     with wool.WorkerPool(size=2) as pool:
         results = pool.map(sr.double, range(10), concurrency=3)

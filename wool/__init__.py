@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._pool import Executor, WorkerPool
+from ._run import run
 from ._state import state
 from .caller import (
     Candidate,
@@ -41,7 +42,6 @@ from .caller import (
     remaining,
     routine,
 )
-from .caller import run_blocking as run
 from .discovery import (
     Discovery,
     DiscoveryError,

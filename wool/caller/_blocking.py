@@ -30,8 +30,6 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._context import latest_pool
-
 T = TypeVar("T")
 
 
@@ -118,9 +116,7 @@ async def _hosted(found: Home, awaitable: Awaitable[T]) -> T:
 def run(awaitable: Awaitable[T], /) -> T:
     """Run `awaitable` (a routine call, `asyncio.gather(...)`, any coroutine) on the worker's
     event loop and block this thread until it ends: its result, or the exception it raised.
-    For nested calls in a plain `def` routine, which cannot `await`; in synchronous code
-    inside `with wool.WorkerPool(...) as pool:` it is `pool.run` on the most recently opened
-    pool.
+    For nested calls in a plain `def` routine, which cannot `await`.
 
     Raises `asyncio.CancelledError` when the routine's own call is cancelled (the nested call
     is cancelled too), `RuntimeError` where there is no loop to hand it to (outside a plain
@@ -128,14 +124,6 @@ def run(awaitable: Awaitable[T], /) -> T:
     is not awaitable."""
     if not inspect.isawaitable(awaitable):
         raise TypeError(f"wool.run() needs an awaitable (such as a routine call), not {awaitable!r}")
-    if home_var.get() is None and _running_loop() is None:
-        # Synchronous code holding a pool opened with `with` (on a loop thread of its own):
-        # the same as `pool.run` on the most recently opened one.
-        entry = latest_pool()
-        if entry is not None and entry.loop.is_running():
-            pool_run: Callable[[Awaitable[T]], T] | None = getattr(entry.pool, "run", None)
-            if pool_run is not None:
-                return pool_run(awaitable)
     try:
         found = home()
     except RuntimeError:
@@ -158,10 +146,3 @@ def run(awaitable: Awaitable[T], /) -> T:
         raise
     finally:
         found._untrack(future)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
