@@ -60,6 +60,7 @@ class Replacer:
         self._closing = False
 
     def start(self) -> None:
+        self._mesh.replacing = True
         for process in list(self._processes):
             self._follow(process)
         if self._memory_limit is not None:
@@ -169,6 +170,7 @@ class Replacer:
     async def close(self) -> None:
         """Stop following the workers (the pool stops them all next)."""
         self._closing = True
+        self._mesh.replacing = False
         tasks = [t for t in (self._sampler, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()

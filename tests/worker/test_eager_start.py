@@ -41,6 +41,9 @@ class Host:
         self.calls: dict[tuple[bytes, int], CoroutineCall] = {}
         self.replies: list[p.Reply] = []
 
+    def check_routine(self, msg: p.Call) -> None:
+        pass
+
     def load_routine(self, msg: p.Call) -> Callable[..., Any]:
         return self.fn
 

@@ -18,6 +18,13 @@ def test_a_worker_announces_at_90_percent_and_recycles_at_n_once() -> None:
     assert policy.reason == "it ran 10 calls (recycle_after=10)"
 
 
+def test_a_small_n_announces_a_call_before_the_last() -> None:
+    policy = RecyclePolicy(recycle_after=3, memory_limit=None)
+    assert [policy.call_started() for _ in range(3)] == [[], [Action.ANNOUNCE], [Action.RECYCLE]]
+    once = RecyclePolicy(recycle_after=1, memory_limit=None)
+    assert once.call_started() == [Action.ANNOUNCE, Action.RECYCLE]
+
+
 def test_memory_over_the_limit_recycles_and_far_over_it_while_calls_run_kills() -> None:
     policy = RecyclePolicy(recycle_after=None, memory_limit=100_000_000)
     assert policy.rss_seen(99_000_000, running=True) == []

@@ -50,8 +50,10 @@ class Mesh(Roster):
         """Whether to wait for a suitable worker to appear: discovery is followed, in a
         namespace other processes' workers may join, and no worker in it is unusable for a
         reason a call should hear at once (it refused this process's key, its keys do not
-        fit, it refuses connections); or its pool is starting a replacement."""
-        if self.expecting > 0 and not self.closed:
+        fit, it refuses connections); or its pool is starting a replacement, or replaces
+        every worker that leaves (a recycling worker may say goodbye before its pool has
+        heard that it asks for one)."""
+        if (self.expecting > 0 or self.replacing) and not self.closed:
             return True
         if self._watcher is None or not self.open_namespace or self._refused or self._ignored:
             return False

@@ -78,6 +78,7 @@ class Roster:
         # Whether workers may join `discovery` later: not a pool's private namespace.
         self.open_namespace = open_namespace
         self.expecting = 0  # workers being started for this mesh (a pool's replacements)
+        self.replacing = False  # its pool replaces every worker that recycles or dies
         self.max_message_size = max_message_size
         self.keys = keys
         self.balancer: LoadBalancer = balancer or RoundRobin()

@@ -52,7 +52,9 @@ class RecyclePolicy:
         self.memory_limit = memory_limit
         self.started = 0
         self.reason: str | None = None  # why it recycles, once it does
-        self._announce_at = max(1, math.ceil(recycle_after * ANNOUNCE_AT)) if recycle_after else None
+        # At 90 %, and at least one call before the last, so the replacement is on its way
+        # before this worker says it takes no more calls (with N = 3, ceil(2.7) is N).
+        self._announce_at = max(1, min(math.ceil(recycle_after * ANNOUNCE_AT), recycle_after - 1)) if recycle_after else None
         self._announced = False
 
     def call_started(self) -> list[Action]:
