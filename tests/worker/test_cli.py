@@ -276,3 +276,30 @@ async def test_caller_is_told_its_call_outlived_the_grace_period() -> None:
         (outcome,) = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
     assert isinstance(outcome, wool.WorkerLost)
     assert "grace period" in str(outcome)
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_whose_stdout_nobody_reads_still_serves(tmp_path: Path) -> None:
+    """The start-up line goes to stdout; a reader that went away (a supervisor's pipe closed,
+    or the reader of a worker that re-executed itself) must not stop the worker."""
+    name = f"no-reader-{tmp_path.name}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wool.worker", "--discovery", f"local:{name}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")])),
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # nobody will read the line it prints once it listens
+    try:
+        async with wool.WorkerPool(discovery=wool.LocalDiscovery(name)) as pool:
+            await pool.wait_for_workers(lambda ws: proc.pid in {w.pid for w in ws}, timeout=30)
+            assert await routines.add(1, 2) == 3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -348,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
             for t in info.tags
             if t.startswith(TAG_PREFIX)
         )
-        print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
+        # Whoever started it may have stopped reading (a supervisor's pipe, a test's reader
+        # gone by the time a recycled worker re-executed): the banner is not worth the worker.
+        with contextlib.suppress(OSError):
+            print(f"wool worker {info.id} listening on {info.endpoint} (pid {info.pid}){metrics}", flush=True)
 
     argv = sys.argv[1:] if argv is None else argv
     hard_exit = (lambda: os._exit(EXIT_MEMORY)) if args.recycle_exit else (lambda: _reexecute(argv))
