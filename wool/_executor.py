@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._loopthread import Handoff
+from ._loopthread import Handoff, running_loop
 from .caller import routine, run_blocking
 
 T = TypeVar("T")
@@ -150,7 +150,7 @@ class ExecutorCore(concurrent.futures.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new calls; with `cancel_futures`, cancel every call not ended (remotely);
         with `wait`, return once every call has ended, the cancelled ones included."""
-        if wait and self._loop is not None and _running_loop() is self._loop:
+        if wait and self._loop is not None and running_loop() is self._loop:
             raise RuntimeError("shutdown(wait=True) would block the event loop its calls run on: use shutdown(wait=False)")
         with self._lock:
             self._shut = True
@@ -191,10 +191,3 @@ def _cancel_remotely(future: concurrent.futures.Future[Any], handoff: Handoff) -
     if future.cancelled():
         future.set_running_or_notify_cancel()  # wakes wait() and as_completed()
         handoff.cancel()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -229,3 +229,12 @@ class BlockingIterator(Iterator[T]):
 
 async def _next(source: AsyncIterator[T]) -> T:
     return await anext(source)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None (where `asyncio.get_running_loop`
+    would raise)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

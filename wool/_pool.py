@@ -27,7 +27,7 @@ from ._errors import WorkerStartError
 from ._executor import ExecutorCore
 from ._interrupt import CtrlC, waiting_for
 from ._keys import Keys, PathLike, as_keys
-from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking
+from ._loopthread import BlockingIterator, LoopThread, as_coroutine, discard, run_blocking, running_loop
 from ._memory import check_memory_limit
 from ._replacer import Replacer
 from ._seconds import check_seconds
@@ -430,7 +430,7 @@ class WorkerPool:
         `asyncio.gather(...)` written here runs on it). Use `pool.run(...)`, `pool.map(...)` or
         `pool.executor()`; leaving the block closes the pool as `async with` does."""
         self._open_on_thread()
-        if _running_loop() is None:
+        if running_loop() is None:
             assert self._thread is not None
             asyncio.set_event_loop(self._thread.loop)
             self._current_loop_set = True
@@ -470,7 +470,7 @@ class WorkerPool:
         if self._mesh is None or loop is None:
             discard(awaitable)
             raise RuntimeError("the pool is not open: pool.run() works inside `with wool.WorkerPool(...) as pool:`")
-        if _running_loop() is loop:
+        if running_loop() is loop:
             discard(awaitable)
             raise RuntimeError("pool.run() would block the event loop this pool runs on: `await` the call instead")
         return run_blocking(loop, as_coroutine(awaitable, loop), self._context())
@@ -642,10 +642,3 @@ class Executor(ExecutorCore):
         with self._lock:
             self._idle.wait_for(lambda: not self._unwinding)
         pool.__exit__(None, None, None)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

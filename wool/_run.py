@@ -8,10 +8,10 @@ script and a plain routine make nested calls the same way.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from ._loopthread import running_loop
 from .caller import home_var, latest_pool, run_blocking
 
 T = TypeVar("T")
@@ -32,17 +32,10 @@ def run(awaitable: Awaitable[T], /) -> T:
             there instead).
         TypeError: `awaitable` is not awaitable.
     """
-    if home_var.get() is None and _running_loop() is None:
+    if home_var.get() is None and running_loop() is None:
         entry = latest_pool()
         if entry is not None and entry.loop.is_running():
             pool_run: Callable[[Awaitable[T]], T] | None = getattr(entry.pool, "run", None)
             if pool_run is not None:
                 return pool_run(awaitable)
     return run_blocking(awaitable)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

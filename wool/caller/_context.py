@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 from .._errors import NoPoolError
+from .._loopthread import running_loop
 
 if TYPE_CHECKING:
     from ._mesh import Mesh
@@ -96,18 +97,11 @@ def current_pool() -> OpenPool | None:
     """The pool a call made here would use, if it is a pool (not a worker's own mesh)."""
     mesh = current_mesh_var.get()
     if mesh is None:
-        return latest_pool(_running_loop()) or latest_pool()
+        return latest_pool(running_loop()) or latest_pool()
     for entry in list(_open_pools):
         if entry.mesh is mesh:
             return entry
     return None
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def current_mesh(routine_name: str) -> Mesh:
